@@ -1,0 +1,30 @@
+/**
+ * Kiln's custom search attributes: upserted by the build workflow on every transition so operators
+ * find builds in the Temporal Web UI and `kiln stuck` can list them through visibility.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export const KilnBuildId = defineSearchAttributeKey('KilnBuildId', SearchAttributeType.KEYWORD);
+export const KilnProject = defineSearchAttributeKey('KilnProject', SearchAttributeType.KEYWORD);
+export const KilnBucket = defineSearchAttributeKey('KilnBucket', SearchAttributeType.KEYWORD);
+export const KilnBuilder = defineSearchAttributeKey('KilnBuilder', SearchAttributeType.KEYWORD);
+export const KilnStatus = defineSearchAttributeKey('KilnStatus', SearchAttributeType.KEYWORD);
+export const KilnBuildset = defineSearchAttributeKey('KilnBuildset', SearchAttributeType.KEYWORD);
+export const KilnTags = defineSearchAttributeKey('KilnTags', SearchAttributeType.KEYWORD_LIST);
+export const KilnLeaseExpiresAt = defineSearchAttributeKey('KilnLeaseExpiresAt', SearchAttributeType.DATETIME);
+export const KilnLeaseHolder = defineSearchAttributeKey('KilnLeaseHolder', SearchAttributeType.KEYWORD);
+export const KilnLastHeartbeatAt = defineSearchAttributeKey('KilnLastHeartbeatAt', SearchAttributeType.DATETIME);
+
+/** Every Kiln search attribute with its server type name, for `--search-attribute` and the compose setup. */
+export const KILN_SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'KeywordList' | 'Datetime'> = {
+  KilnBuildId: 'Keyword',
+  KilnProject: 'Keyword',
+  KilnBucket: 'Keyword',
+  KilnBuilder: 'Keyword',
+  KilnStatus: 'Keyword',
+  KilnBuildset: 'Keyword',
+  KilnTags: 'KeywordList',
+  KilnLeaseExpiresAt: 'Datetime',
+  KilnLeaseHolder: 'Keyword',
+  KilnLastHeartbeatAt: 'Datetime',
+};
