@@ -1,0 +1,246 @@
+/**
+ * Swarming-mode configuration (Swarmbucket semantics): a bucket's `swarming` block, the builders and
+ * mixins inside it, the per-build `overrideBuilderCfg`, and the service-level task templates.
+ * Pure (zod only), so workflow code may import it. Field names follow LUCI's `project_config.proto`.
+ */
+import { z } from 'zod';
+
+/** Swarming's dimension key pattern (`swarming/server/validate`). */
+const DIMENSION_KEY_RE = /^[a-zA-Z_.-][0-9a-zA-Z_.-]*$/;
+/** Swarming's named-cache name pattern. */
+const CACHE_NAME_RE = /^[a-z0-9_]{1,128}$/;
+/** An email-shaped service account, as Swarming accepts besides `bot` and `none`. */
+const SERVICE_ACCOUNT_RE = /^[0-9a-zA-Z_\-.+%]+@[0-9a-zA-Z_\-.]+$/;
+
+/** The placeholders a bucket's `url_format` may use (Python `str.format` syntax; `{{`/`}}` are literal braces). */
+export const URL_FORMAT_PARAMETERS = ['swarming_hostname', 'task_id', 'bucket', 'builder'] as const;
+
+/** Splits `key:value` at the first colon; undefined when there is no colon. */
+export function splitKeyValue(s: string): { key: string; value: string } | undefined {
+  const i = s.indexOf(':');
+  return i < 0 ? undefined : { key: s.slice(0, i), value: s.slice(i + 1) };
+}
+
+/** A builder dimension: `key:value` adds/redefines `key`; `key:` (empty value) removes `key` when merged. */
+export const DimensionSchema = z.string().refine(
+  (s) => {
+    const kv = splitKeyValue(s);
+    return kv !== undefined && DIMENSION_KEY_RE.test(kv.key);
+  },
+  { message: `must be "key:value" or "key:" with key matching ${DIMENSION_KEY_RE.source}` },
+);
+
+/** A Swarming task tag added by a builder: `key:value`. */
+export const SwarmingTagSchema = z.string().refine((s) => (splitKeyValue(s)?.key ?? '') !== '', {
+  message: 'must be "key:value"',
+});
+
+/** A named cache mounted into the task's `cache/` directory at `path`. */
+export const CacheSchema = z.strictObject({
+  name: z.string().regex(CACHE_NAME_RE, `must match ${CACHE_NAME_RE.source}`),
+  path: z
+    .string()
+    .min(1)
+    .refine((p) => !p.includes('\\'), 'must use forward slashes')
+    .refine((p) => !p.startsWith('/'), 'must be relative')
+    .refine((p) => !p.split('/').includes('..'), 'must not contain ".."'),
+});
+export type CacheEntry = z.infer<typeof CacheSchema>;
+
+/**
+ * What recipe a builder runs. All fields optional in a layer (defaults, mixin, builder, override);
+ * after merging, `repository` and `name` are required. A property set to `null` removes it.
+ */
+export const RecipeSchema = z.strictObject({
+  repository: z.string().min(1).optional(),
+  name: z.string().min(1).optional(),
+  /** Recipe revision; the template's `${revision}` is `HEAD` when unset. */
+  revision: z.string().min(1).optional(),
+  properties: z.record(z.string().min(1), z.unknown()).optional(),
+});
+export type RecipeConfig = z.infer<typeof RecipeSchema>;
+
+const dimensionList = z.array(DimensionSchema).superRefine((dims, ctx) => {
+  const seen = new Map<string, { empty: boolean; values: Set<string> }>();
+  for (const d of dims) {
+    const kv = splitKeyValue(d);
+    if (!kv) continue; // reported by DimensionSchema
+    const { key, value } = kv;
+    const entry = seen.get(key) ?? { empty: false, values: new Set<string>() };
+    if (value === '') entry.empty = true;
+    else if (entry.values.has(value)) ctx.addIssue({ code: 'custom', message: `duplicate dimension "${d}"` });
+    else entry.values.add(value);
+    if (entry.empty && entry.values.size > 0) {
+      ctx.addIssue({ code: 'custom', message: `dimension key "${key}" is both removed ("${key}:") and set` });
+    }
+    seen.set(key, entry);
+  }
+});
+
+const cacheList = z.array(CacheSchema).superRefine((caches, ctx) => {
+  const names = new Set<string>();
+  for (const c of caches) {
+    if (names.has(c.name)) ctx.addIssue({ code: 'custom', message: `duplicate cache name "${c.name}"` });
+    names.add(c.name);
+  }
+});
+
+/** Fields every builder layer may set (LUCI `Builder` minus the ones Kiln does not use). */
+const layerShape = {
+  /** Visual grouping (e.g. in code review); also the `category` recipe property. */
+  category: z.string().min(1).optional(),
+  dimensions: dimensionList.optional(),
+  recipe: RecipeSchema.optional(),
+  swarming_tags: z.array(SwarmingTagSchema).optional(),
+  /** Longest a started task may run (Swarming `execution_timeout_secs`). */
+  execution_timeout_secs: z.number().int().positive().optional(),
+  /** Longest a task may stay pending (Swarming slice `expiration_secs`). */
+  expiration_secs: z.number().int().positive().optional(),
+  /** Swarming task priority, 1 (most important) to 255. */
+  priority: z.number().int().min(1).max(255).optional(),
+  caches: cacheList.optional(),
+  /** `bot`, `none`, or an email. */
+  service_account: z
+    .string()
+    .refine((s) => s === 'bot' || s === 'none' || SERVICE_ACCOUNT_RE.test(s), 'must be "bot", "none" or an email')
+    .optional(),
+};
+
+/** `builder_defaults`: any builder field except `name`; may use mixins. */
+export const BuilderDefaultsSchema = z.strictObject({ ...layerShape, mixins: z.array(z.string().min(1)).optional() });
+
+/** A named, reusable set of builder fields, applied in the order a builder lists them. */
+export const BuilderMixinSchema = z.strictObject({
+  name: z.string().min(1),
+  ...layerShape,
+  mixins: z.array(z.string().min(1)).optional(),
+});
+
+/** One builder of a swarming bucket, before defaults and mixins are applied. */
+export const BuilderConfigSchema = z.strictObject({
+  name: z.string().min(1),
+  ...layerShape,
+  mixins: z.array(z.string().min(1)).optional(),
+});
+
+export type BuilderDefaults = z.infer<typeof BuilderDefaultsSchema>;
+export type BuilderMixin = z.infer<typeof BuilderMixinSchema>;
+export type BuilderConfig = z.infer<typeof BuilderConfigSchema>;
+/** The mergeable part of any builder layer (no name, no mixins). */
+export type BuilderLayer = Omit<BuilderConfig, 'name' | 'mixins'>;
+
+/**
+ * A bucket's `swarming` block. Parse config with this at start: a bad value fails with a message
+ * naming its field, including unknown mixin references and duplicate builder names.
+ */
+export const SwarmingBucketConfigSchema = z
+  .strictObject({
+    /** Swarming server, e.g. `chromium-swarm.appspot.com` (no scheme). */
+    hostname: z
+      .string()
+      .min(1)
+      .refine((h) => !h.includes('://'), 'must not contain "://"'),
+    /** Build URL format; placeholders `{swarming_hostname}`, `{task_id}`, `{bucket}`, `{builder}`. */
+    url_format: z
+      .string()
+      .min(1)
+      .refine(
+        (f) =>
+          [...f.replace(/\{\{|\}\}/g, '').matchAll(/\{([^{}]*)\}/g)].every((m) =>
+            URL_FORMAT_PARAMETERS.includes(m[1] as never),
+          ),
+        `may only use the placeholders ${URL_FORMAT_PARAMETERS.map((p) => `{${p}}`).join(', ')}`,
+      )
+      .optional(),
+    builder_defaults: BuilderDefaultsSchema.optional(),
+    builders: z.array(BuilderConfigSchema).default([]),
+    mixins: z.array(BuilderMixinSchema).default([]),
+    /** Share of builds (0–100) that use the canary task template when the build does not force it. */
+    task_template_canary_percentage: z.number().int().min(0).max(100).default(10),
+  })
+  .superRefine((cfg, ctx) => {
+    const mixinNames = new Set<string>();
+    cfg.mixins.forEach((m, i) => {
+      if (mixinNames.has(m.name))
+        ctx.addIssue({ code: 'custom', path: ['mixins', i, 'name'], message: `duplicate mixin "${m.name}"` });
+      mixinNames.add(m.name);
+    });
+    const builderNames = new Set<string>();
+    cfg.builders.forEach((b, i) => {
+      if (builderNames.has(b.name))
+        ctx.addIssue({ code: 'custom', path: ['builders', i, 'name'], message: `duplicate builder "${b.name}"` });
+      builderNames.add(b.name);
+    });
+    const checkRefs = (refs: string[] | undefined, path: (string | number)[]) =>
+      refs?.forEach((r, j) => {
+        if (!mixinNames.has(r))
+          ctx.addIssue({ code: 'custom', path: [...path, 'mixins', j], message: `mixin "${r}" is not defined` });
+      });
+    checkRefs(cfg.builder_defaults?.mixins, ['builder_defaults']);
+    cfg.mixins.forEach((m, i) => checkRefs(m.mixins, ['mixins', i]));
+    cfg.builders.forEach((b, i) => checkRefs(b.mixins, ['builders', i]));
+  });
+export type SwarmingBucketConfig = z.infer<typeof SwarmingBucketConfigSchema>;
+/** The bucket block as written in config, before defaults are filled in. */
+export type SwarmingBucketConfigInput = z.input<typeof SwarmingBucketConfigSchema>;
+
+/** JSONPB field names (lowerCamelCase) accepted in `overrideBuilderCfg` besides the proto names. */
+const OVERRIDE_JSON_NAMES: Record<string, string> = {
+  swarmingTags: 'swarming_tags',
+  executionTimeoutSecs: 'execution_timeout_secs',
+  expirationSecs: 'expiration_secs',
+  serviceAccount: 'service_account',
+};
+
+/**
+ * A build's `swarming.overrideBuilderCfg`: JSONPB of a builder (proto or lowerCamelCase names), applied
+ * last, e.g. `{"dimensions": ["cores:64"]}`. It cannot rename the builder or use mixins.
+ */
+export const OverrideBuilderCfgSchema = z.preprocess(
+  (v) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).map(([k, x]) => [OVERRIDE_JSON_NAMES[k] ?? k, x]))
+      : v,
+  z.strictObject(layerShape),
+);
+export type OverrideBuilderCfg = z.infer<typeof OverrideBuilderCfgSchema>;
+
+/**
+ * One service-level task template: a Swarming `NewTaskRequest` (proto field names) whose string
+ * values may hold `${param}` placeholders, and the config revision it came from (tagged on tasks).
+ */
+export const TaskTemplateSchema = z.strictObject({
+  revision: z.string().min(1),
+  template: z
+    .looseObject({
+      name: z.string().optional(),
+      tags: z.array(z.string()).optional(),
+      task_slices: z
+        .array(z.looseObject({ properties: z.looseObject({}).optional() }))
+        .length(1, 'must hold exactly one slice'),
+    })
+    .refine((t) => !('properties' in t) && !('expiration_secs' in t), {
+      message: 'top-level "properties"/"expiration_secs" are deprecated in swarming.v2; put them in task_slices[0]',
+    }),
+});
+export type TaskTemplate = z.infer<typeof TaskTemplateSchema>;
+
+/** Service-wide Swarming settings: the task template and an optional canary template. */
+export const SwarmingServiceConfigSchema = z.strictObject({
+  task_template: TaskTemplateSchema,
+  task_template_canary: TaskTemplateSchema.optional(),
+});
+export type SwarmingServiceConfig = z.infer<typeof SwarmingServiceConfigSchema>;
+
+/** Formats zod issues as `path: message; ...`, the way Kiln reports bad config and input. */
+export function formatZodIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((i) => {
+      const path = [prefix, ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))]
+        .filter((p) => p !== '')
+        .join('.')
+        .replace(/\.\[/g, '[');
+      return path ? `${path}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}
