@@ -1,0 +1,388 @@
+/**
+ * When Kiln verifies a Gerrit patchset: per-project trigger config, Norbert's rule, Commit-Queue
+ * votes, the mapping from stream events to actions, and the CQ properties every build of a
+ * verification carries. Pure (zod only), so the verification workflow may import it.
+ */
+import { z } from 'zod';
+import { type BuilderId } from '../build.ts';
+import { KilnError } from '../errors.ts';
+import {
+  type AccountId,
+  type ChangeStatus,
+  type GerritChange,
+  type GerritEventAccount,
+  type GerritPatchset,
+  type GerritStreamEvent,
+  accountLabel,
+  CODE_REVIEW,
+  COMMIT_QUEUE,
+  changeUrl,
+  currentPatchset,
+  labelVotes,
+  VERIFIED,
+} from './change.ts';
+
+/** What starts a verification for a Gerrit project. */
+export const GERRIT_TRIGGERS = ['patchset-created', 'approval', 'commit-queue'] as const;
+export type GerritTrigger = (typeof GERRIT_TRIGGERS)[number];
+
+/** A Gerrit host name as used in buildsets (`gerrit.example.org`, optionally `:port`); no scheme, no path. */
+const hostSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$/, 'must be a host name without scheme or path');
+
+const builderPathSchema = z
+  .string()
+  .regex(/^[^/\s]+\/[^/\s]+\/[^/\s]+$/, 'must be a builder path project/bucket/builder');
+
+/**
+ * One Gerrit project Kiln verifies. `branches` absent means every branch. `reviewerGroup` is the
+ * group whose Code-Review > 0 counts for Norbert's rule (required for the `approval` trigger).
+ * `builders` get one build each per verification (BGP: one per platform).
+ */
+export const GerritProjectConfigSchema = z
+  .strictObject({
+    host: hostSchema,
+    project: z.string().min(1),
+    branches: z.array(z.string().min(1)).min(1).optional(),
+    trigger: z.enum(GERRIT_TRIGGERS),
+    reviewerGroup: z.string().min(1).optional(),
+    builders: z.array(builderPathSchema).min(1),
+  })
+  .superRefine((c, ctx) => {
+    if (c.trigger === 'approval' && c.reviewerGroup === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['reviewerGroup'], message: "required when trigger is 'approval'" });
+    }
+    if (new Set(c.builders).size !== c.builders.length) {
+      ctx.addIssue({ code: 'custom', path: ['builders'], message: 'must not repeat a builder' });
+    }
+  });
+export type GerritProjectConfig = z.infer<typeof GerritProjectConfigSchema>;
+
+/** Formats a zod issue path as `a.b[0].c`. */
+function issuePath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out;
+}
+
+/**
+ * Validates the Gerrit project configs (an array). Throws `KilnError('INVALID_ARGUMENT')` naming the
+ * first bad field (e.g. `[1].builders[0]`), and refuses two configs for the same host and project.
+ */
+export function parseGerritProjectConfigs(input: unknown): GerritProjectConfig[] {
+  const r = z.array(GerritProjectConfigSchema).safeParse(input);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue ? issuePath(issue.path) : '';
+    throw new KilnError('INVALID_ARGUMENT', `invalid Gerrit project config ${where || '(root)'}: ${issue?.message}`);
+  }
+  const seen = new Set<string>();
+  for (const [i, c] of r.data.entries()) {
+    const key = `${c.host}/${c.project}`;
+    if (seen.has(key)) throw new KilnError('INVALID_ARGUMENT', `invalid Gerrit project config [${i}]: ${key} twice`);
+    seen.add(key);
+  }
+  return r.data;
+}
+
+/** Branch name without `refs/heads/`, so configs and events compare equal either way. */
+function shortBranch(branch: string): string {
+  return branch.startsWith('refs/heads/') ? branch.slice('refs/heads/'.length) : branch;
+}
+
+/** True when `config` covers `branch` (all branches when it lists none). */
+export function configCoversBranch(config: GerritProjectConfig, branch: string): boolean {
+  if (config.branches === undefined) return true;
+  const b = shortBranch(branch);
+  return config.branches.some((x) => shortBranch(x) === b);
+}
+
+/** A yes/no with the reason shown to users (in logs, build summaries and Gerrit messages). */
+export interface TriggerDecision {
+  build: boolean;
+  reason: string;
+}
+
+function closedReason(status: ChangeStatus): string | undefined {
+  if (status === 'MERGED') return 'change is merged';
+  if (status === 'ABANDONED') return 'change is abandoned';
+  return undefined;
+}
+
+/**
+ * Norbert's rule (LibreOffice's Buildbot Gerrit Plugin): build iff the change is open, nobody voted
+ * Code-Review < 0 or Verified < 0, and at least one member of the reviewer group voted
+ * Code-Review > 0. Evaluate it on fresh change detail (`labels` of the current patchset), never on
+ * an event alone: a later -1 or a new patchset must win.
+ */
+export function norbertsRule(change: GerritChange, reviewerGroupMembers: ReadonlySet<AccountId>): TriggerDecision {
+  const closed = closedReason(change.status);
+  if (closed) return { build: false, reason: closed };
+  const codeReview = labelVotes(change, CODE_REVIEW);
+  const vetoCR = codeReview.find((v) => v.value < 0);
+  if (vetoCR) return { build: false, reason: `${CODE_REVIEW} ${vetoCR.value} by ${accountLabel(vetoCR.account)}` };
+  const vetoV = labelVotes(change, VERIFIED).find((v) => v.value < 0);
+  if (vetoV) return { build: false, reason: `${VERIFIED} ${vetoV.value} by ${accountLabel(vetoV.account)}` };
+  const approval = codeReview.find((v) => v.value > 0 && reviewerGroupMembers.has(v.account._account_id));
+  if (approval) {
+    return { build: true, reason: `${CODE_REVIEW} +${approval.value} by ${accountLabel(approval.account)}` };
+  }
+  return { build: false, reason: `no ${CODE_REVIEW} > 0 by a member of the reviewer group` };
+}
+
+/** What a verification runs: a plain verification, or a CQ dry run / full run. */
+export type VerificationMode = 'verify' | 'dry-run' | 'full-run';
+
+/** The CQ run a Commit-Queue value asks for: +1 dry run, +2 (or more) full run, otherwise none. */
+export function commitQueueMode(value: number | undefined): 'dry-run' | 'full-run' | undefined {
+  if (value === undefined || value <= 0) return undefined;
+  return value >= 2 ? 'full-run' : 'dry-run';
+}
+
+/** The highest Commit-Queue vote on the change's current patchset, or 0 when nobody voted. */
+export function commitQueueVote(change: GerritChange): number {
+  let max = 0;
+  for (const v of labelVotes(change, COMMIT_QUEUE)) max = Math.max(max, v.value);
+  return max;
+}
+
+/** The result of evaluating a project's trigger on fresh change detail. */
+export type TriggerEvaluation =
+  { build: true; reason: string; mode: VerificationMode; patchset: GerritPatchset } | { build: false; reason: string };
+
+/**
+ * Decides on fresh change detail (read with its current revision and detailed labels) whether the
+ * project's trigger asks for a verification of the current patchset now. When `patchset` is given
+ * (the one an event named) and it is no longer current, the answer is no: the newer patchset's
+ * own event decides. `reviewerGroupMembers` is needed for the `approval` trigger.
+ */
+export function evaluateTrigger(
+  config: GerritProjectConfig,
+  change: GerritChange,
+  opts: { reviewerGroupMembers?: ReadonlySet<AccountId>; patchset?: number } = {},
+): TriggerEvaluation {
+  if (change.project !== config.project) {
+    return { build: false, reason: `change is in project ${change.project}, not ${config.project}` };
+  }
+  if (!configCoversBranch(config, change.branch)) {
+    return { build: false, reason: `branch ${change.branch} is not verified` };
+  }
+  const closed = closedReason(change.status);
+  if (closed) return { build: false, reason: closed };
+  const current = currentPatchset(change);
+  if (!current) return { build: false, reason: 'change detail has no current revision' };
+  if (opts.patchset !== undefined && opts.patchset !== current.number) {
+    return { build: false, reason: `patchset ${opts.patchset} is outdated (current is ${current.number})` };
+  }
+  switch (config.trigger) {
+    case 'patchset-created':
+      return { build: true, reason: `patchset ${current.number} uploaded`, mode: 'verify', patchset: current };
+    case 'approval': {
+      const d = norbertsRule(change, opts.reviewerGroupMembers ?? new Set());
+      return d.build
+        ? { build: true, reason: d.reason, mode: 'verify', patchset: current }
+        : { build: false, reason: d.reason };
+    }
+    case 'commit-queue': {
+      const vote = commitQueueVote(change);
+      const mode = commitQueueMode(vote);
+      if (!mode) return { build: false, reason: `no ${COMMIT_QUEUE} vote` };
+      return { build: true, reason: `${COMMIT_QUEUE} +${vote}`, mode, patchset: current };
+    }
+  }
+}
+
+/**
+ * What to do about a stream event for one project config:
+ * - `verify`: verify this patchset now (the trigger needs no fresh state);
+ * - `evaluate`: read the change detail and call `evaluateTrigger` (fresh state decides);
+ * - `cancel`: cancel the change's verifications (abandoned, or Commit-Queue vote removed);
+ * - `merged`: the change merged: cancel builds not started, leave the vote alone;
+ * - `ignore`: nothing to do (`reason` says why).
+ */
+export type GerritEventAction = 'verify' | 'evaluate' | 'cancel' | 'merged' | 'ignore';
+
+/** One project config's decision about one stream event. */
+export interface GerritEventDecision {
+  action: GerritEventAction;
+  reason: string;
+  config: GerritProjectConfig;
+  host: string;
+  project: string;
+  branch: string;
+  change: number;
+  patchset: number;
+  revision: string;
+  ref: string;
+  /** A new patchset arrived: verifications of older patchsets of this change are obsolete. */
+  supersedesOlderPatchsets: boolean;
+  eventType: GerritStreamEvent['type'];
+}
+
+/** Options for `routeGerritEvent`. */
+export interface GerritRouteOptions {
+  /** Kiln's own Gerrit account: events it authored (its own votes and messages) trigger nothing. */
+  self?: { username?: string; email?: string };
+}
+
+function isSelf(a: GerritEventAccount | undefined, self: GerritRouteOptions['self']): boolean {
+  if (!a || !self) return false;
+  return (
+    (self.username !== undefined && a.username === self.username) ||
+    (self.email !== undefined && a.email !== undefined && a.email.toLowerCase() === self.email.toLowerCase())
+  );
+}
+
+function decideForConfig(
+  config: GerritProjectConfig,
+  event: GerritStreamEvent,
+  opts: GerritRouteOptions,
+): { action: GerritEventAction; reason: string; supersedes?: boolean } {
+  const ps = event.patchSet.number;
+  switch (event.type) {
+    case 'patchset-created':
+      return config.trigger === 'patchset-created'
+        ? { action: 'verify', reason: `patchset ${ps} uploaded`, supersedes: true }
+        : {
+            action: 'evaluate',
+            reason: `patchset ${ps} uploaded; ${config.trigger} trigger decides`,
+            supersedes: true,
+          };
+    case 'change-restored':
+      return config.trigger === 'patchset-created'
+        ? { action: 'verify', reason: 'change restored' }
+        : { action: 'evaluate', reason: `change restored; ${config.trigger} trigger decides` };
+    case 'change-merged':
+      return { action: 'merged', reason: 'change merged' };
+    case 'change-abandoned':
+      return { action: 'cancel', reason: 'change abandoned' };
+    case 'comment-added': {
+      if (isSelf(event.author, opts.self)) return { action: 'ignore', reason: "Kiln's own comment" };
+      if (config.trigger === 'patchset-created') {
+        return { action: 'ignore', reason: 'votes do not trigger verifications for this project' };
+      }
+      const labels = config.trigger === 'approval' ? [CODE_REVIEW, VERIFIED] : [COMMIT_QUEUE];
+      // A vote whose oldValue equals its value was not changed by this comment.
+      const relevant = event.approvals.filter((a) => labels.includes(a.type) && a.oldValue !== a.value);
+      if (relevant.length === 0) return { action: 'ignore', reason: `no ${labels.join('/')} vote changed` };
+      if (config.trigger === 'commit-queue') {
+        const cq = relevant[0]!;
+        if (cq.value > 0) return { action: 'evaluate', reason: `${COMMIT_QUEUE} +${cq.value}` };
+        if (cq.oldValue !== undefined && cq.oldValue > 0) {
+          return { action: 'cancel', reason: `${COMMIT_QUEUE} vote removed` };
+        }
+        return { action: 'ignore', reason: `${COMMIT_QUEUE} ${cq.value}` };
+      }
+      const what = relevant.map((a) => `${a.type} ${a.value > 0 ? '+' : ''}${a.value}`).join(', ');
+      return { action: 'evaluate', reason: `${what}; Norbert's rule decides` };
+    }
+  }
+}
+
+/**
+ * Maps a stream event from Gerrit `host` to what Kiln should do, once per project config it
+ * concerns (same host and project, branch covered). Configs the event does not concern are left
+ * out, so an empty array means "not ours".
+ */
+export function routeGerritEvent(
+  host: string,
+  event: GerritStreamEvent,
+  configs: readonly GerritProjectConfig[],
+  opts: GerritRouteOptions = {},
+): GerritEventDecision[] {
+  const out: GerritEventDecision[] = [];
+  for (const config of configs) {
+    if (config.host !== host || config.project !== event.change.project) continue;
+    if (!configCoversBranch(config, event.change.branch)) continue;
+    const d = decideForConfig(config, event, opts);
+    out.push({
+      action: d.action,
+      reason: d.reason,
+      config,
+      host,
+      project: event.change.project,
+      branch: shortBranch(event.change.branch),
+      change: event.change.number,
+      patchset: event.patchSet.number,
+      revision: event.patchSet.revision,
+      ref: event.patchSet.ref,
+      supersedesOlderPatchsets: d.supersedes ?? false,
+      eventType: event.type,
+    });
+  }
+  return out;
+}
+
+/** The properties every build of a verification carries (the legacy CQ / Buildbot Gerrit set). */
+export interface CqBuildProperties {
+  /** Gerrit's REST id of the change. */
+  'event.change.id': string;
+  'event.change.number': number;
+  'event.change.url': string;
+  'event.patchSet.ref': string;
+  /** `https://<host>`. */
+  gerrit: string;
+  patch_project: string;
+  patch_storage: 'gerrit';
+  reason: string;
+  /** The patchset's commit SHA: what the build checks out. */
+  revision: string;
+  /** Always `cq`: recipes test `category == 'cq'` to know a Gerrit patch is under test. */
+  category: 'cq';
+  /** When this verification attempt started, in microseconds since the epoch. */
+  attempt_start_ts: number;
+  buildername: string;
+  /** Who to blame: the change owner's email, when Gerrit shows it. */
+  blamelist: string[];
+  /** Only for Commit-Queue verifications: true for a dry run (CQ+1). */
+  dry_run?: boolean;
+}
+
+/** Inputs of `cqBuildProperties`. */
+export interface CqBuildPropertiesInput {
+  /** Gerrit host name (no scheme), as in the project config. */
+  host: string;
+  change: Pick<GerritChange, 'id' | 'project' | '_number' | 'owner'>;
+  patchset: GerritPatchset;
+  builder: BuilderId;
+  /** Start of the verification attempt (ms since epoch); the same for every builder of the attempt. */
+  attemptStartMs: number;
+  /** @default 'CQ' */
+  reason?: string;
+  /** Adds `dry_run` for CQ runs. @default 'verify' (no `dry_run`) */
+  mode?: VerificationMode;
+}
+
+/** The CQ build properties of one builder's build in a verification. Pure: same input, same output. */
+export function cqBuildProperties(input: CqBuildPropertiesInput): CqBuildProperties {
+  const props: CqBuildProperties = {
+    'event.change.id': input.change.id,
+    'event.change.number': input.change._number,
+    'event.change.url': changeUrl(input.host, input.change.project, input.change._number),
+    'event.patchSet.ref': input.patchset.ref,
+    gerrit: `https://${input.host}`,
+    patch_project: input.change.project,
+    patch_storage: 'gerrit',
+    reason: input.reason ?? 'CQ',
+    revision: input.patchset.revision,
+    category: 'cq',
+    attempt_start_ts: Math.floor(input.attemptStartMs) * 1000,
+    buildername: input.builder.builder,
+    blamelist: input.change.owner.email ? [input.change.owner.email] : [],
+  };
+  if (input.mode === 'dry-run' || input.mode === 'full-run') props.dry_run = input.mode === 'dry-run';
+  return props;
+}
+
+/** Parses a config builder path `project/bucket/builder` (validated by the schema). */
+export function parseBuilderPath(path: string): BuilderId {
+  const [project, bucket, builder] = path.split('/');
+  if (!project || !bucket || !builder || path.split('/').length !== 3) {
+    throw new KilnError(
+      'INVALID_ARGUMENT',
+      `invalid builder path ${JSON.stringify(path)}: want project/bucket/builder`,
+    );
+  }
+  return { project, bucket, builder };
+}
