@@ -15,16 +15,27 @@ export const KilnLeaseExpiresAt = defineSearchAttributeKey('KilnLeaseExpiresAt',
 export const KilnLeaseHolder = defineSearchAttributeKey('KilnLeaseHolder', SearchAttributeType.KEYWORD);
 export const KilnLastHeartbeatAt = defineSearchAttributeKey('KilnLastHeartbeatAt', SearchAttributeType.DATETIME);
 
-/** Every Kiln search attribute with its server type name, for `--search-attribute` and the compose setup. */
-export const KILN_SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'KeywordList' | 'Datetime'> = {
-  KilnBuildId: 'Keyword',
-  KilnProject: 'Keyword',
-  KilnBucket: 'Keyword',
-  KilnBuilder: 'Keyword',
-  KilnStatus: 'Keyword',
-  KilnBuildset: 'Keyword',
-  KilnTags: 'KeywordList',
-  KilnLeaseExpiresAt: 'Datetime',
-  KilnLeaseHolder: 'Keyword',
-  KilnLastHeartbeatAt: 'Datetime',
-};
+/** Every Kiln search attribute key; the dev server and the compose setup register these. */
+export const KILN_SEARCH_ATTRIBUTE_KEYS = [
+  KilnBuildId,
+  KilnProject,
+  KilnBucket,
+  KilnBuilder,
+  KilnStatus,
+  KilnBuildset,
+  KilnTags,
+  KilnLeaseExpiresAt,
+  KilnLeaseHolder,
+  KilnLastHeartbeatAt,
+] as const;
+
+const SERVER_TYPE_NAMES = {
+  [SearchAttributeType.KEYWORD]: 'Keyword',
+  [SearchAttributeType.KEYWORD_LIST]: 'KeywordList',
+  [SearchAttributeType.DATETIME]: 'Datetime',
+} as const;
+
+/** Every Kiln search attribute with its server type name, for `--search-attribute` and `operator search-attribute create`. */
+export const KILN_SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'KeywordList' | 'Datetime'> = Object.fromEntries(
+  KILN_SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, SERVER_TYPE_NAMES[k.type as keyof typeof SERVER_TYPE_NAMES]]),
+);

@@ -1,0 +1,28 @@
+/**
+ * Kiln's activities: all I/O a workflow needs. Built by `createActivities(deps)` so workers hand
+ * in their logger, storage and clients; every activity takes one typed input object and is
+ * idempotent (Temporal may run it more than once).
+ */
+import type pino from 'pino';
+import { type Build } from '../src/domain/build.ts';
+import { type Storage } from '../src/storage/storage.ts';
+
+/** What activities need from the worker process. */
+export interface ActivityDeps {
+  storage: Storage;
+  logger: pino.Logger;
+}
+
+/** Creates the activity functions a worker registers. */
+export function createActivities(deps: ActivityDeps) {
+  const { storage } = deps;
+  return {
+    /** Writes a build's current state to storage; older versions are ignored, so retries are safe. */
+    async recordBuild(input: { build: Build }): Promise<void> {
+      await storage.recordBuild(input.build);
+    },
+  };
+}
+
+/** The activity type workflows proxy. */
+export type KilnActivities = ReturnType<typeof createActivities>;

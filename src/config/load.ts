@@ -1,0 +1,158 @@
+/**
+ * Loads Kiln's config file and environment at start. A bad file fails here with a message that
+ * names the file and the key path, never later on a request.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import YAML from 'yaml';
+import { type BuilderId } from '../domain/build.ts';
+import { type BucketConfig, type BuilderConfig, configSchema, type KilnConfig, type Role } from './schema.ts';
+
+/** A config file that cannot be used; the message names the file and key. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Environment variables Kiln reads; they override the file. */
+export const envSchema = z.object({
+  KILN_CONFIG: z.string().optional(),
+  KILN_DATA_DIR: z.string().optional(),
+  KILN_API_HOST: z.string().optional(),
+  KILN_API_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  TEMPORAL_ADDRESS: z.string().optional(),
+  TEMPORAL_NAMESPACE: z.string().optional(),
+  TEMPORAL_TASK_QUEUE: z.string().optional(),
+  DATABASE_URL: z.string().optional(),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+export type KilnEnv = z.infer<typeof envSchema>;
+
+/** Formats zod issues as `file: a.b[2].c: message` lines. */
+export function describeIssues(file: string, issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .map((i) => {
+      const path = i.path
+        .map((p, n) => (typeof p === 'number' ? `[${p}]` : `${n === 0 ? '' : '.'}${String(p)}`))
+        .join('');
+      return `${file}: ${path || '(root)'}: ${i.message}`;
+    })
+    .join('\n');
+}
+
+/** Parses env, or throws a ConfigError naming the variable. */
+export function loadEnv(env: NodeJS.ProcessEnv = process.env): KilnEnv {
+  const r = envSchema.safeParse(env);
+  if (!r.success) throw new ConfigError(describeIssues('environment', r.error.issues));
+  return r.data;
+}
+
+/** Parses config text (YAML is a superset of JSON) named `file` in messages. */
+export function parseConfig(text: string, file: string, env: KilnEnv = loadEnv()): KilnConfig {
+  let raw: unknown;
+  try {
+    raw = YAML.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${file}: not valid YAML/JSON: ${(e as Error).message}`);
+  }
+  const r = configSchema.safeParse(raw ?? {});
+  if (!r.success) throw new ConfigError(describeIssues(file, r.error.issues));
+  const cfg = r.data;
+  if (env.KILN_DATA_DIR) cfg.dataDir = env.KILN_DATA_DIR;
+  if (env.KILN_API_HOST) cfg.api.host = env.KILN_API_HOST;
+  if (env.KILN_API_PORT !== undefined) cfg.api.port = env.KILN_API_PORT;
+  if (env.TEMPORAL_ADDRESS) cfg.temporal.address = env.TEMPORAL_ADDRESS;
+  if (env.TEMPORAL_NAMESPACE) cfg.temporal.namespace = env.TEMPORAL_NAMESPACE;
+  if (env.TEMPORAL_TASK_QUEUE) cfg.temporal.taskQueue = env.TEMPORAL_TASK_QUEUE;
+  if (env.DATABASE_URL) cfg.storage = { kind: 'postgres', url: env.DATABASE_URL };
+  // Token env references resolve now, so a missing variable fails at start.
+  cfg.projects.forEach((p, pi) =>
+    p.buckets.forEach((b, bi) =>
+      b.acls.forEach((a, ai) => {
+        if (a.tokenEnv !== undefined) {
+          const v = process.env[a.tokenEnv];
+          if (!v) {
+            throw new ConfigError(
+              `${file}: projects[${pi}].buckets[${bi}].acls[${ai}].tokenEnv: environment variable ${a.tokenEnv} is not set`,
+            );
+          }
+          a.token = v;
+        }
+      }),
+    ),
+  );
+  return cfg;
+}
+
+/** Reads and parses the config file at `path`. */
+export function loadConfigFile(path: string, env: KilnEnv = loadEnv()): KilnConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseConfig(text, path, env);
+}
+
+/** A loaded config with lookups the API and workers need. */
+export class Registry {
+  private readonly builders = new Map<string, BuilderConfig>();
+  private readonly buckets = new Map<string, BucketConfig>();
+
+  constructor(readonly config: KilnConfig) {
+    for (const p of config.projects) {
+      for (const b of p.buckets) {
+        this.buckets.set(`${p.name}/${b.name}`, b);
+        for (const bl of b.builders) this.builders.set(`${p.name}/${b.name}/${bl.name}`, bl);
+      }
+    }
+  }
+
+  /** The builder's config, or undefined when no such builder is configured. */
+  builder(id: BuilderId): BuilderConfig | undefined {
+    return this.builders.get(`${id.project}/${id.bucket}/${id.builder}`);
+  }
+
+  /** The bucket's config (`project/bucket`). */
+  bucket(path: string): BucketConfig | undefined {
+    return this.buckets.get(path);
+  }
+
+  /** Every `project/bucket`. */
+  bucketPaths(): string[] {
+    return [...this.buckets.keys()];
+  }
+
+  /** True when no bucket has any token: the API then runs without auth (loopback only). */
+  get authDisabled(): boolean {
+    return [...this.buckets.values()].every((b) => b.acls.length === 0);
+  }
+
+  /** The role `token` has on bucket `path`, or undefined. */
+  roleOf(path: string, token: string | undefined): Role | undefined {
+    const b = this.buckets.get(path);
+    if (!b || token === undefined) return undefined;
+    let best: Role | undefined;
+    for (const a of b.acls) {
+      if (a.token !== undefined && timingSafeEqualStr(a.token, token)) {
+        if (best === undefined || rank(a.role) > rank(best)) best = a.role;
+      }
+    }
+    return best;
+  }
+}
+
+/** Orders roles: READER < SCHEDULER < WRITER. */
+export function rank(r: Role): number {
+  return r === 'READER' ? 0 : r === 'SCHEDULER' ? 1 : 2;
+}
+
+/** Compares tokens in constant time (digests make the lengths equal). */
+function timingSafeEqualStr(a: string, b: string): boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(a), digest(b));
+}

@@ -1,0 +1,133 @@
+/**
+ * Kiln's config file (YAML or JSON): projects → buckets → builders, bucket ACLs, and where the
+ * Temporal server, storage and API live. Validated with zod at start; every field has a default
+ * where one makes sense, so the demo config stays short.
+ */
+import { z } from 'zod';
+
+/** Access levels on a bucket; each includes the ones before it. */
+export const ROLES = ['READER', 'SCHEDULER', 'WRITER'] as const;
+export type Role = (typeof ROLES)[number];
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, 'letters, digits, ".", "_", "-"');
+const dimension = z.string().regex(/^[^:\s]+:\S.*$/, 'a "key:value" dimension');
+
+/** One builder in a bucket. */
+export const builderSchema = z
+  .object({
+    name,
+    /** Dimensions a runner must cover to lease this builder's builds. */
+    dimensions: z.array(dimension).default([]),
+    /** Lower runs first (0–255, as Buildbucket and Swarming). @default 30 */
+    priority: z.number().int().min(0).max(255).default(30),
+    /** Lease length when a runner asks for none. @default 60 */
+    leaseDurationSecs: z.number().int().positive().default(60),
+    /** Longest lease a runner may ask for. @default 14400 (4 h, the Buildbot Gerrit Plugin's) */
+    maxLeaseDurationSecs: z.number().int().positive().default(4 * 3600),
+    /** Expired leases that reschedule the build before it ends INFRA_FAILURE. @default 1 */
+    maxLeaseResets: z.number().int().min(0).max(100).default(1),
+    /** @default 21600 (6 h) */
+    schedulingTimeoutSecs: z.number().int().positive().default(6 * 3600),
+    /** @default 10800 (3 h) */
+    executionTimeoutSecs: z.number().int().positive().default(3 * 3600),
+    /** Properties every build of this builder gets; the schedule request's own win. */
+    properties: z.record(z.string(), z.unknown()).default({}),
+    /** What `kiln runner` runs for this builder: argv, with build properties in env and a JSON file. */
+    command: z.array(z.string()).min(1).optional(),
+  })
+  .strict();
+
+/** Who may do what on a bucket: a bearer token (inline, or read from an env variable) and a role. */
+export const aclSchema = z
+  .object({
+    role: z.enum(ROLES),
+    token: z.string().min(16, 'tokens must be at least 16 characters').optional(),
+    tokenEnv: z.string().optional(),
+  })
+  .strict()
+  .refine((a) => (a.token === undefined) !== (a.tokenEnv === undefined), 'give exactly one of token or tokenEnv');
+
+export const bucketSchema = z
+  .object({
+    name,
+    acls: z.array(aclSchema).default([]),
+    builders: z.array(builderSchema).default([]),
+  })
+  .strict();
+
+export const projectSchema = z.object({ name, buckets: z.array(bucketSchema).default([]) }).strict();
+
+/** The whole config file. */
+export const configSchema = z
+  .object({
+    /** Where embedded storage, logs and the dev server's database live. @default ".kiln" */
+    dataDir: z.string().default('.kiln'),
+    api: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Largest JSON request body. @default 1048576 (1 MiB) */
+        bodyLimitBytes: z.number().int().positive().default(1024 * 1024),
+        /** Public base URL, used in links (build pages, logs). */
+        publicUrl: z.string().url().optional(),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024 }),
+    temporal: z
+      .object({
+        /** host:port; absent → `kiln dev` starts its own dev server. */
+        address: z.string().optional(),
+        namespace: z.string().default('default'),
+        taskQueue: z.string().default('kiln'),
+        tls: z
+          .object({
+            serverName: z.string().optional(),
+            caPath: z.string().optional(),
+            certPath: z.string().optional(),
+            keyPath: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+        apiKeyEnv: z.string().optional(),
+        /** Dev server ports when Kiln starts its own. */
+        devServer: z
+          .object({ port: z.number().int().default(7233), uiPort: z.number().int().default(8233) })
+          .strict()
+          .default({ port: 7233, uiPort: 8233 }),
+      })
+      .strict()
+      .default({ namespace: 'default', taskQueue: 'kiln', devServer: { port: 7233, uiPort: 8233 } }),
+    storage: z
+      .discriminatedUnion('kind', [
+        z.object({ kind: z.literal('embedded') }).strict(),
+        z.object({ kind: z.literal('postgres'), url: z.string().min(1), maxConnections: z.number().int().positive().optional() }).strict(),
+      ])
+      .default({ kind: 'embedded' }),
+    projects: z.array(projectSchema).default([]),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.projects.forEach((p, pi) =>
+      p.buckets.forEach((b, bi) =>
+        b.builders.forEach((bl, bli) => {
+          const id = `${p.name}/${b.name}/${bl.name}`;
+          if (seen.has(id)) {
+            ctx.addIssue({ code: 'custom', message: `duplicate builder ${id}`, path: ['projects', pi, 'buckets', bi, 'builders', bli, 'name'] });
+          }
+          seen.add(id);
+          if (bl.leaseDurationSecs > bl.maxLeaseDurationSecs) {
+            ctx.addIssue({
+              code: 'custom',
+              message: 'leaseDurationSecs must not exceed maxLeaseDurationSecs',
+              path: ['projects', pi, 'buckets', bi, 'builders', bli, 'leaseDurationSecs'],
+            });
+          }
+        }),
+      ),
+    );
+  });
+
+export type KilnConfig = z.infer<typeof configSchema>;
+export type BuilderConfig = z.infer<typeof builderSchema>;
+export type BucketConfig = z.infer<typeof bucketSchema>;

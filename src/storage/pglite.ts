@@ -1,0 +1,73 @@
+/**
+ * The embedded storage backend: PostgreSQL compiled to WebAssembly (PGlite), persisted in a folder
+ * under Kiln's data dir. No server to run; one process at a time, enforced by a pid lock file,
+ * because two processes opening one PGlite folder corrupt it.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite, types } from '@electric-sql/pglite';
+import { KilnError } from '../domain/errors.ts';
+import { type SqlClient, type SqlExecutor } from './sqlClient.ts';
+
+const LOCK_FILE = 'kiln.pid';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function takeLock(dir: string): () => void {
+  const lock = join(dir, LOCK_FILE);
+  let holder: number | undefined;
+  try {
+    holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+  } catch {
+    holder = undefined;
+  }
+  if (holder !== undefined && holder !== process.pid && Number.isFinite(holder) && processAlive(holder)) {
+    throw new KilnError(
+      'UNAVAILABLE',
+      `embedded storage ${dir} is in use by process ${holder}; run one Kiln process per data dir, or use PostgreSQL (DATABASE_URL) for several`,
+    );
+  }
+  writeFileSync(lock, String(process.pid));
+  return () => rmSync(lock, { force: true });
+}
+
+// Return bigint/int8 and timestamps as strings: Kiln keeps IDs as decimal strings.
+const parsers = { [types.INT8]: (v: string) => v, [types.TIMESTAMPTZ]: (v: string) => v };
+
+function executor(db: Pick<PGlite, 'query' | 'exec'>): SqlExecutor {
+  return {
+    query: async <R extends Record<string, unknown>>(text: string, params?: unknown[]) => {
+      const r = await db.query<R>(text, params, { parsers });
+      return { rows: r.rows };
+    },
+    exec: async (text: string) => {
+      await db.exec(text);
+    },
+  };
+}
+
+/** Opens (creating if needed) the embedded database in `dir`; `dir` undefined → in memory (tests). */
+export async function openPglite(dir: string | undefined): Promise<SqlClient> {
+  let release = (): void => {};
+  if (dir !== undefined) {
+    mkdirSync(dir, { recursive: true });
+    release = takeLock(dir);
+  }
+  const db = await PGlite.create(dir === undefined ? undefined : join(dir, 'pgdata'));
+  const ex = executor(db);
+  return {
+    ...ex,
+    transaction: (fn) => db.transaction((tx) => fn(executor(tx))),
+    close: async () => {
+      await db.close();
+      release();
+    },
+  };
+}

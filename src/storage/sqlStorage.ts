@@ -1,0 +1,154 @@
+/**
+ * `Storage` in SQL that runs unchanged on PGlite and PostgreSQL. Build rows keep the whole build as
+ * JSON plus the columns that searches and peeks filter on.
+ */
+import { type Build } from '../domain/build.ts';
+import { KilnError } from '../domain/errors.ts';
+import { type SqlClient } from './sqlClient.ts';
+import {
+  type BuildPage,
+  type BuildQuery,
+  type BuildReservation,
+  type PeekQuery,
+  type ReserveBuildRequest,
+  type Storage,
+} from './storage.ts';
+
+const MAX_PAGE = 1000;
+
+/** Storage over any `SqlClient`; the backends differ only in how they connect. */
+export class SqlStorage implements Storage {
+  constructor(
+    private readonly db: SqlClient,
+    readonly kind: Storage['kind'],
+  ) {}
+
+  async reserveBuild(req: ReserveBuildRequest): Promise<BuildReservation> {
+    const { project, bucket, builder } = req.builder;
+    const existing = async (): Promise<BuildReservation | undefined> => {
+      if (req.requestKey === undefined) return undefined;
+      const r = await this.db.query<{ build_id: string; number: number }>(
+        'SELECT build_id::text AS build_id, number FROM schedule_requests WHERE request_key = $1',
+        [req.requestKey],
+      );
+      const row = r.rows[0];
+      return row ? { buildId: row.build_id, number: row.number, created: false } : undefined;
+    };
+    const seen = await existing();
+    if (seen) return seen;
+    const reserved = await this.db.transaction(async (tx) => {
+      const n = await tx.query<{ last_number: number }>(
+        `INSERT INTO build_numbers (project, bucket, builder, last_number) VALUES ($1, $2, $3, 1)
+         ON CONFLICT (project, bucket, builder) DO UPDATE SET last_number = build_numbers.last_number + 1
+         RETURNING last_number`,
+        [project, bucket, builder],
+      );
+      const number = n.rows[0]?.last_number;
+      if (number === undefined) throw new KilnError('INTERNAL', 'build number allocation returned nothing');
+      if (req.requestKey !== undefined) {
+        const ins = await tx.query(
+          `INSERT INTO schedule_requests (request_key, build_id, number) VALUES ($1, $2::bigint, $3)
+           ON CONFLICT (request_key) DO NOTHING RETURNING number`,
+          [req.requestKey, req.buildId, number],
+        );
+        // A concurrent request with the same key won: give the number back by rolling back.
+        if (ins.rows.length === 0) throw new LostRace();
+      }
+      return { buildId: req.buildId, number, created: true };
+    }).catch(async (e: unknown) => {
+      if (!(e instanceof LostRace)) throw e;
+      const winner = await existing();
+      if (!winner) throw new KilnError('INTERNAL', 'schedule request vanished after a conflict');
+      return winner;
+    });
+    return reserved;
+  }
+
+  async recordBuild(build: Build): Promise<void> {
+    await this.db.query(
+      `INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
+                           create_time, update_time, version, data)
+       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12, $13, $14::jsonb)
+       ON CONFLICT (id) DO UPDATE SET
+         status = EXCLUDED.status, priority = EXCLUDED.priority, leased = EXCLUDED.leased,
+         tags = EXCLUDED.tags, dimensions = EXCLUDED.dimensions, update_time = EXCLUDED.update_time,
+         version = EXCLUDED.version, data = EXCLUDED.data
+       WHERE builds.version < EXCLUDED.version`,
+      [
+        build.id,
+        build.builder.project,
+        build.builder.bucket,
+        build.builder.builder,
+        build.number,
+        build.status,
+        build.priority,
+        build.leaseExpiration !== undefined,
+        build.tags,
+        build.dimensions,
+        build.createTime,
+        build.updateTime,
+        build.version,
+        JSON.stringify(build),
+      ],
+    );
+  }
+
+  async getBuild(id: string): Promise<Build | undefined> {
+    const r = await this.db.query<{ data: Build }>('SELECT data FROM builds WHERE id = $1::bigint', [id]);
+    return r.rows[0]?.data;
+  }
+
+  async searchBuilds(q: BuildQuery): Promise<BuildPage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: (p: string) => string, value: unknown): void => {
+      params.push(value);
+      where.push(sql(`$${params.length}`));
+    };
+    if (q.builder?.project) add((p) => `project = ${p}`, q.builder.project);
+    if (q.builder?.bucket) add((p) => `bucket = ${p}`, q.builder.bucket);
+    if (q.builder?.builder) add((p) => `builder = ${p}`, q.builder.builder);
+    if (q.status) add((p) => `status = ${p}`, q.status);
+    const tags = [...(q.tags ?? []), ...(q.buildset !== undefined ? [`buildset:${q.buildset}`] : [])];
+    if (tags.length > 0) add((p) => `tags @> ${p}::text[]`, tags);
+    if (q.createdAfter) add((p) => `create_time >= ${p}`, q.createdAfter);
+    if (q.createdBefore) add((p) => `create_time < ${p}`, q.createdBefore);
+    if (q.cursor) add((p) => `id > ${p}::bigint`, q.cursor);
+    const limit = Math.min(Math.max(q.limit ?? 100, 1), MAX_PAGE);
+    params.push(limit + 1);
+    const r = await this.db.query<{ data: Build }>(
+      `SELECT data FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id ASC LIMIT $${params.length}`,
+      params,
+    );
+    const builds = r.rows.slice(0, limit).map((row) => row.data);
+    const last = builds[builds.length - 1];
+    return r.rows.length > limit && last ? { builds, nextCursor: last.id } : { builds };
+  }
+
+  async peekBuilds(q: PeekQuery): Promise<Build[]> {
+    if (q.buckets.length === 0) return [];
+    const params: unknown[] = [q.buckets];
+    const where = [`status = 'SCHEDULED'`, 'NOT leased', `(project || '/' || bucket) = ANY($1::text[])`];
+    if (q.dimensions !== undefined) {
+      params.push(q.dimensions);
+      where.push(`dimensions <@ $${params.length}::text[]`);
+    }
+    if (q.builders !== undefined) {
+      params.push(q.builders);
+      where.push(`builder = ANY($${params.length}::text[])`);
+    }
+    params.push(Math.min(Math.max(q.limit ?? 10, 1), MAX_PAGE));
+    const r = await this.db.query<{ data: Build }>(
+      `SELECT data FROM builds WHERE ${where.join(' AND ')} ORDER BY priority ASC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return r.rows.map((row) => row.data);
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+/** Internal: a concurrent schedule with the same request key committed first. */
+class LostRace extends Error {}

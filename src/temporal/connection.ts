@@ -1,0 +1,38 @@
+/**
+ * Connects Temporal clients and workers to the server named by config: address, namespace, and
+ * optionally TLS/mTLS and an API key for Temporal Cloud or a secured cluster.
+ */
+import { readFileSync } from 'node:fs';
+import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
+import { type KilnConfig } from '../config/schema.ts';
+
+type TemporalConfig = KilnConfig['temporal'];
+
+function tlsOptions(t: TemporalConfig): ConnectionOptions['tls'] {
+  if (!t.tls) return undefined;
+  const read = (p: string | undefined) => (p === undefined ? undefined : readFileSync(p));
+  const cert = read(t.tls.certPath);
+  const key = read(t.tls.keyPath);
+  return {
+    serverNameOverride: t.tls.serverName,
+    serverRootCACertificate: read(t.tls.caPath),
+    clientCertPair: cert && key ? { crt: cert, key } : undefined,
+  };
+}
+
+function apiKey(t: TemporalConfig): string | undefined {
+  return t.apiKeyEnv ? process.env[t.apiKeyEnv] : undefined;
+}
+
+/** A client for scheduling and messaging workflows. */
+export async function connectClient(t: TemporalConfig & { address: string }): Promise<Client> {
+  const connection = await Connection.connect({ address: t.address, tls: tlsOptions(t), apiKey: apiKey(t) });
+  return new Client({ connection, namespace: t.namespace });
+}
+
+/** A native connection for workers. */
+export async function connectWorker(t: TemporalConfig & { address: string }): Promise<NativeConnection> {
+  const opts: NativeConnectionOptions = { address: t.address, tls: tlsOptions(t), apiKey: apiKey(t) };
+  return NativeConnection.connect(opts);
+}

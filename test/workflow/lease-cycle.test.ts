@@ -1,0 +1,146 @@
+/**
+ * The lease-mode life of a build on a real Temporal dev server: schedule → lease → start →
+ * heartbeat → succeed/fail, racing leasers, requestId idempotency, priority changes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { KilnError } from '../../src/domain/errors.ts';
+import { eventually, harness, type Harness, rejectsWith, startDevEnv } from '../support/temporal.ts';
+
+const linux = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
+
+describe('lease cycle', () => {
+  let env: TestWorkflowEnvironment;
+  let h: Harness;
+  before(async () => {
+    env = await startDevEnv();
+    h = await harness(env);
+  });
+  after(async () => {
+    await h?.storage.close();
+    await env?.teardown();
+  });
+
+  it('runs schedule → lease → start → heartbeat → succeed, visible in storage at each step', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await h.service.schedule({ builder: linux, tags: ['buildset:commit/abc'], properties: { a: 1 } });
+      assert.equal(b.status, 'SCHEDULED');
+      assert.equal(b.number, 1);
+      const peeked = await eventually(async () => {
+        const p = await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Linux'] });
+        return p.some((x) => x.id === b.id) && p;
+      });
+      assert.ok(peeked);
+      // A runner without the build's dimensions does not see it.
+      assert.equal((await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Mac'] })).length, 0);
+
+      const grant = await h.service.lease(b.id, { holder: 'runner-1', leaseDurationMs: 30_000 });
+      assert.match(grant.leaseKey, /^1\./);
+      assert.equal((await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Linux'] })).length, 0);
+
+      const started = await h.service.start(b.id, { leaseKey: grant.leaseKey, url: 'http://runner/1' });
+      assert.equal(started.status, 'STARTED');
+      assert.equal((await h.storage.getBuild(b.id))?.status, 'STARTED');
+
+      const hb = await h.service.heartbeat(b.id, { leaseKey: grant.leaseKey, leaseDurationMs: 60_000 });
+      assert.ok(Date.parse(hb.leaseExpiration) > Date.parse(grant.leaseExpiration));
+
+      const done = await h.service.succeed(b.id, { leaseKey: grant.leaseKey, output: { properties: { got: 'x' } } });
+      assert.equal(done.status, 'SUCCESS');
+      const stored = await h.storage.getBuild(b.id);
+      assert.equal(stored?.status, 'SUCCESS');
+      assert.deepEqual(stored?.output?.properties, { got: 'x' });
+      // A retried succeed with the same key answers the same; a heartbeat tells the runner to stop.
+      assert.equal((await h.service.succeed(b.id, { leaseKey: grant.leaseKey })).status, 'SUCCESS');
+      await rejectsWith(h.service.heartbeat(b.id, { leaseKey: grant.leaseKey }), 'BUILD_IS_COMPLETED');
+      await rejectsWith(h.service.fail(b.id, { leaseKey: grant.leaseKey }), 'BUILD_IS_COMPLETED');
+      // Search finds it by tag and by buildset, newest first.
+      const page = await h.service.search({ buildset: 'commit/abc' });
+      assert.deepEqual(page.builds.map((x) => x.id), [b.id]);
+    });
+  });
+
+  it('lets exactly one of N concurrent leasers win; the rest get BUILD_IS_LEASED', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await h.service.schedule({ builder: linux });
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => h.service.lease(b.id, { holder: `runner-${i}` })),
+      );
+      const won = results.filter((r) => r.status === 'fulfilled');
+      const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      assert.equal(won.length, 1);
+      assert.equal(lost.length, 7);
+      for (const l of lost) {
+        assert.ok(l.reason instanceof KilnError);
+        assert.equal(l.reason.code, 'BUILD_IS_LEASED');
+      }
+    });
+  });
+
+  it('fail with INFRA_FAILURE and BUILD_FAILURE end the build accordingly; wrong keys are refused', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const a = await h.service.schedule({ builder: linux });
+      const ga = await h.service.lease(a.id, {});
+      await rejectsWith(h.service.start(a.id, { leaseKey: 'nope' }), 'LEASE_EXPIRED');
+      await h.service.start(a.id, { leaseKey: ga.leaseKey });
+      assert.equal((await h.service.fail(a.id, { leaseKey: ga.leaseKey })).status, 'FAILURE');
+
+      const c = await h.service.schedule({ builder: linux });
+      const gc = await h.service.lease(c.id, {});
+      const ended = await h.service.fail(c.id, { leaseKey: gc.leaseKey, failureReason: 'INFRA_FAILURE', summaryMarkdown: 'disk full' });
+      assert.equal(ended.status, 'INFRA_FAILURE');
+      assert.equal(ended.summaryMarkdown, 'disk full');
+    });
+  });
+
+  it('returns the same build for the same requestId, and numbers builds per builder', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const [x, y] = await Promise.all([
+        h.service.schedule({ builder: linux, requestId: 'req-42' }),
+        h.service.schedule({ builder: linux, requestId: 'req-42' }),
+      ]);
+      assert.equal(x.id, y.id);
+      const z = await h.service.schedule({ builder: linux, requestId: 'req-43' });
+      assert.notEqual(z.id, x.id);
+      assert.equal(z.number, x.number + 1);
+      const all = await h.service.search({ tags: ['builder:linux-rel'], limit: 1000 });
+      assert.equal(all.builds.filter((b) => b.id === x.id).length <= 1, true);
+      const page = await eventually(async () => {
+        const p = await h.service.search({ builder: linux, limit: 1000 });
+        return p.builds.some((b) => b.id === z.id) && p;
+      });
+      assert.equal(new Set(page.builds.map((b) => b.number)).size, page.builds.length);
+    });
+  });
+
+  it('a retried lease with the same requestId returns the same grant', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await h.service.schedule({ builder: linux });
+      const g1 = await h.service.lease(b.id, { requestId: 'lease-1' });
+      const g2 = await h.service.lease(b.id, { requestId: 'lease-1' });
+      assert.equal(g1.leaseKey, g2.leaseKey);
+      await rejectsWith(h.service.lease(b.id, { requestId: 'lease-2' }), 'BUILD_IS_LEASED');
+    });
+  });
+
+  it('changes priority while SCHEDULED, and peek honours it', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const low = await h.service.schedule({ builder: linux, priority: 100 });
+      const high = await h.service.schedule({ builder: linux, priority: 50 });
+      await eventually(async () => (await h.storage.getBuild(high.id)) !== undefined);
+      await eventually(async () => (await h.storage.getBuild(low.id)) !== undefined);
+      await h.service.setPriority(low.id, 10);
+      const p = await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Linux'], limit: 100 });
+      const ids = p.map((x) => x.id);
+      assert.ok(ids.indexOf(low.id) < ids.indexOf(high.id), 'reprioritized build comes first');
+      await rejectsWith(h.service.setPriority(low.id, 999), 'INVALID_ARGUMENT');
+    });
+  });
+});

@@ -1,0 +1,2 @@
+/** The one barrel the worker bundles: every workflow Kiln runs. */
+export { buildWorkflow } from './build.ts';
