@@ -2,7 +2,7 @@
 # Prepares the repo for `npm start`, `npm test` and `npm run bench` (package.json runs it first).
 # Idempotent and quiet: when everything is already in place it only checks and exits (well under a second).
 #
-#   1. node_modules: `npm ci` when missing or when package-lock.json changed since the last install
+#   1. node_modules: `npm install` when missing or when package-lock.json changed since the last install
 #      (sha256 stamp in node_modules/.kiln-lock-sha).
 #   2. Temporal CLI v1.5.1 (dev server) in .tools/bin/temporal, built with `go install`; skipped when
 #      TEMPORAL_ADDRESS points at an existing server.
@@ -44,12 +44,15 @@ ensure_node_modules() {
     return 0
   fi
   if [[ -d node_modules ]]; then
-    log "package-lock.json changed since the last install: running npm ci"
+    log "package-lock.json changed since the last install: running npm install"
   else
-    log "node_modules is missing: running npm ci"
+    log "node_modules is missing: running npm install"
   fi
-  npm ci --no-audit --no-fund --loglevel=error
-  printf '%s\n' "$want" >"$stamp"
+  # `npm install` (not `npm ci`): it installs the locked versions all the same, but npm 11's `ci`
+  # refuses a lock that lacks other platforms' optional native packages (@swc/core-*), which
+  # npm writes that way under this machine's npmrc.
+  npm install --no-audit --no-fund --loglevel=error
+  sha256_of package-lock.json >"$stamp"
 }
 
 # --- 2. Temporal CLI -------------------------------------------------------------------------------

@@ -132,6 +132,19 @@ export class Registry {
     return [...this.buckets.values()].every((b) => b.acls.length === 0);
   }
 
+  /** True when `token` appears in any bucket's ACL. */
+  knowsToken(token: string): boolean {
+    return this.nameOf(token) !== undefined;
+  }
+
+  /** The ACL entry name of `token` (its `name`, else its role), or undefined for an unknown token. */
+  nameOf(token: string): string | undefined {
+    for (const b of this.buckets.values()) {
+      for (const a of b.acls) if (a.token !== undefined && timingSafeEqualStr(a.token, token)) return a.name ?? a.role.toLowerCase();
+    }
+    return undefined;
+  }
+
   /** The role `token` has on bucket `path`, or undefined. */
   roleOf(path: string, token: string | undefined): Role | undefined {
     const b = this.buckets.get(path);

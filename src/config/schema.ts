@@ -41,6 +41,8 @@ export const builderSchema = z
 export const aclSchema = z
   .object({
     role: z.enum(ROLES),
+    /** Who holds the token, recorded as createdBy/canceledBy. */
+    name: z.string().optional(),
     token: z.string().min(16, 'tokens must be at least 16 characters').optional(),
     tokenEnv: z.string().optional(),
   })

@@ -105,6 +105,7 @@ export class SqlStorage implements Storage {
       params.push(value);
       where.push(sql(`$${params.length}`));
     };
+    if (q.buckets !== undefined) add((p) => `(project || '/' || bucket) = ANY(${p}::text[])`, q.buckets);
     if (q.builder?.project) add((p) => `project = ${p}`, q.builder.project);
     if (q.builder?.bucket) add((p) => `bucket = ${p}`, q.builder.bucket);
     if (q.builder?.builder) add((p) => `builder = ${p}`, q.builder.builder);

@@ -26,6 +26,8 @@ export interface BuildReservation {
 
 /** Search filters; all given filters must match. */
 export interface BuildQuery {
+  /** Only builds in these `project/bucket`s, when given (the API passes what the caller may read). */
+  buckets?: string[];
   builder?: Partial<BuilderId>;
   status?: BuildStatus;
   /** Every tag must be on the build. */

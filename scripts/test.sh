@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Kiln's test suite (run by `npm test` after scripts/setup.sh). Node's built-in test runner:
+#   test/unit      pure code and clients against fake HTTP servers        (parallel)
+#   test/workflow  workflows on a real Temporal dev server                (parallel, 2 files at a time)
+#   test/e2e       Kiln's processes started as a user would                (one file at a time)
+#   test/timeskip  4 h / 6 h timers on the Java time-skipping test server  (one file at a time)
+# Pass file paths to run only those: `npm test -- test/unit/foo.test.ts`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+run() {
+  local concurrency=$1
+  shift
+  [[ $# -gt 0 ]] || return 0
+  node --import tsx --test --test-concurrency="$concurrency" --test-timeout=600000 "$@"
+}
+
+if [[ $# -gt 0 ]]; then
+  run 1 "$@"
+  exit
+fi
+
+mapfile -t unit < <(find test/unit test/support -name '*.test.ts' 2>/dev/null | sort)
+mapfile -t workflow < <(find test/workflow -name '*.test.ts' 2>/dev/null | sort)
+mapfile -t e2e < <(find test/e2e -name '*.test.ts' 2>/dev/null | sort)
+mapfile -t timeskip < <(find test/timeskip -name '*.test.ts' 2>/dev/null | sort)
+
+# One runner invocation, so the closing summary counts every test.
+node --import tsx --test --test-concurrency=2 --test-timeout=600000 "${unit[@]}" "${workflow[@]}" "${e2e[@]}" "${timeskip[@]}"

@@ -1,0 +1,52 @@
+/**
+ * Kiln's HTTP error contract: every error is `{code, message}` with a code from the fixed set, and
+ * one exhaustive code → status map. 5xx answers never carry internals.
+ */
+import { type ErrorCode, KilnError } from '../domain/errors.ts';
+
+/** HTTP status for every error code. */
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  INVALID_ARGUMENT: 400,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
+  NOT_FOUND: 404,
+  BUILDER_NOT_FOUND: 404,
+  BUILD_NOT_FOUND: 404,
+  BUILD_IS_LEASED: 409,
+  BUILD_IS_COMPLETED: 409,
+  LEASE_EXPIRED: 409,
+  INVALID_BUILD_STATE: 409,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNAVAILABLE: 503,
+  INTERNAL: 500,
+};
+
+/** The JSON body of every error answer. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+/** Fastify's own errors (parsing, limits) mapped to Kiln codes. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_ARGUMENT',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_ARGUMENT',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_ARGUMENT',
+};
+
+/** Turns anything thrown by a handler into a status and body; unknown errors become a bare INTERNAL. */
+export function toErrorResponse(e: unknown): { status: number; body: ErrorBody; internal: boolean } {
+  if (e instanceof KilnError) return { status: HTTP_STATUS[e.code], body: { code: e.code, message: e.message }, internal: e.code === 'INTERNAL' };
+  const fe = e as { code?: string; statusCode?: number; message?: string };
+  const mapped = fe.code !== undefined ? FASTIFY_CODES[fe.code] : undefined;
+  if (mapped) return { status: HTTP_STATUS[mapped], body: { code: mapped, message: fe.message ?? mapped }, internal: false };
+  if (e instanceof SyntaxError) return { status: 400, body: { code: 'INVALID_ARGUMENT', message: `body is not valid JSON: ${e.message}` }, internal: false };
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { status: 400, body: { code: 'INVALID_ARGUMENT', message: fe.message ?? 'bad request' }, internal: false };
+  }
+  return { status: 500, body: { code: 'INTERNAL', message: 'internal error' }, internal: true };
+}

@@ -1,0 +1,37 @@
+/** POST /api/v1/heartbeat — heartbeats for many builds in one call; each item answers on its own. */
+import { z } from 'zod';
+import { isBuildId } from '../../domain/buildId.ts';
+import { type Route } from '../context.ts';
+import { leaseDurationSecs, leaseKeySchema } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+export const heartbeatBatchBody = z
+  .object({
+    heartbeats: z
+      .array(
+        z
+          .object({
+            buildId: z.string().refine(isBuildId, 'not a build ID'),
+            leaseKey: leaseKeySchema,
+            leaseDurationSecs: leaseDurationSecs.optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(100),
+  })
+  .strict();
+
+export const heartbeatBatch: Route = (app, ctx) => {
+  app.post('/api/v1/heartbeat', async (req) => {
+    const body = parseInput(heartbeatBatchBody, req.body, 'body');
+    const results = await ctx.service.heartbeatBatch(
+      body.heartbeats.map((h) => ({
+        buildId: h.buildId,
+        leaseKey: h.leaseKey,
+        leaseDurationMs: h.leaseDurationSecs === undefined ? undefined : h.leaseDurationSecs * 1000,
+      })),
+    );
+    return { results };
+  });
+};

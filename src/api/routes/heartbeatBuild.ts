@@ -1,0 +1,21 @@
+/**
+ * POST /api/v1/builds/:id/heartbeat — extend the lease. A refusal (LEASE_EXPIRED or
+ * BUILD_IS_COMPLETED) tells the runner to stop. The lease key is the credential.
+ */
+import { z } from 'zod';
+import { type Route } from '../context.ts';
+import { buildIdParams, leaseDurationSecs, leaseKeySchema } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+export const heartbeatBody = z.object({ leaseKey: leaseKeySchema, leaseDurationSecs: leaseDurationSecs.optional() }).strict();
+
+export const heartbeatBuild: Route = (app, ctx) => {
+  app.post('/api/v1/builds/:id/heartbeat', async (req) => {
+    const { id } = parseInput(buildIdParams, req.params, 'params');
+    const body = parseInput(heartbeatBody, req.body, 'body');
+    return ctx.service.heartbeat(id, {
+      leaseKey: body.leaseKey,
+      leaseDurationMs: body.leaseDurationSecs === undefined ? undefined : body.leaseDurationSecs * 1000,
+    });
+  });
+};

@@ -1,0 +1,29 @@
+/** POST /api/v1/builds/:id/lease — lease a SCHEDULED build (WRITER); the key is then its capability. */
+import { z } from 'zod';
+import { bucketPath } from '../../domain/build.ts';
+import { requireRole } from '../auth.ts';
+import { type Route } from '../context.ts';
+import { buildIdParams, leaseDurationSecs } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+export const leaseBuildBody = z
+  .object({
+    leaseDurationSecs: leaseDurationSecs.optional(),
+    holder: z.string().min(1).max(200).optional(),
+    requestId: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+
+export const leaseBuild: Route = (app, ctx) => {
+  app.post('/api/v1/builds/:id/lease', async (req) => {
+    const { id } = parseInput(buildIdParams, req.params, 'params');
+    const body = parseInput(leaseBuildBody, req.body ?? {}, 'body');
+    const build = await ctx.service.get(id);
+    requireRole(ctx.registry, req, bucketPath(build.builder), 'WRITER');
+    return ctx.service.lease(id, {
+      holder: body.holder,
+      requestId: body.requestId,
+      leaseDurationMs: body.leaseDurationSecs === undefined ? undefined : body.leaseDurationSecs * 1000,
+    });
+  });
+};

@@ -1,0 +1,30 @@
+/** POST /api/v1/builds — schedule a build (SCHEDULER). `requestId` makes retries return the same build. */
+import { z } from 'zod';
+import { bucketPath } from '../../domain/build.ts';
+import { callerName, requireRole } from '../auth.ts';
+import { type Route } from '../context.ts';
+import { builderIdSchema, dimensionSchema, propertiesSchema, tagSchema } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+export const scheduleBuildBody = z
+  .object({
+    builder: builderIdSchema,
+    properties: propertiesSchema.optional(),
+    tags: z.array(tagSchema).max(256).optional(),
+    priority: z.number().int().min(0).max(255).optional(),
+    dimensions: z.array(dimensionSchema).max(64).optional(),
+    requestId: z.string().min(1).max(200).optional(),
+    schedulingTimeoutSecs: z.number().int().positive().max(7 * 24 * 3600).optional(),
+    executionTimeoutSecs: z.number().int().positive().max(7 * 24 * 3600).optional(),
+  })
+  .strict();
+export type ScheduleBuildBody = z.infer<typeof scheduleBuildBody>;
+
+export const scheduleBuild: Route = (app, ctx) => {
+  app.post('/api/v1/builds', async (req, reply) => {
+    const body = parseInput(scheduleBuildBody, req.body, 'body');
+    requireRole(ctx.registry, req, bucketPath(body.builder), 'SCHEDULER');
+    const build = await ctx.service.schedule({ ...body, createdBy: callerName(ctx.registry, req) });
+    return reply.code(200).send(build);
+  });
+};

@@ -1,0 +1,52 @@
+/**
+ * GET /api/v1/builds — search, newest first, paged by `cursor`. Filters: project, bucket, builder,
+ * status, tag (repeatable; all must match), buildset, createdAfter/createdBefore (RFC 3339).
+ * Only buckets the caller may read are searched.
+ */
+import { z } from 'zod';
+import { BUILD_STATUSES } from '../../domain/build.ts';
+import { KilnError } from '../../domain/errors.ts';
+import { readableBuckets } from '../auth.ts';
+import { type Route } from '../context.ts';
+import { tagSchema } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+const one = <T extends z.ZodType>(s: T) => z.preprocess((v) => (Array.isArray(v) ? v[v.length - 1] : v), s);
+
+export const searchBuildsQuery = z
+  .object({
+    project: one(z.string().max(100)).optional(),
+    bucket: one(z.string().max(100)).optional(),
+    builder: one(z.string().max(100)).optional(),
+    status: one(z.enum(BUILD_STATUSES)).optional(),
+    tag: z.preprocess((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]), z.array(tagSchema).max(64)).optional(),
+    buildset: one(z.string().max(1024)).optional(),
+    createdAfter: one(z.iso.datetime({ offset: true })).optional(),
+    createdBefore: one(z.iso.datetime({ offset: true })).optional(),
+    limit: one(z.coerce.number().int().min(1).max(1000)).optional(),
+    cursor: one(z.string().regex(/^[0-9]{1,19}$/, 'a cursor from a previous page')).optional(),
+  })
+  .strict();
+
+export const searchBuilds: Route = (app, ctx) => {
+  app.get('/api/v1/builds', async (req) => {
+    const q = parseInput(searchBuildsQuery, req.query, 'query');
+    let buckets = readableBuckets(ctx.registry, req);
+    if (q.project) buckets = buckets.filter((b) => b.startsWith(`${q.project}/`));
+    if (q.bucket) buckets = buckets.filter((b) => b.endsWith(`/${q.bucket}`));
+    if (buckets.length === 0 && (q.project || q.bucket)) {
+      throw new KilnError('PERMISSION_DENIED', 'no readable bucket matches project/bucket');
+    }
+    return ctx.service.search({
+      buckets,
+      builder: q.builder ? { builder: q.builder } : undefined,
+      status: q.status,
+      tags: q.tag,
+      buildset: q.buildset,
+      createdAfter: q.createdAfter,
+      createdBefore: q.createdBefore,
+      limit: q.limit,
+      cursor: q.cursor,
+    });
+  });
+};

@@ -1,0 +1,19 @@
+/** POST /api/v1/builds/:id/priority — change a pending build's priority (WRITER). */
+import { z } from 'zod';
+import { bucketPath } from '../../domain/build.ts';
+import { requireRole } from '../auth.ts';
+import { type Route } from '../context.ts';
+import { buildIdParams } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+export const setPriorityBody = z.object({ priority: z.number().int().min(0).max(255) }).strict();
+
+export const setPriority: Route = (app, ctx) => {
+  app.post('/api/v1/builds/:id/priority', async (req) => {
+    const { id } = parseInput(buildIdParams, req.params, 'params');
+    const body = parseInput(setPriorityBody, req.body, 'body');
+    const build = await ctx.service.get(id);
+    requireRole(ctx.registry, req, bucketPath(build.builder), 'WRITER');
+    return ctx.service.setPriority(id, body.priority);
+  });
+};

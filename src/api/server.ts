@@ -1,0 +1,90 @@
+/**
+ * Kiln's HTTP API: Fastify with pino logs, zod-validated inputs, `{code, message}` errors, a body
+ * size limit, and bearer-token auth. Refuses to listen beyond loopback when no token is configured.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { KilnError } from '../domain/errors.ts';
+import { type ApiContext, type Route } from './context.ts';
+import { toErrorResponse } from './errors.ts';
+import { cancelBuild } from './routes/cancelBuild.ts';
+import { failBuild, succeedBuild } from './routes/completeBuild.ts';
+import { getBuild } from './routes/getBuild.ts';
+import { heartbeatBatch } from './routes/heartbeatBatch.ts';
+import { heartbeatBuild } from './routes/heartbeatBuild.ts';
+import { leaseBuild } from './routes/leaseBuild.ts';
+import { peekBuilds } from './routes/peekBuilds.ts';
+import { scheduleBuild } from './routes/scheduleBuild.ts';
+import { searchBuilds } from './routes/searchBuilds.ts';
+import { setPriority } from './routes/setPriority.ts';
+import { startBuild } from './routes/startBuild.ts';
+
+/** Every route; a later issue's routes are added here. */
+export const ROUTES: Route[] = [
+  scheduleBuild,
+  getBuild,
+  searchBuilds,
+  cancelBuild,
+  setPriority,
+  peekBuilds,
+  leaseBuild,
+  startBuild,
+  heartbeatBuild,
+  heartbeatBatch,
+  succeedBuild,
+  failBuild,
+];
+
+/** Options of `buildApi`. */
+export interface ApiOptions {
+  /** Largest request body in bytes. @default 1048576 */
+  bodyLimitBytes?: number;
+  /** Extra routes (e.g. Swarming notifications, Gerrit events, logs). */
+  routes?: Route[];
+}
+
+/** Builds the Fastify app (not listening). */
+export function buildApi(ctx: ApiContext, opts: ApiOptions = {}): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: ctx.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    bodyLimit: opts.bodyLimitBytes ?? 1024 * 1024,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Requests that hang are cut: a slow client must not pin the process.
+    requestTimeout: 60_000,
+    connectionTimeout: 60_000,
+  });
+  app.addHook('onResponse', (req, reply, done) => {
+    req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    done();
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const r = toErrorResponse(err);
+    if (r.internal) req.log.error({ err, url: req.url }, 'request failed');
+    else req.log.debug({ code: r.body.code, url: req.url }, r.body.message);
+    void reply.code(r.status).send(r.body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+  });
+  app.get('/healthz', async () => ({ ok: true }));
+  for (const r of [...ROUTES, ...(opts.routes ?? [])]) r(app, ctx);
+  return app;
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Listens on host:port; refuses a non-loopback host when auth is off. Returns the base URL. */
+export async function listenApi(app: FastifyInstance, ctx: ApiContext, host: string, port: number): Promise<string> {
+  if (ctx.registry.authDisabled && !isLoopback(host)) {
+    throw new KilnError(
+      'PERMISSION_DENIED',
+      `refusing to listen on ${host}: no bucket has a token, so anyone could schedule and lease builds; add acls with tokens or bind 127.0.0.1`,
+    );
+  }
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+}

@@ -1,0 +1,32 @@
+/** How the CLI prints builds for people (JSON with --json). */
+import { type Build, builderPath } from '../domain/build.ts';
+
+/** One line per build: id, builder #number, status (details), age. */
+export function buildLine(b: Build): string {
+  const details = Object.entries(b.statusDetails)
+    .filter(([, v]) => v)
+    .map(([k]) => k);
+  return [
+    b.id,
+    `${builderPath(b.builder)} #${b.number}`,
+    b.status + (details.length ? ` (${details.join(', ')})` : ''),
+    b.createTime,
+  ].join('  ');
+}
+
+/** A build in full, for `kiln get`. */
+export function buildDetails(b: Build): string {
+  const lines = [
+    `build ${b.id}: ${builderPath(b.builder)} #${b.number}`,
+    `status:   ${buildLine(b).split('  ')[2]}`,
+    `created:  ${b.createTime}${b.createdBy ? ` by ${b.createdBy}` : ''}`,
+  ];
+  if (b.startTime) lines.push(`started:  ${b.startTime}`);
+  if (b.endTime) lines.push(`ended:    ${b.endTime}`);
+  if (b.leaseHolder) lines.push(`lease:    ${b.leaseHolder} until ${b.leaseExpiration ?? '?'}`);
+  if (b.url) lines.push(`url:      ${b.url}`);
+  if (b.summaryMarkdown) lines.push(`summary:  ${b.summaryMarkdown}`);
+  lines.push(`priority: ${b.priority}`, `tags:     ${b.tags.join(' ') || '-'}`);
+  if (b.events.length) lines.push('history:', ...b.events.map((e) => `  ${e.time} ${e.kind} ${e.message}`));
+  return lines.join('\n');
+}
