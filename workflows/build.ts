@@ -416,14 +416,19 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     return ds.length > 0 ? Math.min(...ds) : Date.now() + 24 * 3600_000;
   };
 
+  const historyIsLong = (): boolean => {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= maxHistoryEvents;
+  };
+
   showDetails();
   for (;;) {
     fireDeadlines();
     if (b.version > st.persistedVersion) await persist();
     if (isEnded(b.status)) break;
 
-    const info = workflowInfo();
-    if (info.continueAsNewSuggested || info.historyLength >= maxHistoryEvents) {
+    if (historyIsLong()) {
+      const info = workflowInfo();
       await condition(allHandlersFinished);
       if (b.version === st.persistedVersion && !isEnded(b.status)) {
         log.info('continuing as new', { buildId: b.id, historyLength: info.historyLength });
@@ -436,7 +441,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     // lease do not wake the loop; the timer re-arms to the new expiry when it fires.
     const version = b.version;
     const deadline = nextDeadlineMs();
-    await condition(() => b.version !== version || nextDeadlineMs() < deadline, Math.max(1, deadline - Date.now()));
+    await condition(
+      () => b.version !== version || nextDeadlineMs() < deadline || historyIsLong(),
+      Math.max(1, deadline - Date.now()),
+    );
   }
 
   await condition(allHandlersFinished);
