@@ -4,6 +4,10 @@ import { KilnError } from '../domain/errors.ts';
 
 /** Parses `data` (the request's `where`: body, query, params) or throws INVALID_ARGUMENT. */
 export function parseInput<S extends z.ZodType>(schema: S, data: unknown, where: 'body' | 'query' | 'params'): z.infer<S> {
+  // Fastify parses text/plain into a string (log uploads use it); JSON routes want an object.
+  if (where === 'body' && (typeof data === 'string' || Buffer.isBuffer(data))) {
+    throw new KilnError('UNSUPPORTED_MEDIA_TYPE', 'body must be application/json');
+  }
   const r = schema.safeParse(data ?? (where === 'body' ? undefined : {}));
   if (r.success) return r.data;
   const first = r.error.issues[0];
