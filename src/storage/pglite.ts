@@ -4,7 +4,7 @@
  * because two processes opening one PGlite folder corrupt it.
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { PGlite, types } from '@electric-sql/pglite';
 import { KilnError } from '../domain/errors.ts';
 import { type SqlClient, type SqlExecutor } from './sqlClient.ts';
@@ -20,8 +20,14 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** Dirs this process has open: the pid file cannot tell a second open in the same process. */
+const openHere = new Set<string>();
+
 function takeLock(dir: string): () => void {
   const lock = join(dir, LOCK_FILE);
+  if (openHere.has(resolve(dir))) {
+    throw new KilnError('UNAVAILABLE', `embedded storage ${dir} is already open in this process; close it first`);
+  }
   let holder: number | undefined;
   try {
     holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
@@ -35,7 +41,11 @@ function takeLock(dir: string): () => void {
     );
   }
   writeFileSync(lock, String(process.pid));
-  return () => rmSync(lock, { force: true });
+  openHere.add(resolve(dir));
+  return () => {
+    openHere.delete(resolve(dir));
+    rmSync(lock, { force: true });
+  };
 }
 
 // Return bigint/int8 and timestamps as strings: Kiln keeps IDs as decimal strings.
@@ -60,7 +70,13 @@ export async function openPglite(dir: string | undefined): Promise<SqlClient> {
     mkdirSync(dir, { recursive: true });
     release = takeLock(dir);
   }
-  const db = await PGlite.create(dir === undefined ? undefined : join(dir, 'pgdata'));
+  let db: PGlite;
+  try {
+    db = await PGlite.create(dir === undefined ? undefined : join(dir, 'pgdata'));
+  } catch (e) {
+    release();
+    throw e;
+  }
   const ex = executor(db);
   return {
     ...ex,
