@@ -128,8 +128,10 @@ export class SqlStorage implements Storage {
 
   async peekBuilds(q: PeekQuery): Promise<Build[]> {
     if (q.buckets.length === 0) return [];
-    const params: unknown[] = [q.buckets];
-    const where = [`status = 'SCHEDULED'`, 'NOT leased', `(project || '/' || bucket) = ANY($1::text[])`];
+    const pairs = q.buckets.map((b) => b.split('/'));
+    const params: unknown[] = [pairs.map((p) => p[0] ?? ''), pairs.map((p) => p[1] ?? '')];
+    // Row comparison on (project, bucket) lets the planner use the partial peek index.
+    const where = [`status = 'SCHEDULED'`, 'NOT leased', `(project, bucket) IN (SELECT * FROM unnest($1::text[], $2::text[]))`];
     if (q.dimensions !== undefined) {
       params.push(q.dimensions);
       where.push(`dimensions <@ $${params.length}::text[]`);

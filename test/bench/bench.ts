@@ -1,0 +1,200 @@
+/**
+ * `npm run bench`: Kiln's lease cycle through its HTTP API on one machine, against a real Temporal
+ * dev server, for 1, 4 and 16 concurrent runners; the bare-Temporal baseline with the same round
+ * trips; latencies per call; history events per build and per heartbeat; worker RSS with 1,000
+ * builds open. Prints a table and writes bench-results.json. Options (env):
+ *   BENCH_STORAGE=embedded|postgres   storage backend (postgres starts a throwaway server)
+ *   BENCH_SCALE=1                     multiplies build counts
+ *   BENCH_OPEN_BUILDS=1000            builds held open for the RSS figure (0 skips it)
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from '@temporalio/worker';
+import { buildApi, listenApi } from '../../src/api/server.ts';
+import { KilnClient } from '../../src/client/kilnClient.ts';
+import { buildWorkflowId } from '../../src/domain/buildId.ts';
+import { openStorage } from '../../src/storage/open.ts';
+import { BuildService } from '../../src/builds/service.ts';
+import { parseConfig, Registry } from '../../src/config/load.ts';
+import { startDevEnv, testLogger } from '../support/temporal.ts';
+import { startPostgres } from '../support/postgres.ts';
+import { createKilnWorker, workflowBundle } from '../../workers/worker.ts';
+import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
+
+const SCALE = Number(process.env.BENCH_SCALE ?? '1');
+const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedded';
+const OPEN_BUILDS = Number(process.env.BENCH_OPEN_BUILDS ?? '1000');
+const LEVELS = [1, 4, 16];
+const buildsAt = (c: number) => Math.max(20, c * 10) * SCALE;
+
+type Samples = Record<string, number[]>;
+const pct = (xs: number[], p: number) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+};
+const ms = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
+
+async function timed<T>(samples: Samples, name: string, fn: () => Promise<T>): Promise<T> {
+  const t = performance.now();
+  const v = await fn();
+  (samples[name] ??= []).push(performance.now() - t);
+  return v;
+}
+
+const builder = { project: 'bench', bucket: 'ci', builder: 'b' };
+const CONFIG = `
+projects:
+  - name: bench
+    buckets:
+      - name: ci
+        builders:
+          - name: b
+`;
+
+async function main(): Promise<void> {
+  const env = await startDevEnv();
+  const pg = STORAGE === 'postgres' ? await startPostgres() : undefined;
+  const dataDir = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
+  const storage = pg ? await openStorage({ kind: 'postgres', url: pg.url }) : await openStorage({ kind: 'embedded', dataDir });
+  const registry = new Registry(parseConfig(CONFIG, 'bench-config.yaml', { LOG_LEVEL: 'silent' }));
+  const taskQueue = `kiln-bench-${process.pid}`;
+  const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
+  const ctx = { service, registry, logger: testLogger };
+  const app = buildApi(ctx);
+  const url = await listenApi(app, ctx, '127.0.0.1', 0);
+  const kiln = new KilnClient({ baseUrl: url });
+  const worker = await createKilnWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, deps: { storage, logger: testLogger } });
+  const baselineQueue = `${taskQueue}-baseline`;
+  const baseline = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue: baselineQueue,
+    workflowsPath: fileURLToPath(new URL('./baselineWorkflow.ts', import.meta.url)),
+  });
+  await workflowBundle();
+
+  const results: Record<string, unknown>[] = [];
+  const sampleIds: string[] = [];
+  await Promise.all([
+    baseline.runUntil(
+      worker.runUntil(async () => {
+        for (const c of LEVELS) {
+          const n = buildsAt(c);
+          // Kiln: schedule → visible to peek → lease → start → 3 heartbeats → succeed, over HTTP.
+          const s: Samples = {};
+          let next = 0;
+          const t0 = performance.now();
+          await Promise.all(
+            Array.from({ length: c }, async () => {
+              while (next < n) {
+                next++;
+                const b = await timed(s, 'schedule', () => kiln.schedule({ builder }));
+                const visibleFrom = performance.now();
+                for (;;) {
+                  const p = await kiln.peek({ buckets: ['bench/ci'], maxBuilds: 100 });
+                  if (p.builds.some((x) => x.id === b.id)) break;
+                  await new Promise((r) => setTimeout(r, 2));
+                }
+                (s['schedule→leasable'] ??= []).push(performance.now() - visibleFrom);
+                const g = await timed(s, 'lease', () => kiln.lease(b.id, { holder: 'bench' }));
+                await timed(s, 'start', () => kiln.start(b.id, { leaseKey: g.leaseKey }));
+                for (let i = 0; i < 3; i++) await timed(s, 'heartbeat', () => kiln.heartbeat(b.id, { leaseKey: g.leaseKey }));
+                await timed(s, 'succeed', () => kiln.succeed(b.id, { leaseKey: g.leaseKey }));
+                if (sampleIds.length < 5) sampleIds.push(b.id);
+              }
+            }),
+          );
+          const kilnSecs = (performance.now() - t0) / 1000;
+
+          // Bare Temporal: start + 6 updates per workflow, straight from the client.
+          const bs: Samples = {};
+          let bnext = 0;
+          const t1 = performance.now();
+          await Promise.all(
+            Array.from({ length: c }, async () => {
+              while (bnext < n) {
+                const i = bnext++;
+                const handle = await timed(bs, 'start', () =>
+                  env.client.workflow.start(baselineWorkflow, { taskQueue: baselineQueue, workflowId: `baseline-${c}-${i}-${Date.now()}`, args: [6] }),
+                );
+                for (let k = 0; k < 6; k++) await timed(bs, 'update', () => handle.executeUpdate(stepUpdate, { args: [k] }));
+              }
+            }),
+          );
+          const bareSecs = (performance.now() - t1) / 1000;
+          const row = {
+            runners: c,
+            builds: n,
+            kilnBuildsPerSec: n / kilnSecs,
+            bareBuildsPerSec: n / bareSecs,
+            ratio: bareSecs / kilnSecs,
+            latencyMs: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }])),
+            bareLatencyMs: Object.fromEntries(Object.entries(bs).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }])),
+          };
+          results.push(row);
+          console.error(`  ${c} runner(s): ${row.kilnBuildsPerSec.toFixed(1)} builds/s (bare ${row.bareBuildsPerSec.toFixed(1)}/s)`);
+        }
+
+        // History events per build, and per heartbeat (a build with 3 more heartbeats).
+        const lens = await Promise.all(sampleIds.map(async (id) => (await env.client.workflow.getHandle(buildWorkflowId(id)).describe()).historyLength));
+        const extra = await kiln.schedule({ builder });
+        await new Promise((r) => setTimeout(r, 200));
+        const g = await kiln.lease(extra.id, {});
+        await kiln.start(extra.id, { leaseKey: g.leaseKey });
+        for (let i = 0; i < 23; i++) await kiln.heartbeat(extra.id, { leaseKey: g.leaseKey });
+        await kiln.succeed(extra.id, { leaseKey: g.leaseKey });
+        const extraLen = (await env.client.workflow.getHandle(buildWorkflowId(extra.id)).describe()).historyLength;
+        const perBuild = lens.reduce((a, b) => a + b, 0) / lens.length;
+        results.push({ historyEventsPerBuild: perBuild, eventsPerHeartbeat: (extraLen - perBuild) / 20 });
+
+        // Worker RSS with many builds open (scheduled, not leased).
+        if (OPEN_BUILDS > 0) {
+          global.gc?.();
+          const before = process.memoryUsage().rss;
+          let k = 0;
+          await Promise.all(
+            Array.from({ length: 16 }, async () => {
+              while (k < OPEN_BUILDS) {
+                k++;
+                await kiln.schedule({ builder });
+              }
+            }),
+          );
+          await new Promise((r) => setTimeout(r, 3000));
+          const after = process.memoryUsage().rss;
+          results.push({ openBuilds: OPEN_BUILDS, processRssMB: after / 2 ** 20, rssGrowthMB: (after - before) / 2 ** 20 });
+        }
+      }),
+    ),
+  ]);
+
+  await app.close();
+  await storage.close();
+  await env.teardown();
+  await pg?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+
+  const lines = [
+    '',
+    `Kiln lease-cycle benchmark — storage: ${STORAGE}, Temporal dev server on 127.0.0.1, one process (API + worker + clients)`,
+    '',
+    '| runners | builds | Kiln builds/s | bare Temporal builds/s | ratio | schedule→leasable p50/p99 ms | schedule p50/p99 | lease p50/p99 | start p50/p99 | heartbeat p50/p99 | succeed p50/p99 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results.filter((x) => 'runners' in x) as { runners: number; builds: number; kilnBuildsPerSec: number; bareBuildsPerSec: number; ratio: number; latencyMs: Record<string, { p50: number; p99: number }> }[]) {
+    const l = (k: string) => `${ms(r.latencyMs[k]?.p50 ?? NaN)} / ${ms(r.latencyMs[k]?.p99 ?? NaN)}`;
+    lines.push(
+      `| ${r.runners} | ${r.builds} | ${r.kilnBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.ratio.toFixed(2)} | ${l('schedule→leasable')} | ${l('schedule')} | ${l('lease')} | ${l('start')} | ${l('heartbeat')} | ${l('succeed')} |`,
+    );
+  }
+  for (const r of results.filter((x) => !('runners' in x))) lines.push('', ...Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'number' ? v.toFixed(1) : String(v)}`));
+  console.log(lines.join('\n'));
+  const out = `bench-results${STORAGE === 'postgres' ? '-postgres' : ''}.json`;
+  writeFileSync(out, JSON.stringify({ storage: STORAGE, when: new Date().toISOString(), results }, null, 2));
+  console.log(`\nwrote ${out}`);
+  process.exit(0);
+}
+
+await main();
