@@ -1,124 +1,14 @@
 /**
- * `kiln`: the command line. Server commands (`dev`, `api`, `worker`, `migrate`) run Kiln's
- * processes; client commands (`schedule`, `get`, `search`, `cancel`, `priority`) talk to the API
- * at --api / KILN_API (default http://127.0.0.1:8080) with --token / KILN_TOKEN.
+ * `kiln`: the command line entry point. The command tree lives in `program.ts`; this parses argv
+ * and turns errors into one line on stderr and an exit code.
  */
-import { Command, InvalidArgumentError } from 'commander';
-import { KilnApiError, KilnClient } from '../client/kilnClient.ts';
+import { InvalidArgumentError } from 'commander';
+import { KilnApiError } from '../client/kilnClient.ts';
 import { ConfigError } from '../config/load.ts';
-import { type Build } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
-import { buildDetails, buildLine } from './format.ts';
-import { runApi, runDev, runMigrate, runWorker } from './serve.ts';
+import { buildProgram } from './program.ts';
 
-const program = new Command('kiln').description('Durable build orchestrator on Temporal').showHelpAfterError();
-
-const apiOpts = (c: Command) =>
-  c
-    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
-    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN)
-    .option('--json', 'print JSON');
-
-const client = (o: { api: string; token?: string }) => new KilnClient({ baseUrl: o.api, token: o.token });
-
-/** Parses "project/bucket/builder". */
-function builderArg(s: string) {
-  const parts = s.split('/');
-  if (parts.length !== 3 || parts.some((p) => !p)) throw new InvalidArgumentError('expected project/bucket/builder');
-  const [project, bucket, builder] = parts as [string, string, string];
-  return { project, bucket, builder };
-}
-
-const collect = (v: string, prev: string[]) => [...prev, v];
-
-function print(o: { json?: boolean }, value: unknown, human: () => string): void {
-  console.log(o.json ? JSON.stringify(value, null, 2) : human());
-}
-
-program
-  .command('dev')
-  .description('everything on this machine: Temporal dev server, worker, API (embedded storage)')
-  .option('-c, --config <file>', 'config file (default: KILN_CONFIG, ./kiln.yaml, or the demo config)')
-  .action((o: { config?: string }) => runDev(o.config));
-
-program
-  .command('api')
-  .description('the HTTP API only (needs TEMPORAL_ADDRESS; several processes need PostgreSQL storage)')
-  .option('-c, --config <file>', 'config file')
-  .action((o: { config?: string }) => runApi(o.config));
-
-program
-  .command('worker')
-  .description('a Temporal worker for Kiln workflows and activities')
-  .option('-c, --config <file>', 'config file')
-  .action((o: { config?: string }) => runWorker(o.config));
-
-program
-  .command('migrate')
-  .description('apply storage migrations and exit')
-  .option('-c, --config <file>', 'config file')
-  .action((o: { config?: string }) => runMigrate(o.config));
-
-apiOpts(
-  program
-    .command('schedule <builder>')
-    .description('schedule a build of project/bucket/builder')
-    .option('-p, --property <key=json>', 'input property (repeatable); value parsed as JSON, else a string', collect, [])
-    .option('-t, --tag <key:value>', 'tag (repeatable)', collect, [])
-    .option('--priority <n>', 'priority 0-255 (lower runs first)', (v) => Number.parseInt(v, 10))
-    .option('--request-id <id>', 'idempotency key: the same id returns the same build'),
-).action(async (b: string, o: { property: string[]; tag: string[]; priority?: number; requestId?: string; api: string; token?: string; json?: boolean }) => {
-  const properties: Record<string, unknown> = {};
-  for (const kv of o.property) {
-    const i = kv.indexOf('=');
-    if (i <= 0) throw new InvalidArgumentError(`--property ${kv}: expected key=value`);
-    const raw = kv.slice(i + 1);
-    try {
-      properties[kv.slice(0, i)] = JSON.parse(raw);
-    } catch {
-      properties[kv.slice(0, i)] = raw;
-    }
-  }
-  const build = await client(o).schedule({ builder: builderArg(b), properties, tags: o.tag, priority: o.priority, requestId: o.requestId });
-  print(o, build, () => buildLine(build));
-});
-
-apiOpts(program.command('get <id>').description('show one build')).action(async (id: string, o: { api: string; token?: string; json?: boolean }) => {
-  const build = await client(o).get(id);
-  print(o, build, () => buildDetails(build));
-});
-
-apiOpts(
-  program
-    .command('search')
-    .description('search builds, newest first')
-    .option('--builder <p/b/b>', 'project/bucket/builder')
-    .option('--bucket <p/b>', 'project/bucket')
-    .option('--status <status>', 'SCHEDULED, STARTED, SUCCESS, FAILURE, INFRA_FAILURE, CANCELED')
-    .option('-t, --tag <key:value>', 'tag that must match (repeatable)', collect, [])
-    .option('--buildset <buildset>', 'e.g. patch/gerrit/host/123/4')
-    .option('--limit <n>', 'page size', '50')
-    .option('--cursor <cursor>', 'next page'),
-).action(async (o: { builder?: string; bucket?: string; status?: string; tag: string[]; buildset?: string; limit: string; cursor?: string; api: string; token?: string; json?: boolean }) => {
-  const b = o.builder ? builderArg(o.builder) : undefined;
-  const [project, bucket] = o.bucket ? o.bucket.split('/') : [b?.project, b?.bucket];
-  const page = await client(o).search({ project, bucket, builder: b?.builder, status: o.status, tag: o.tag, buildset: o.buildset, limit: o.limit, cursor: o.cursor });
-  print(o, page, () => [...page.builds.map(buildLine), ...(page.nextCursor ? [`(more: --cursor ${page.nextCursor})`] : [])].join('\n') || '(no builds)');
-});
-
-apiOpts(program.command('cancel <id>').description('cancel a build').option('--reason <text>', 'why')).action(
-  async (id: string, o: { reason?: string; api: string; token?: string; json?: boolean }) => {
-    const build: Build = await client(o).cancel(id, o.reason);
-    print(o, build, () => buildLine(build));
-  },
-);
-
-apiOpts(program.command('priority <id> <priority>').description('change a pending build\'s priority')).action(
-  async (id: string, p: string, o: { api: string; token?: string; json?: boolean }) => {
-    const build = await client(o).setPriority(id, Number.parseInt(p, 10));
-    print(o, build, () => buildLine(build));
-  },
-);
+const program = buildProgram();
 
 try {
   await program.parseAsync(process.argv);
