@@ -6,17 +6,21 @@
 import type pino from 'pino';
 import { type Build } from '../src/domain/build.ts';
 import { type Storage } from '../src/storage/storage.ts';
+import { createSwarmingActivities, type SwarmingActivityDeps } from './swarming.ts';
 
 /** What activities need from the worker process. */
 export interface ActivityDeps {
   storage: Storage;
   logger: pino.Logger;
+  /** Swarming clients for Swarming-mode builds; absent → those builds fail with SWARMING_NOT_CONFIGURED. */
+  swarming?: SwarmingActivityDeps;
 }
 
 /** Creates the activity functions a worker registers. */
 export function createActivities(deps: ActivityDeps) {
   const { storage } = deps;
   return {
+    ...createSwarmingActivities(deps.swarming, deps.logger),
     /** Writes a build's current state to storage; older versions are ignored, so retries are safe. */
     async recordBuild(input: { build: Build }): Promise<void> {
       await storage.recordBuild(input.build);

@@ -17,6 +17,7 @@ import { scheduleBuild } from './routes/scheduleBuild.ts';
 import { searchBuilds } from './routes/searchBuilds.ts';
 import { setPriority } from './routes/setPriority.ts';
 import { startBuild } from './routes/startBuild.ts';
+import { swarmingNotify } from './routes/swarmingNotify.ts';
 
 /** Every route; a later issue's routes are added here. */
 export const ROUTES: Route[] = [
@@ -32,6 +33,7 @@ export const ROUTES: Route[] = [
   heartbeatBatch,
   succeedBuild,
   failBuild,
+  swarmingNotify,
 ];
 
 /** Options of `buildApi`. */

@@ -26,6 +26,7 @@ import {
   KilnStatus,
   KilnTags,
 } from '../domain/searchAttributes.ts';
+import { type SwarmingBuildSpec } from '../domain/swarming/build.ts';
 import { buildsetOf, parseTag } from '../domain/tags.ts';
 import { type BuildPage, type BuildQuery, type PeekQuery, type Storage } from '../storage/storage.ts';
 import {
@@ -44,6 +45,8 @@ import {
   startUpdate,
   succeedUpdate,
 } from '../../workflows/build.ts';
+import { swarmingBuildWorkflow, swarmingNotifySignal } from '../../workflows/swarmingBuild.ts';
+import { planSwarmingBuild, type SwarmingScheduleOptions } from './swarming.ts';
 
 /** A schedule request after edge validation. */
 export interface ScheduleRequest {
@@ -59,6 +62,8 @@ export interface ScheduleRequest {
   /** Overrides of the builder's timeouts, in seconds (tests and special runs). */
   schedulingTimeoutSecs?: number;
   executionTimeoutSecs?: number;
+  /** Only for builders of a Swarming bucket: per-build builder override and canary choice. */
+  swarming?: SwarmingScheduleOptions;
 }
 
 /** Property keys Kiln reserves for itself; a schedule request may not set them. */
@@ -92,7 +97,8 @@ export class BuildService {
 
   /** Schedules a build, or returns the build an earlier request with the same `requestId` made. */
   async schedule(req: ScheduleRequest): Promise<Build> {
-    const cfg = this.o.registry.builder(req.builder);
+    const swarming = planSwarmingBuild(this.o.registry, req);
+    const cfg = swarming?.builderConfig ?? this.o.registry.builder(req.builder);
     if (!cfg) throw new KilnError('BUILDER_NOT_FOUND', `builder ${builderPath(req.builder)} is not configured`);
     const properties = { ...cfg.properties, ...(req.properties ?? {}) };
     for (const k of RESERVED_PROPERTIES) {
@@ -131,17 +137,18 @@ export class BuildService {
       events: [],
       version: 1,
     };
-    await this.startWorkflow(build, timeoutsOf(cfg, req));
+    await this.startWorkflow(build, timeoutsOf(cfg, req), swarming?.spec);
     return build;
   }
 
-  private async startWorkflow(build: Build, timeouts: BuildTimeouts): Promise<void> {
+  private async startWorkflow(build: Build, timeouts: BuildTimeouts, swarming?: SwarmingBuildSpec): Promise<void> {
     const input: BuildWorkflowInput = { build, timeouts };
     try {
-      await this.o.client.workflow.start(buildWorkflow, {
+      // Swarming buckets run `swarmingBuildWorkflow`: same ID, messages and storage, but pushed to Swarming.
+      await this.o.client.workflow.start(swarming ? swarmingBuildWorkflow : buildWorkflow, {
         workflowId: buildWorkflowId(build.id),
         taskQueue: this.o.taskQueue,
-        args: [input],
+        args: swarming ? [{ build, timeouts, swarming }] : [input],
         workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
         workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
         typedSearchAttributes: [
@@ -184,8 +191,9 @@ export class BuildService {
     return this.o.storage.searchBuilds(q);
   }
 
+  /** Lease-mode builds only: Swarming buckets are never offered to runners. */
   peek(q: PeekQuery): Promise<Build[]> {
-    return this.o.storage.peekBuilds(q);
+    return this.o.storage.peekBuilds({ ...q, buckets: q.buckets.filter((p) => !this.o.registry.bucket(p)?.swarming) });
   }
 
   /** Cancels a build from any non-ended state; idempotent. Waits briefly to return the ended build. */
@@ -240,6 +248,20 @@ export class BuildService {
 
   fail(id: string, req: CompleteRequest): Promise<Build> {
     return this.report(id, 'fail', req);
+  }
+
+  /**
+   * Tells a Swarming build that its task changed (a Pub/Sub notification); the build then polls the
+   * task. A build that has ended and closed is fine (notifications are at-least-once); an unknown one
+   * is BUILD_NOT_FOUND.
+   */
+  async notifySwarming(id: string, req: { taskId: string; messageId?: string }): Promise<void> {
+    try {
+      await this.o.client.workflow.getHandle(buildWorkflowId(id)).signal(swarmingNotifySignal, req);
+    } catch (e) {
+      if (!(e instanceof WorkflowNotFoundError)) throw e;
+      await this.get(id);
+    }
   }
 
   setPriority(id: string, priority: number): Promise<Build> {

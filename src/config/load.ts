@@ -8,6 +8,7 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import { type BuilderId } from '../domain/build.ts';
 import { type BucketConfig, type BuilderConfig, configSchema, type KilnConfig, type Role } from './schema.ts';
+import { resolveSwarmingConfig, SwarmingConfigError } from './swarming.ts';
 
 /** A config file that cannot be used; the message names the file and key. */
 export class ConfigError extends Error {
@@ -84,7 +85,11 @@ export function parseConfig(text: string, file: string, env: KilnEnv = loadEnv()
       }),
     ),
   );
-  return cfg;
+  try {
+    return resolveSwarmingConfig(cfg, file);
+  } catch (e) {
+    throw e instanceof SwarmingConfigError ? new ConfigError(e.message) : e;
+  }
 }
 
 /** Reads and parses the config file at `path`. */

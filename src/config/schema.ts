@@ -4,6 +4,8 @@
  * where one makes sense, so the demo config stays short.
  */
 import { z } from 'zod';
+import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
+import { swarmingServiceSchema } from './swarmingSchema.ts';
 
 /** Access levels on a bucket; each includes the ones before it. */
 export const ROLES = ['READER', 'SCHEDULER', 'WRITER'] as const;
@@ -54,6 +56,8 @@ export const bucketSchema = z
     name,
     acls: z.array(aclSchema).default([]),
     builders: z.array(builderSchema).default([]),
+    /** Makes this a Swarming bucket: its builders are listed here and pushed to Swarming, never leased. */
+    swarming: SwarmingBucketConfigSchema.optional(),
   })
   .strict();
 
@@ -106,6 +110,8 @@ export const configSchema = z
       ])
       .default({ kind: 'embedded' }),
     projects: z.array(projectSchema).default([]),
+    /** Service-wide Swarming settings (task templates, notifications); needed by Swarming buckets. */
+    swarming: swarmingServiceSchema.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -130,6 +136,7 @@ export const configSchema = z
     );
   });
 
-export type KilnConfig = z.infer<typeof configSchema>;
+/** The loaded config; `swarmingTemplates` holds the task templates read from `swarming.taskTemplate*`. */
+export type KilnConfig = z.infer<typeof configSchema> & { swarmingTemplates?: SwarmingServiceConfig };
 export type BuilderConfig = z.infer<typeof builderSchema>;
 export type BucketConfig = z.infer<typeof bucketSchema>;

@@ -10,6 +10,7 @@ import { BuildService } from '../builds/service.ts';
 import { type Registry } from '../config/load.ts';
 import { type KilnConfig } from '../config/schema.ts';
 import { type Storage } from '../storage/storage.ts';
+import { swarmingDepsFromConfig } from '../swarming/deps.ts';
 import { connectWorker } from '../temporal/connection.ts';
 import { createKilnWorker, installRuntimeLogger } from '../../workers/worker.ts';
 
@@ -26,7 +27,11 @@ export async function startWorker(opts: { config: KilnConfig; address: string; s
     connection,
     namespace: opts.config.temporal.namespace,
     taskQueue: opts.config.temporal.taskQueue,
-    deps: { storage: opts.storage, logger: opts.logger.child({ component: 'activities' }) },
+    deps: {
+      storage: opts.storage,
+      logger: opts.logger.child({ component: 'activities' }),
+      swarming: swarmingDepsFromConfig(opts.config),
+    },
   });
   const run = worker.run();
   opts.logger.info({ taskQueue: opts.config.temporal.taskQueue }, 'worker running');
