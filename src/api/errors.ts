@@ -36,6 +36,9 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_ARGUMENT',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_ARGUMENT',
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_ARGUMENT',
+  FST_ERR_BAD_URL: 'INVALID_ARGUMENT',
+  FST_ERR_MAX_PARAM_LENGTH: 'INVALID_ARGUMENT',
+  FST_ERR_ASYNC_CONSTRAINT: 'INVALID_ARGUMENT',
 };
 
 /** Turns anything thrown by a handler into a status and body; unknown errors become a bare INTERNAL. */
@@ -43,7 +46,7 @@ export function toErrorResponse(e: unknown): { status: number; body: ErrorBody; 
   if (e instanceof KilnError) return { status: HTTP_STATUS[e.code], body: { code: e.code, message: e.message }, internal: e.code === 'INTERNAL' };
   const fe = e as { code?: string; statusCode?: number; message?: string };
   const mapped = fe.code !== undefined ? FASTIFY_CODES[fe.code] : undefined;
-  if (mapped) return { status: HTTP_STATUS[mapped], body: { code: mapped, message: fe.message ?? mapped }, internal: false };
+  if (mapped) return { status: HTTP_STATUS[mapped], body: { code: mapped, message: (fe.message ?? mapped).slice(0, 300) }, internal: false };
   if (e instanceof SyntaxError) return { status: 400, body: { code: 'INVALID_ARGUMENT', message: `body is not valid JSON: ${e.message}` }, internal: false };
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return { status: 400, body: { code: 'INVALID_ARGUMENT', message: fe.message ?? 'bad request' }, internal: false };
