@@ -13,6 +13,7 @@ import {
   defineQuery,
   defineSignal,
   defineUpdate,
+  getExternalWorkflowHandle,
   allHandlersFinished,
   log,
   proxyLocalActivities,
@@ -117,6 +118,10 @@ export interface BuildWorkflowState {
   persistedVersion: number;
   /** The lease key whose succeed/fail ended the build, so a retried report gets the same answer. */
   endedByLeaseKey?: string;
+  /** The lease key that was current when the build ended (any way), so its holder can finish the log. */
+  leaseKeyAtEnd?: string;
+  /** Recent lease keys that are no longer current (bounded), so a late report from one can be noted. */
+  pastLeaseKeys?: string[];
 }
 
 export const leaseUpdate = defineUpdate<LeaseGrant, [LeaseRequest]>('lease');
@@ -128,6 +133,35 @@ export const setPriorityUpdate = defineUpdate<Build, [{ priority: number }]>('se
 export const cancelSignal = defineSignal<[CancelRequest]>('cancel');
 export const noteSignal = defineSignal<[NoteRequest]>('note');
 export const getBuildQuery = defineQuery<Build>('getBuild');
+/**
+ * Notes a late report from an earlier lease holder in the build's history. The validator refuses
+ * keys this build never handed out, so a stranger's junk report changes nothing.
+ */
+export const staleReportUpdate = defineUpdate<void, [{ leaseKey: string; report: string }]>('noteStaleReport');
+
+/** What a build tells its parent workflow (a change verification) after each persisted transition. */
+export interface BuildProgress {
+  buildId: string;
+  status: Build['status'];
+  leaseHolder?: string;
+  leaseGeneration: number;
+  leaseResets: number;
+  url?: string;
+  version: number;
+}
+
+/** Sent by a child build to its parent; see `BuildProgress`. */
+export const buildProgressSignal = defineSignal<[BuildProgress]>('buildProgress');
+
+/** Whether a lease key may write the build's log: refused with the same codes a heartbeat would get. */
+export type LogWriterCheck = { ok: true } | { ok: false; code: ErrorCode; message: string };
+
+/**
+ * May `leaseKey` upload the build's log? Yes for the current lease, and for the lease that was
+ * current when the build ended (so a canceled runner can still upload what it has). A query, so
+ * log chunks never add to the workflow's history.
+ */
+export const logWriterQuery = defineQuery<LogWriterCheck, [string]>('logWriter');
 
 const { recordBuild } = proxyLocalActivities<ReturnType<typeof createActivities>>({
   startToCloseTimeout: '30s',
@@ -166,6 +200,12 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     if (b.events.length > MAX_BUILD_EVENTS) b.events.splice(0, b.events.length - MAX_BUILD_EVENTS);
   };
 
+  /** Ends the current lease key's life; it stays known (bounded) so a late report from it can be noted. */
+  const retireKey = (): void => {
+    if (st.leaseKey !== undefined) st.pastLeaseKeys = [...(st.pastLeaseKeys ?? []), st.leaseKey].slice(-10);
+    st.leaseKey = undefined;
+  };
+
   /** Resolves when storage has seen version `v` (the main loop writes it). */
   const persisted = (v: number): Promise<void> => condition(() => st.persistedVersion >= v);
 
@@ -201,7 +241,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     if (output !== undefined) b.output = output;
     b.leaseExpiration = undefined;
     b.leaseHolder = undefined;
-    st.leaseKey = undefined;
+    st.leaseKeyAtEnd = st.leaseKey;
+    retireKey();
     note('ENDED', `${status}${summary ? `: ${summary}` : ''}`);
     return touch();
   };
@@ -218,6 +259,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   // ---- handlers, registered before anything else ----
 
   setHandler(getBuildQuery, () => b);
+  setHandler(logWriterQuery, (leaseKey): LogWriterCheck => {
+    if (isEnded(b.status)) {
+      if (leaseKey === st.leaseKeyAtEnd || leaseKey === st.endedByLeaseKey) return { ok: true };
+      return { ok: false, code: 'BUILD_IS_COMPLETED', message: `build ${b.id} has ended with status ${b.status}` };
+    }
+    if (st.leaseKey === undefined || leaseKey !== st.leaseKey || leaseExpiredNow()) {
+      return { ok: false, code: 'LEASE_EXPIRED', message: `lease key is not current for build ${b.id}` };
+    }
+    return { ok: true };
+  });
 
   /** True when `req` retries the lease that is current (same request id): answer it again. */
   const isLeaseRetry = (req: LeaseRequest): boolean =>
@@ -356,12 +407,47 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     end('CANCELED', {}, req.reason);
   });
 
+  setHandler(
+    staleReportUpdate,
+    async ({ report }) => {
+      note('STALE_REPORT_REFUSED', `late ${report} from an expired lease refused`);
+      await persisted(touch());
+    },
+    {
+      validator: ({ leaseKey }) => {
+        if (!(st.pastLeaseKeys ?? []).includes(leaseKey)) refuse('LEASE_EXPIRED', 'not a lease key of this build');
+      },
+    },
+  );
+
   setHandler(noteSignal, (req) => {
     note(req.kind, req.message);
     touch();
   });
 
   // ---- main loop ----
+
+  /**
+   * A child build (of a change verification) tells its parent about every persisted transition,
+   * so the parent can post "taken" / "rescheduled" messages. Builds without a parent send nothing,
+   * so histories of builds started before this existed replay unchanged.
+   */
+  const notifyParent = async (): Promise<void> => {
+    const parent = workflowInfo().parent;
+    if (parent === undefined) return;
+    const progress: BuildProgress = {
+      buildId: b.id,
+      status: b.status,
+      leaseHolder: b.leaseHolder,
+      leaseGeneration: b.leaseGeneration,
+      leaseResets: b.leaseResets,
+      url: b.url,
+      version: b.version,
+    };
+    await getExternalWorkflowHandle(parent.workflowId)
+      .signal(buildProgressSignal, progress)
+      .catch((e: unknown) => log.warn('could not notify the parent workflow', { buildId: b.id, error: String(e) }));
+  };
 
   const persist = async (): Promise<void> => {
     const v = b.version;
@@ -372,6 +458,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
       { key: KilnLeaseHolder, value: b.leaseHolder ?? null },
       { key: KilnLeaseExpiresAt, value: b.leaseExpiration ? new Date(b.leaseExpiration) : null },
     ]);
+    await notifyParent();
   };
 
   /** Acts on whichever deadline has passed: lease expiry, scheduling or execution timeout. */
@@ -386,7 +473,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
       } else {
         b.leaseResets += 1;
         b.leaseGeneration += 1;
-        st.leaseKey = undefined;
+        retireKey();
         st.leaseRequestId = undefined;
         b.leaseExpiration = undefined;
         b.leaseHolder = undefined;

@@ -2,13 +2,16 @@
  * Kiln's HTTP API: Fastify with pino logs, zod-validated inputs, `{code, message}` errors, a body
  * size limit, and bearer-token auth. Refuses to listen beyond loopback when no token is configured.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { KilnError } from '../domain/errors.ts';
 import { type ApiContext, type Route } from './context.ts';
 import { toErrorResponse } from './errors.ts';
 import { cancelBuild } from './routes/cancelBuild.ts';
 import { failBuild, succeedBuild } from './routes/completeBuild.ts';
 import { getBuild } from './routes/getBuild.ts';
+import { getBuilder } from './routes/getBuilder.ts';
+import { gerritEvents } from './routes/gerritEvents.ts';
+import { getLog } from './routes/getLog.ts';
 import { heartbeatBatch } from './routes/heartbeatBatch.ts';
 import { heartbeatBuild } from './routes/heartbeatBuild.ts';
 import { leaseBuild } from './routes/leaseBuild.ts';
@@ -18,6 +21,9 @@ import { searchBuilds } from './routes/searchBuilds.ts';
 import { setPriority } from './routes/setPriority.ts';
 import { startBuild } from './routes/startBuild.ts';
 import { swarmingNotify } from './routes/swarmingNotify.ts';
+import { tinderboxGetTask } from './routes/tinderboxGetTask.ts';
+import { tinderboxReport } from './routes/tinderboxReport.ts';
+import { uploadLog } from './routes/uploadLog.ts';
 
 /** Every route; a later issue's routes are added here. */
 export const ROUTES: Route[] = [
@@ -34,6 +40,12 @@ export const ROUTES: Route[] = [
   succeedBuild,
   failBuild,
   swarmingNotify,
+  getBuilder,
+  uploadLog,
+  getLog,
+  gerritEvents,
+  tinderboxGetTask,
+  tinderboxReport,
 ];
 
 /** Options of `buildApi`. */
@@ -53,6 +65,11 @@ export function buildApi(ctx: ApiContext, opts: ApiOptions = {}): FastifyInstanc
     // Requests that hang are cut: a slow client must not pin the process.
     requestTimeout: 60_000,
     connectionTimeout: 60_000,
+    // Router errors (bad URL encoding, overlong parameters) get Kiln's error shape too.
+    frameworkErrors: (err, _req, reply) => {
+      const r = toErrorResponse(err);
+      void (reply as unknown as FastifyReply).code(r.status).send(r.body);
+    },
   });
   app.addHook('onResponse', (req, reply, done) => {
     req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');

@@ -40,7 +40,8 @@ import {
   heartbeatUpdate,
   type LeaseGrant,
   leaseUpdate,
-  noteSignal,
+  logWriterQuery,
+  staleReportUpdate,
   setPriorityUpdate,
   startUpdate,
   succeedUpdate,
@@ -251,6 +252,25 @@ export class BuildService {
   }
 
   /**
+   * Throws LEASE_EXPIRED / BUILD_IS_COMPLETED unless `leaseKey` may write the build's log (the
+   * current lease, or the one current when the build ended). Returns the attempt (lease generation).
+   */
+  async checkLogWriter(id: string, leaseKey: string): Promise<number> {
+    let r;
+    try {
+      r = await this.o.client.workflow.getHandle(buildWorkflowId(id)).query(logWriterQuery, leaseKey);
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError) {
+        await this.get(id);
+        throw new KilnError('BUILD_IS_COMPLETED', `build ${id} has ended and its workflow is gone`);
+      }
+      throw e;
+    }
+    if (!r.ok) throw new KilnError(r.code, r.message);
+    return Number.parseInt(leaseKey.split('.')[0] ?? '0', 10);
+  }
+
+  /**
    * Tells a Swarming build that its task changed (a Pub/Sub notification); the build then polls the
    * task. A build that has ended and closed is fine (notifications are at-least-once); an unknown one
    * is BUILD_NOT_FOUND.
@@ -285,7 +305,7 @@ export class BuildService {
         // Refused, not applied — but noted in the build's own history for whoever looks later.
         await this.o.client.workflow
           .getHandle(buildWorkflowId(id))
-          .signal(noteSignal, { kind: 'STALE_REPORT_REFUSED', message: `late ${kind} refused (${e.code})` })
+          .executeUpdate(staleReportUpdate, { args: [{ leaseKey: req.leaseKey, report: kind }] })
           .catch(() => undefined);
       }
       throw e;
