@@ -3,11 +3,14 @@ import { type FastifyInstance } from 'fastify';
 import type pino from 'pino';
 import { type BuildService } from '../builds/service.ts';
 import { type Registry } from '../config/load.ts';
+import { type LogStore } from '../logs/logStore.ts';
 
 export interface ApiContext {
   service: BuildService;
   registry: Registry;
   logger: pino.Logger;
+  /** Build logs; the log routes answer UNAVAILABLE without one. */
+  logs?: LogStore;
 }
 
 /** A route module: registers one route on the app. */

@@ -7,6 +7,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { KilnClient } from '../client/kilnClient.ts';
 import { type Build } from '../domain/build.ts';
+import { registerLogCommand } from './commands/log.ts';
+import { registerRunnerCommand } from './commands/runner.ts';
+import { registerStuckCommand } from './commands/stuck.ts';
+import { WAIT_FAILED_EXIT_CODE, waitForBuild } from './commands/wait.ts';
 import { buildDetails, buildLine } from './format.ts';
 import { runApi, runDev, runMigrate, runWorker } from './serve.ts';
 
@@ -72,7 +76,8 @@ export function buildProgram(): Command {
       )
       .option('-t, --tag <key:value>', 'tag (repeatable)', collect, [])
       .option('--priority <n>', 'priority 0-255 (lower runs first)', (v) => Number.parseInt(v, 10))
-      .option('--request-id <id>', 'idempotency key: the same id returns the same build'),
+      .option('--request-id <id>', 'idempotency key: the same id returns the same build')
+      .option('-w, --wait', 'follow the build until it ends; exit non-zero unless SUCCESS'),
   ).action(
     async (
       b: string,
@@ -81,6 +86,7 @@ export function buildProgram(): Command {
         tag: string[];
         priority?: number;
         requestId?: string;
+        wait?: boolean;
         api: string;
         token?: string;
         json?: boolean;
@@ -104,7 +110,14 @@ export function buildProgram(): Command {
         priority: o.priority,
         requestId: o.requestId,
       });
-      print(o, build, () => buildLine(build));
+      if (!o.wait) {
+        print(o, build, () => buildLine(build));
+        return;
+      }
+      if (!o.json) console.log(`build ${build.id}`);
+      const ended = await waitForBuild(client(o), build, { print: o.json ? () => undefined : undefined });
+      if (o.json) console.log(JSON.stringify(ended, null, 2));
+      if (ended.status !== 'SUCCESS') process.exitCode = WAIT_FAILED_EXIT_CODE;
     },
   );
 
@@ -175,6 +188,10 @@ export function buildProgram(): Command {
       print(o, build, () => buildLine(build));
     },
   );
+
+  registerRunnerCommand(program);
+  registerLogCommand(program);
+  registerStuckCommand(program);
 
   return program;
 }

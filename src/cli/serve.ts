@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { type Running, startApi, startWorker } from '../processes/services.ts';
 import { load, openConfiguredStorage, temporalClient } from '../processes/runtime.ts';
 import { startDevServer } from '../temporal/devServer.ts';
+import { startDevRunner } from '../runner/dev.ts';
 
 /** Stops `parts` in reverse order on SIGINT/SIGTERM, then exits. */
 function stopOnSignal(parts: Running[], logger: { info(msg: string): void }): void {
@@ -48,6 +49,8 @@ export async function runDev(configFlag: string | undefined): Promise<void> {
   parts.push(await startWorker({ config, address, storage, logger }));
   const api = await startApi({ config, registry, client, storage, logger });
   parts.push(api);
+  const runner = startDevRunner(config, api.url, logger);
+  if (runner) parts.push(runner);
   const builders = config.projects.flatMap((p) => p.buckets.flatMap((b) => b.builders.map((bl) => `${p.name}/${b.name}/${bl.name}`)));
   console.log(
     [

@@ -24,6 +24,33 @@ export interface LeaseResponse {
   build: Build;
 }
 
+/** A builder as `GET /api/v1/builders/:p/:b/:n` returns it. */
+export interface BuilderInfo {
+  builder: { project: string; bucket: string; builder: string };
+  command?: string[];
+  dimensions: string[];
+  leaseDurationSecs: number;
+  maxLeaseDurationSecs: number;
+  executionTimeoutSecs: number;
+}
+
+/** Where a log stands after an upload. */
+export interface LogUploadResponse {
+  attempt: number;
+  size: number;
+  complete: boolean;
+}
+
+/** Part of a log as read: bytes from the asked offset, and the state of the whole log. */
+export interface LogChunk {
+  data: Buffer;
+  contentType: string;
+  size: number;
+  complete: boolean;
+  /** The lease generation that wrote it; undefined when the build has no log yet. */
+  attempt?: number;
+}
+
 /** Options of `KilnClient`. */
 export interface KilnClientOptions {
   /** e.g. http://127.0.0.1:8080 */
@@ -124,6 +151,54 @@ export class KilnClient {
 
   succeed(id: string, req: { leaseKey: string; output?: { properties?: Record<string, unknown> }; summaryMarkdown?: string; url?: string }): Promise<Build> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/succeed`, req);
+  }
+
+  /** A builder's config as runners need it (command, dimensions, lease settings). */
+  getBuilder(b: { project: string; bucket: string; builder: string }): Promise<BuilderInfo> {
+    const path = [b.project, b.bucket, b.builder].map(encodeURIComponent).join('/');
+    return this.request('GET', `/api/v1/builders/${path}`);
+  }
+
+  /** Appends `data` at byte `offset` of the build's log; the lease key is the capability. */
+  uploadLog(id: string, req: { leaseKey: string; offset: number; data: string; complete?: boolean }): Promise<LogUploadResponse> {
+    return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/log`, req);
+  }
+
+  /** Reads the build's log (latest attempt unless given) from byte `offset`. */
+  async readLog(id: string, opts: { offset?: number; attempt?: number } = {}): Promise<LogChunk> {
+    const p = new URLSearchParams();
+    if (opts.offset !== undefined) p.set('offset', String(opts.offset));
+    if (opts.attempt !== undefined) p.set('attempt', String(opts.attempt));
+    const headers: Record<string, string> = {};
+    if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+    let res: Response;
+    try {
+      res = await fetch(new URL(`/api/v1/builds/${encodeURIComponent(id)}/log?${p.toString()}`, this.o.baseUrl), {
+        headers,
+        signal: AbortSignal.timeout(this.o.timeoutMs ?? 30_000),
+      });
+    } catch (e) {
+      throw new KilnApiError('UNAVAILABLE', `cannot reach Kiln at ${this.o.baseUrl}: ${(e as Error).message}`, 0);
+    }
+    const data = Buffer.from(await res.arrayBuffer());
+    if (!res.ok) {
+      let e: { code?: unknown; message?: unknown } | undefined;
+      try {
+        e = JSON.parse(data.toString('utf8')) as typeof e;
+      } catch {
+        e = undefined;
+      }
+      const code = isErrorCode(e?.code) ? e.code : res.status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT';
+      throw new KilnApiError(code, typeof e?.message === 'string' ? e.message : `HTTP ${res.status}`, res.status);
+    }
+    const attempt = res.headers.get('x-kiln-log-attempt');
+    return {
+      data,
+      contentType: res.headers.get('content-type') ?? '',
+      size: Number(res.headers.get('x-kiln-log-size') ?? data.length),
+      complete: res.headers.get('x-kiln-log-complete') === 'true',
+      attempt: attempt === null ? undefined : Number(attempt),
+    };
   }
 
   fail(

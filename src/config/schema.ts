@@ -4,6 +4,7 @@
  * where one makes sense, so the demo config stays short.
  */
 import { z } from 'zod';
+import { devRunnerSchema } from '../runner/settings.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
 
@@ -110,6 +111,8 @@ export const configSchema = z
       ])
       .default({ kind: 'embedded' }),
     projects: z.array(projectSchema).default([]),
+    /** The runner `kiln dev` starts next to the API (see src/runner/settings.ts); absent → on, with defaults. */
+    devRunner: devRunnerSchema.optional(),
     /** Service-wide Swarming settings (task templates, notifications); needed by Swarming buckets. */
     swarming: swarmingServiceSchema.optional(),
   })

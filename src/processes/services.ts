@@ -2,6 +2,7 @@
  * The long-running parts of Kiln as functions, so `kiln dev`, `kiln api`, `kiln worker` and the
  * end-to-end tests start them the same way. Each returns a `stop()` for a clean shutdown.
  */
+import { join } from 'node:path';
 import { type Client } from '@temporalio/client';
 import { type FastifyInstance } from 'fastify';
 import type pino from 'pino';
@@ -9,6 +10,7 @@ import { buildApi, listenApi } from '../api/server.ts';
 import { BuildService } from '../builds/service.ts';
 import { type Registry } from '../config/load.ts';
 import { type KilnConfig } from '../config/schema.ts';
+import { FileLogStore } from '../logs/logStore.ts';
 import { type Storage } from '../storage/storage.ts';
 import { swarmingDepsFromConfig } from '../swarming/deps.ts';
 import { connectWorker } from '../temporal/connection.ts';
@@ -59,7 +61,7 @@ export async function startApi(opts: {
     taskQueue: opts.config.temporal.taskQueue,
     logger: opts.logger,
   });
-  const ctx = { service, registry: opts.registry, logger: opts.logger };
+  const ctx = { service, registry: opts.registry, logger: opts.logger, logs: new FileLogStore(join(opts.config.dataDir, 'logs')) };
   const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');

@@ -1,0 +1,38 @@
+/**
+ * GET /api/v1/builders/:project/:bucket/:builder — a builder's config as runners need it: its
+ * command, dimensions and lease settings (READER on the bucket).
+ */
+import { z } from 'zod';
+import { KilnError } from '../../domain/errors.ts';
+import { requireRole } from '../auth.ts';
+import { type Route } from '../context.ts';
+import { builderIdSchema } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+/** What the route answers. */
+export interface BuilderResponse {
+  builder: z.infer<typeof builderIdSchema>;
+  /** argv `kiln runner` runs; absent when the builder has none (runners fail such builds). */
+  command?: string[];
+  dimensions: string[];
+  leaseDurationSecs: number;
+  maxLeaseDurationSecs: number;
+  executionTimeoutSecs: number;
+}
+
+export const getBuilder: Route = (app, ctx) => {
+  app.get('/api/v1/builders/:project/:bucket/:builder', async (req): Promise<BuilderResponse> => {
+    const id = parseInput(builderIdSchema, req.params, 'params');
+    requireRole(ctx.registry, req, `${id.project}/${id.bucket}`, 'READER');
+    const cfg = ctx.registry.builder(id);
+    if (!cfg) throw new KilnError('BUILDER_NOT_FOUND', `builder ${id.project}/${id.bucket}/${id.builder} is not configured`);
+    return {
+      builder: id,
+      command: cfg.command,
+      dimensions: cfg.dimensions,
+      leaseDurationSecs: cfg.leaseDurationSecs,
+      maxLeaseDurationSecs: cfg.maxLeaseDurationSecs,
+      executionTimeoutSecs: cfg.executionTimeoutSecs,
+    };
+  });
+};

@@ -1,0 +1,40 @@
+/**
+ * POST /api/v1/builds/:id/log — the lease holder appends to the build's log. The lease key is the
+ * capability (no bearer token needed); chunks carry their byte offset, so a retried chunk changes
+ * nothing, and `complete: true` finishes the log. A tinderbox that uploads only at the end sends
+ * the whole log at offset 0 with `complete: true`.
+ */
+import { z } from 'zod';
+import { KilnError } from '../../domain/errors.ts';
+import { type Route } from '../context.ts';
+import { buildIdParams, leaseKeySchema } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+export const uploadLogBody = z
+  .object({
+    leaseKey: leaseKeySchema,
+    /** Byte offset (UTF-8) of `data` in the log. */
+    offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    /** Text to append; its UTF-8 bytes are what `offset` counts. */
+    data: z.string().max(512 * 1024),
+    complete: z.boolean().default(false),
+  })
+  .strict();
+
+/** The answer: where the log stands now; the next chunk goes at `size`. */
+export interface UploadLogResponse {
+  attempt: number;
+  size: number;
+  complete: boolean;
+}
+
+export const uploadLog: Route = (app, ctx) => {
+  app.post('/api/v1/builds/:id/log', async (req): Promise<UploadLogResponse> => {
+    const { id } = parseInput(buildIdParams, req.params, 'params');
+    const body = parseInput(uploadLogBody, req.body, 'body');
+    if (!ctx.logs) throw new KilnError('UNAVAILABLE', 'this API has no log store');
+    const attempt = await ctx.service.checkLogWriter(id, body.leaseKey);
+    const state = await ctx.logs.append({ buildId: id, attempt }, body.offset, Buffer.from(body.data, 'utf8'), body.complete);
+    return { attempt, ...state };
+  });
+};

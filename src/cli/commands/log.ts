@@ -1,0 +1,45 @@
+/** `kiln log <id> [--follow]`: print a build's log; with --follow, keep printing until it is complete. */
+import { type Command } from 'commander';
+import { KilnClient } from '../../client/kilnClient.ts';
+import { isEnded } from '../../domain/build.ts';
+
+/** Milliseconds between polls with --follow. */
+const FOLLOW_POLL_MS = 1000;
+
+/** Registers `kiln log` on the program. */
+export function registerLogCommand(program: Command): void {
+  program
+    .command('log <id>')
+    .description("print a build's log (its latest attempt)")
+    .option('-f, --follow', 'keep printing as the log grows, until it is complete or the build has ended')
+    .option('--attempt <n>', 'an earlier attempt (lease generation)', (v) => Number.parseInt(v, 10))
+    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
+    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN)
+    .action(async (id: string, o: { follow?: boolean; attempt?: number; api: string; token?: string }) => {
+      const client = new KilnClient({ baseUrl: o.api, token: o.token });
+      let attempt = o.attempt;
+      let offset = 0;
+      let quietPolls = 0;
+      for (;;) {
+        if (o.follow && o.attempt === undefined) {
+          // Headers only: which attempt is the latest? A lease that expired hands the build to a new one.
+          const head = await client.readLog(id, { offset: Number.MAX_SAFE_INTEGER });
+          if (head.attempt !== undefined && attempt !== undefined && head.attempt !== attempt) {
+            process.stdout.write(`\n--- attempt ${head.attempt} (the previous runner's lease ended) ---\n`);
+            offset = 0;
+          }
+          attempt = head.attempt ?? attempt;
+        }
+        const chunk = await client.readLog(id, { offset, attempt });
+        if (chunk.data.length) process.stdout.write(chunk.data);
+        offset += chunk.data.length;
+        if (!o.follow || chunk.complete) return;
+        if (chunk.data.length === 0) {
+          // An ended build whose runner never completed the log: stop after a few quiet polls.
+          quietPolls = isEnded((await client.get(id)).status) ? quietPolls + 1 : 0;
+          if (quietPolls >= 3) return;
+        }
+        await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
+      }
+    });
+}

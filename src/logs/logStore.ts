@@ -1,0 +1,157 @@
+/**
+ * Build logs: one log per build attempt (lease generation), appended in chunks by byte offset so a
+ * retried upload is harmless, then marked complete. `FileLogStore` keeps them as files under Kiln's
+ * data dir (`<dataDir>/logs/<buildId>/<attempt>.log`); another backend (object store, database)
+ * implements the same interface.
+ */
+import { mkdir, open, readdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import { isBuildId } from '../domain/buildId.ts';
+import { KilnError } from '../domain/errors.ts';
+
+/** Which log: a build and its attempt (the lease generation that produced it). */
+export interface LogKey {
+  buildId: string;
+  attempt: number;
+}
+
+/** Where a log stands: its size in bytes and whether its writer said it is complete. */
+export interface LogState {
+  size: number;
+  complete: boolean;
+}
+
+/** Bytes read from a log, with the state of the whole log. */
+export interface LogRead extends LogState {
+  attempt: number;
+  data: Buffer;
+}
+
+/** Storage for build logs. */
+export interface LogStore {
+  /**
+   * Writes `data` at byte `offset`. Bytes the log already has are skipped (an upload retried after
+   * a lost answer changes nothing); an offset past the end is refused with CONFLICT naming the
+   * size, so the writer resends from there. `complete` marks the log finished; later appends are
+   * refused unless they only repeat what is there.
+   */
+  append(key: LogKey, offset: number, data: Buffer, complete: boolean): Promise<LogState>;
+  /** Reads from `offset` (up to `limit` bytes) of the given attempt, else the latest; undefined when the build has no log. */
+  read(buildId: string, opts?: { attempt?: number; offset?: number; limit?: number }): Promise<LogRead | undefined>;
+  /** The attempts that have a log, oldest first. */
+  attempts(buildId: string): Promise<number[]>;
+}
+
+/** Refuses anything that could step outside the log folder: build IDs are decimal, attempts integers. */
+function checkKey(key: LogKey): void {
+  if (!isBuildId(key.buildId)) throw new KilnError('INVALID_ARGUMENT', `not a build ID: ${key.buildId}`);
+  if (!Number.isSafeInteger(key.attempt) || key.attempt < 0) throw new KilnError('INVALID_ARGUMENT', `bad log attempt ${key.attempt}`);
+}
+
+/** Logs as files; see the module comment. One process writes a given folder. */
+export class FileLogStore implements LogStore {
+  private readonly root: string;
+  /** Appends to one log run one at a time. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  private dir(buildId: string): string {
+    if (!isBuildId(buildId)) throw new KilnError('INVALID_ARGUMENT', `not a build ID: ${buildId}`);
+    const d = resolve(this.root, buildId);
+    if (!d.startsWith(this.root + sep)) throw new KilnError('INVALID_ARGUMENT', 'bad log path');
+    return d;
+  }
+
+  private paths(key: LogKey): { log: string; done: string } {
+    checkKey(key);
+    const d = this.dir(key.buildId);
+    return { log: join(d, `${key.attempt}.log`), done: join(d, `${key.attempt}.complete`) };
+  }
+
+  private async serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(name) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(name, tail);
+    void tail.then(() => {
+      if (this.locks.get(name) === tail) this.locks.delete(name);
+    });
+    return next;
+  }
+
+  async append(key: LogKey, offset: number, data: Buffer, complete: boolean): Promise<LogState> {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new KilnError('INVALID_ARGUMENT', 'offset must be a non-negative integer');
+    const p = this.paths(key);
+    return this.serial(p.log, async () => {
+      await mkdir(this.dir(key.buildId), { recursive: true });
+      const size = await fileSize(p.log);
+      const wasComplete = await exists(p.done);
+      if (offset > size) throw new KilnError('CONFLICT', `log has ${size} bytes; send from offset ${size}`);
+      const fresh = data.subarray(Math.min(data.length, size - offset));
+      if (fresh.length > 0) {
+        if (wasComplete) throw new KilnError('INVALID_BUILD_STATE', 'the log is complete; nothing can be added');
+        const fh = await open(p.log, 'a');
+        try {
+          await fh.write(fresh);
+        } finally {
+          await fh.close();
+        }
+      }
+      if (complete && !wasComplete) await writeFile(p.done, '');
+      return { size: size + fresh.length, complete: complete || wasComplete };
+    });
+  }
+
+  async read(buildId: string, opts: { attempt?: number; offset?: number; limit?: number } = {}): Promise<LogRead | undefined> {
+    const attempt = opts.attempt ?? (await this.attempts(buildId)).at(-1);
+    if (attempt === undefined) return undefined;
+    const p = this.paths({ buildId, attempt });
+    const size = await fileSize(p.log, -1);
+    if (size < 0) return undefined;
+    const offset = Math.min(Math.max(opts.offset ?? 0, 0), size);
+    const length = Math.min(size - offset, opts.limit ?? size);
+    let data: Buffer = Buffer.alloc(0);
+    if (length > 0) {
+      const fh = await open(p.log, 'r');
+      try {
+        data = Buffer.alloc(length);
+        const { bytesRead } = await fh.read(data, 0, length, offset);
+        data = data.subarray(0, bytesRead);
+      } finally {
+        await fh.close();
+      }
+    }
+    return { attempt, data, size, complete: await exists(p.done) };
+  }
+
+  async attempts(buildId: string): Promise<number[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir(buildId));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    return names
+      .map((n) => /^(\d+)\.log$/.exec(n)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+  }
+}
+
+async function fileSize(path: string, missing = 0): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return missing;
+    throw e;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await fileSize(path, -1)) >= 0;
+}

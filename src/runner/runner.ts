@@ -1,0 +1,291 @@
+/**
+ * `kiln runner`: a pull agent. It peeks for SCHEDULED builds of the builders it serves (only those
+ * whose dimensions it covers), leases up to its capacity, starts each build, runs the builder's
+ * command with the build's properties as a JSON file and env, streams the log, heartbeats, and
+ * reports SUCCESS/FAILURE by exit code (INFRA_FAILURE when the command cannot start). A refused
+ * heartbeat (lease expired, build canceled or timed out) stops the command's whole process tree.
+ * `stop()` (SIGTERM) stops leasing, lets running builds finish within the grace period, then
+ * kills the rest and fails them INFRA_FAILURE.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type pino from 'pino';
+import { type BuilderInfo, KilnApiError, KilnClient, type LeaseResponse } from '../client/kilnClient.ts';
+import { type Build, builderPath } from '../domain/build.ts';
+import { type RunnerSettings } from './config.ts';
+import { LogStream } from './logStream.ts';
+import { type CommandExit, runCommand, type RunningCommand } from './processTree.ts';
+
+/** One build this runner holds. */
+interface Held {
+  build: Build;
+  leaseKey: string;
+  command?: RunningCommand;
+  /** Why the runner stopped the command, when it did. */
+  stoppedBecause?: 'lease-lost' | 'shutdown';
+  done: Promise<void>;
+}
+
+/** Errors that mean "the lease is gone: stop working on this build". */
+const LEASE_GONE = new Set(['LEASE_EXPIRED', 'BUILD_IS_COMPLETED', 'BUILD_NOT_FOUND']);
+
+/** True when a build's dimensions are all among `offered`. */
+export function covers(offered: readonly string[], required: readonly string[]): boolean {
+  return required.every((d) => offered.includes(d));
+}
+
+/** See the module comment. */
+export class Runner {
+  private readonly client: KilnClient;
+  private readonly held = new Map<string, Held>();
+  private readonly builders = new Map<string, { info: BuilderInfo; at: number }>();
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly s: RunnerSettings,
+    private readonly logger: pino.Logger,
+  ) {
+    this.client = new KilnClient({ baseUrl: s.api, token: s.token });
+  }
+
+  /** The builds this runner holds right now (ids). */
+  get running(): string[] {
+    return [...this.held.keys()];
+  }
+
+  /** Starts peeking and heartbeating. */
+  start(): void {
+    this.logger.info({ name: this.s.name, serve: this.s.serve, dimensions: this.s.dimensions, capacity: this.s.capacity }, 'runner started');
+    this.loops = [this.peekLoop(), this.heartbeatLoop()];
+  }
+
+  /** Stops leasing; waits up to the grace period, then kills what still runs and fails it INFRA_FAILURE. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.wake?.();
+    this.logger.info({ running: this.running, graceSecs: this.s.gracePeriodSecs }, 'runner stopping: no new leases');
+    const all = Promise.all([...this.held.values()].map((h) => h.done));
+    const graceOver = await Promise.race([all.then(() => false), sleep(this.s.gracePeriodSecs * 1000).then(() => true)]);
+    if (graceOver) {
+      for (const h of this.held.values()) {
+        h.stoppedBecause ??= 'shutdown';
+        void h.command?.stop(this.s.killTimeoutSecs * 1000);
+      }
+      await all;
+    }
+    this.wake?.();
+    await Promise.all(this.loops);
+    this.logger.info('runner stopped');
+  }
+
+  private async sleepUnlessWoken(ms: number): Promise<void> {
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+    this.wake = undefined;
+  }
+
+  private async peekLoop(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.fill();
+      } catch (e) {
+        this.logger.warn({ err: (e as Error).message }, 'peek failed; will retry');
+      }
+      if (this.stopping) break;
+      await this.sleepUnlessWoken(this.s.peekIntervalSecs * 1000);
+    }
+  }
+
+  /** Peeks and leases until capacity is used or nothing is left. */
+  private async fill(): Promise<void> {
+    for (const serve of this.s.serve) {
+      const free = this.s.capacity - this.held.size;
+      if (free <= 0 || this.stopping) return;
+      const { builds } = await this.client.peek({
+        buckets: [serve.bucket],
+        builders: serve.builders,
+        dimensions: this.s.dimensions,
+        maxBuilds: Math.min(100, free * 2),
+      });
+      for (const b of builds) {
+        if (this.held.size >= this.s.capacity || this.stopping) return;
+        if (this.held.has(b.id) || !covers(this.s.dimensions, b.dimensions)) continue;
+        const grant = await this.lease(b.id);
+        if (grant) this.take(grant);
+      }
+    }
+  }
+
+  /** Leases one build; retries a lost answer with the same request id. Undefined when someone else won. */
+  private async lease(id: string): Promise<LeaseResponse | undefined> {
+    const requestId = `${this.s.name}/${randomUUID()}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.client.lease(id, { holder: this.s.name, requestId, leaseDurationSecs: this.s.leaseDurationSecs });
+      } catch (e) {
+        if (e instanceof KilnApiError && e.code === 'UNAVAILABLE' && attempt < 3) {
+          await sleep(500 * (attempt + 1));
+          continue;
+        }
+        if (e instanceof KilnApiError && (e.code === 'BUILD_IS_LEASED' || e.code === 'BUILD_IS_COMPLETED')) return undefined;
+        throw e;
+      }
+    }
+  }
+
+  private take(grant: LeaseResponse): void {
+    const h: Held = { build: grant.build, leaseKey: grant.leaseKey, done: Promise.resolve() };
+    this.held.set(grant.build.id, h);
+    h.done = this.runBuild(h)
+      .catch((e: unknown) => this.logger.error({ err: e, buildId: h.build.id }, 'build handling failed'))
+      .finally(() => {
+        this.held.delete(h.build.id);
+        this.wake?.();
+      });
+  }
+
+  private async builderInfo(b: Build): Promise<BuilderInfo> {
+    const key = builderPath(b.builder);
+    const cached = this.builders.get(key);
+    if (cached && Date.now() - cached.at < 60_000) return cached.info;
+    const info = await this.client.getBuilder(b.builder);
+    this.builders.set(key, { info, at: Date.now() });
+    return info;
+  }
+
+  private async runBuild(h: Held): Promise<void> {
+    const b = h.build;
+    const log = this.logger.child({ buildId: b.id, builder: builderPath(b.builder), number: b.number });
+    const attempt = h.leaseKey.split('.')[0] ?? '0';
+    let info: BuilderInfo;
+    try {
+      info = await this.builderInfo(b);
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'cannot read the builder config');
+      await this.report(h, 'fail', `kiln runner ${this.s.name} could not read the builder config: ${(e as Error).message}`, 'INFRA_FAILURE');
+      return;
+    }
+    try {
+      await this.client.start(b.id, { leaseKey: h.leaseKey });
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'start refused; dropping the build');
+      return;
+    }
+    log.info({ attempt }, 'build started');
+    const stream = new LogStream({
+      client: this.client,
+      buildId: b.id,
+      leaseKey: h.leaseKey,
+      flushIntervalMs: this.s.logFlushIntervalSecs * 1000,
+      logger: log,
+    });
+    if (!info.command) {
+      stream.write(`kiln runner: builder ${builderPath(b.builder)} has no command configured\n`);
+      await stream.finish();
+      await this.report(h, 'fail', `builder ${builderPath(b.builder)} has no command configured`, 'INFRA_FAILURE');
+      return;
+    }
+    const dir = resolve(this.s.workDir, `${b.id}-${attempt}`);
+    await mkdir(dir, { recursive: true });
+    const propertiesFile = join(dir, 'properties.json');
+    await writeFile(propertiesFile, JSON.stringify(b.input.properties, null, 2));
+    stream.write(`kiln runner ${this.s.name}: ${builderPath(b.builder)} #${b.number} (build ${b.id}, attempt ${attempt})\n`);
+    stream.write(`$ ${info.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ')}\n`);
+    h.command = runCommand(info.command, {
+      cwd: dir,
+      env: {
+        ...process.env,
+        KILN_BUILD_ID: b.id,
+        KILN_BUILD_NUMBER: String(b.number),
+        KILN_BUILDER: builderPath(b.builder),
+        KILN_PROJECT: b.builder.project,
+        KILN_BUCKET: b.builder.bucket,
+        KILN_PROPERTIES_FILE: propertiesFile,
+      },
+      onOutput: (chunk) => stream.write(chunk),
+    });
+    // A refusal that arrived while the command was being spawned.
+    if (h.stoppedBecause) void h.command.stop(this.s.killTimeoutSecs * 1000);
+    const exit = await h.command.exited;
+    stream.write(`\nkiln runner: ${describeExit(exit)}\n`);
+    await stream.finish();
+    log.info({ exit, stoppedBecause: h.stoppedBecause }, 'command ended');
+    if (h.stoppedBecause === 'lease-lost') return;
+    if (h.stoppedBecause === 'shutdown') {
+      await this.report(h, 'fail', `kiln runner ${this.s.name} shut down before the build finished`, 'INFRA_FAILURE');
+    } else if (exit.kind === 'spawnFailed') {
+      await this.report(h, 'fail', `the command could not be started: ${exit.message}`, 'INFRA_FAILURE');
+    } else if (exit.code === 0) {
+      await this.report(h, 'succeed', undefined);
+    } else {
+      await this.report(h, 'fail', describeExit(exit), 'BUILD_FAILURE');
+    }
+  }
+
+  /** Ends the build; retries lost answers (a retry of a landed report gets the same answer). */
+  private async report(h: Held, kind: 'succeed' | 'fail', summary: string | undefined, failureReason?: 'BUILD_FAILURE' | 'INFRA_FAILURE'): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const b =
+          kind === 'succeed'
+            ? await this.client.succeed(h.build.id, { leaseKey: h.leaseKey, summaryMarkdown: summary })
+            : await this.client.fail(h.build.id, { leaseKey: h.leaseKey, summaryMarkdown: summary, failureReason });
+        this.logger.info({ buildId: h.build.id, status: b.status }, 'build reported');
+        return;
+      } catch (e) {
+        if (e instanceof KilnApiError && e.code === 'UNAVAILABLE' && attempt < 10) {
+          await sleep(1000);
+          continue;
+        }
+        this.logger.warn({ buildId: h.build.id, err: (e as Error).message }, 'report refused');
+        return;
+      }
+    }
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    for (;;) {
+      await sleep(this.s.heartbeatIntervalSecs * 1000);
+      if (this.stopping && this.held.size === 0) return;
+      const items = [...this.held.values()].map((h) => ({ buildId: h.build.id, leaseKey: h.leaseKey, leaseDurationSecs: this.s.leaseDurationSecs }));
+      for (let i = 0; i < items.length; i += 100) {
+        try {
+          const { results } = await this.client.heartbeatBatch(items.slice(i, i + 100));
+          for (const r of results) {
+            if (r.error && LEASE_GONE.has(r.error.code)) this.leaseLost(r.buildId, r.error.code);
+          }
+        } catch (e) {
+          this.logger.warn({ err: (e as Error).message }, 'heartbeat failed; will retry');
+        }
+      }
+    }
+  }
+
+  /** The server refused a heartbeat for good: stop the build's process tree. */
+  private leaseLost(buildId: string, code: string): void {
+    const h = this.held.get(buildId);
+    if (!h || h.stoppedBecause === 'lease-lost') return;
+    this.logger.warn({ buildId, code }, 'heartbeat refused: stopping the build');
+    h.stoppedBecause = 'lease-lost';
+    void h.command?.stop(this.s.killTimeoutSecs * 1000);
+  }
+}
+
+function describeExit(e: CommandExit): string {
+  if (e.kind === 'spawnFailed') return `the command could not be started: ${e.message}`;
+  if (e.signal) return `the command was killed by ${e.signal}`;
+  return `the command exited with code ${e.code}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
