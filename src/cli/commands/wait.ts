@@ -19,8 +19,15 @@ export async function waitForBuild(client: KilnClient, build: Build, opts: { pol
   const t0 = Date.now();
   let last: Build = build;
   let lastKey = '';
+  let sawStarted = false;
   for (;;) {
     const key = `${last.status}/${last.leaseGeneration}/${last.leaseHolder ?? ''}`;
+    if (key !== lastKey && isEnded(last.status) && last.startTime && !sawStarted) {
+      // It started and ended between two polls: still show that it started, and when.
+      const at = Math.max(0, Date.parse(last.startTime) - t0);
+      print(`[${elapsed(at).padStart(6)}] ${builderPath(last.builder)} #${last.number} STARTED`);
+    }
+    if (last.status === 'STARTED') sawStarted = true;
     if (key !== lastKey) {
       lastKey = key;
       const who = last.status === 'STARTED' && last.leaseHolder ? ` by ${last.leaseHolder}` : '';
@@ -28,7 +35,7 @@ export async function waitForBuild(client: KilnClient, build: Build, opts: { pol
       print(`[${elapsed(Date.now() - t0).padStart(6)}] ${builderPath(last.builder)} #${last.number} ${last.status}${who}${why}`);
     }
     if (isEnded(last.status)) return last;
-    await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000));
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
     last = await client.get(build.id);
   }
 }

@@ -1,0 +1,100 @@
+/**
+ * Test support for runner/log/stuck end-to-end tests: `kiln dev`, `kiln runner` and CLI commands
+ * run as real child processes (bin/kiln.js), as a user would; free ports; cleanup on exit.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const KILN = resolve(import.meta.dirname, '../../bin/kiln.js');
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => res(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** A long-running kiln process. */
+export interface KilnProcess {
+  proc: ChildProcess;
+  output(): string;
+  /** Resolves when `text` has appeared in its output. */
+  waitFor(text: string, timeoutMs?: number): Promise<void>;
+  /** Sends `signal`, waits for the exit (SIGKILL after `timeoutMs`). */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<void>;
+}
+
+/** Starts `kiln <args>` in the background. */
+export function startKiln(args: string[], env: Record<string, string> = {}): KilnProcess {
+  const proc = spawn(process.execPath, [KILN, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-200_000);
+  };
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  void exited.then(() => live.delete(proc));
+  return {
+    proc,
+    output: () => out,
+    waitFor: async (text, timeoutMs = 120_000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!out.includes(text)) {
+        if (proc.exitCode !== null) throw new Error(`kiln ${args[0]} exited (${proc.exitCode}) before "${text}":\n${out.slice(-5000)}`);
+        if (Date.now() > deadline) throw new Error(`timed out waiting for "${text}" from kiln ${args[0]}:\n${out.slice(-5000)}`);
+        await sleep(200);
+      }
+    },
+    stop: async (signal = 'SIGTERM', timeoutMs = 30_000) => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill(signal);
+        const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
+
+/** What a CLI command printed and how it exited. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `kiln <args>` to completion. */
+export function kiln(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((res) => {
+    execFile(process.execPath, [KILN, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, timeout: 180_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      res({ code, stdout, stderr });
+    });
+  });
+}
+
+/** True while any process of group `pgid` exists. */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
