@@ -3,7 +3,8 @@
 #   test/unit      pure code and clients against fake HTTP servers        (parallel)
 #   test/workflow  workflows on a real Temporal dev server                (parallel, 2 files at a time)
 #   test/api       HTTP routes on a real dev server: happy path, bad input, permissions
-#   test/e2e       Kiln's processes started as a user would                (one file at a time)
+#   test/e2e       Kiln's processes started as a user would
+#   test/faults    SIGKILL and restart every process while builds run (also: npm run test:faults)
 #   test/timeskip  4 h / 6 h timers on the Java time-skipping test server  (one file at a time)
 # Pass file paths to run only those: `npm test -- test/unit/foo.test.ts`.
 set -euo pipefail
@@ -23,7 +24,7 @@ fi
 
 mapfile -t unit < <(find test/unit test/support -name '*.test.ts' 2>/dev/null | sort)
 mapfile -t workflow < <(find test/workflow test/api -name '*.test.ts' 2>/dev/null | sort)
-mapfile -t e2e < <(find test/e2e -name '*.test.ts' 2>/dev/null | sort)
+mapfile -t e2e < <(find test/e2e test/faults -name '*.test.ts' 2>/dev/null | sort)
 mapfile -t timeskip < <(find test/timeskip -name '*.test.ts' 2>/dev/null | sort)
 
 # One runner invocation, so the closing summary counts every test.
