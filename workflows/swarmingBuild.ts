@@ -341,25 +341,38 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
 
   showDetails();
   for (;;) {
-    if (!isEnded(b.status) && !st.createAttempted) await createTask();
+    if (!isEnded(b.status) && !st.createAttempted) {
+      // NewTask may retry for minutes: meanwhile keep persisting, so a cancel shows at once.
+      let created = false;
+      const creating = createTask().finally(() => {
+        created = true;
+      });
+      while (!created) {
+        const version = b.version;
+        await condition(() => created || b.version !== version);
+        if (b.version > st.persistedVersion) await persist();
+      }
+      await creating;
+    }
     fireDeadlines();
     if (b.version > st.persistedVersion) {
       await persist();
       showDetails();
     }
     if (isEnded(b.status)) break;
-    if (st.taskId !== undefined && (st.pollRequested || Date.now() >= st.lastPollMs + spec.syncIntervalMs)) {
-      await poll(st.taskId);
-      continue;
-    }
 
     const info = workflowInfo();
     if (info.continueAsNewSuggested || info.historyLength >= maxHistoryEvents) {
       await condition(allHandlersFinished);
-      if (b.version === st.persistedVersion && !isEnded(b.status) && !st.pollRequested) {
+      if (b.version === st.persistedVersion && !isEnded(b.status)) {
         log.info('continuing as new', { buildId: b.id, historyLength: info.historyLength });
         return await continueAsNew<typeof swarmingBuildWorkflow>({ ...input, state: st });
       }
+      continue;
+    }
+
+    if (st.taskId !== undefined && (st.pollRequested || Date.now() >= st.lastPollMs + spec.syncIntervalMs)) {
+      await poll(st.taskId);
       continue;
     }
 

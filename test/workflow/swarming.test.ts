@@ -12,13 +12,16 @@ import { after, before, describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { type FastifyInstance } from 'fastify';
 import { buildApi } from '../../src/api/server.ts';
-import { BuildService } from '../../src/builds/service.ts';
+import { BuildService, timeoutsOf } from '../../src/builds/service.ts';
+import { planSwarmingBuild } from '../../src/builds/swarming.ts';
 import { loadConfigFile, Registry } from '../../src/config/load.ts';
 import { type Build, isEnded } from '../../src/domain/build.ts';
+import { buildWorkflowId, newBuildId } from '../../src/domain/buildId.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { swarmingDepsFromConfig } from '../../src/swarming/deps.ts';
 import { createKilnWorker } from '../../workers/worker.ts';
+import { swarmingBuildWorkflow } from '../../workflows/swarmingBuild.ts';
 import { type FakeTask, FakeSwarmingServer } from '../fakes/swarmingServer.ts';
 import { eventually, rejectsWith, startDevEnv, testLogger } from '../support/temporal.ts';
 
@@ -89,6 +92,7 @@ describe('Swarming builds', () => {
   let storage: Storage;
   let dir: string;
   let app: FastifyInstance;
+  let registry: Registry;
   /** Follows tasks by notification (the sync timer is 10 minutes). */
   let service: BuildService;
   /** Same, but polls every 2 seconds: for the lost-notification test. */
@@ -108,7 +112,7 @@ describe('Swarming builds', () => {
     const config = loadConfigFile(join(dir, 'kiln.yaml'), { LOG_LEVEL: 'silent' });
     const pollingConfig = loadConfigFile(join(dir, 'kiln-polling.yaml'), { LOG_LEVEL: 'silent' });
     storage = await openStorage({ kind: 'embedded' });
-    const registry = new Registry(config);
+    registry = new Registry(config);
     service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
     pollingService = new BuildService({
       client: env.client,
@@ -349,6 +353,75 @@ describe('Swarming builds', () => {
     assert.equal(calls.length, 2);
     assert.equal(calls[0]!.body?.['request_uuid'], calls[1]!.body?.['request_uuid']);
     await service.cancel(b.id, undefined, 'test');
+  });
+
+  it('cancel while NewTask is still being retried shows CANCELED at once, then cancels the task it got', async () => {
+    fake.failNextNewTask(3, { afterCreate: false }); // 1 s + 2 s + 4 s of retries before a task exists
+    const b = await service.schedule({ builder: linux });
+    await eventually(async () => fake.newTaskRequests().length > 0 && true, 30_000, 'first NewTask');
+    const canceled = await service.cancel(b.id, 'changed my mind', 'operator');
+    assert.equal(canceled.status, 'CANCELED');
+    const task = await taskOf(b.id);
+    await eventually(
+      async () => fake.requests.some((r) => r.method === 'CancelTask' && r.body?.['task_id'] === task.taskId),
+      30_000,
+      'CancelTask',
+    );
+    assert.equal(fake.tasks.get(task.taskId)?.state, 'CANCELED');
+    const final = await stored(b.id, (x) => x.tags.some((t) => t === `swarming_task_id:${task.taskId}`), 'task tags');
+    assert.equal(final.status, 'CANCELED');
+  });
+
+  it('keeps history bounded: continues as new while polling, then still ends the build', async () => {
+    // Started directly (not through the service) to give it a tiny history budget and a fast poll.
+    const plan = planSwarmingBuild(registry, { builder: linux });
+    assert.ok(plan);
+    const now = new Date().toISOString();
+    const id = newBuildId(Date.now(), 4242);
+    const build: Build = {
+      id,
+      builder: linux,
+      number: 1000,
+      status: 'SCHEDULED',
+      statusDetails: {},
+      tags: ['builder:linux-rel'],
+      input: { properties: {} },
+      priority: 100,
+      dimensions: [],
+      createTime: now,
+      updateTime: now,
+      leaseGeneration: 0,
+      leaseResets: 0,
+      events: [],
+      version: 1,
+    };
+    const handle = await env.client.workflow.start(swarmingBuildWorkflow, {
+      workflowId: buildWorkflowId(id),
+      taskQueue,
+      args: [
+        {
+          build,
+          timeouts: timeoutsOf(plan.builderConfig),
+          swarming: { ...plan.spec, syncIntervalMs: 100 },
+          maxHistoryEvents: 40,
+        },
+      ],
+    });
+    const task = await taskOf(id);
+    await eventually(
+      async () => (await handle.describe()).runId !== handle.firstExecutionRunId,
+      60_000,
+      'continue-as-new',
+    );
+    await fake.setState(task.taskId, 'COMPLETED', { exitCode: 0 });
+    const result = await handle.result();
+    assert.equal(result.status, 'SUCCESS');
+    // Only one task for the build across runs.
+    assert.equal(
+      [...fake.tasks.values()].filter((t) => (t.request['tags'] as string[]).includes(`buildbucket_build_id:${id}`))
+        .length,
+      1,
+    );
   });
 
   it('honours swarming.canaryTemplate and overrideBuilderCfg, and refuses bad swarming options', async () => {
