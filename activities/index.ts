@@ -7,6 +7,7 @@ import type pino from 'pino';
 import { type Build } from '../src/domain/build.ts';
 import { type Storage } from '../src/storage/storage.ts';
 import { createSwarmingActivities, type SwarmingActivityDeps } from './swarming.ts';
+import { createGerritActivities, type GerritActivityDeps } from './gerrit.ts';
 
 /** What activities need from the worker process. */
 export interface ActivityDeps {
@@ -14,6 +15,8 @@ export interface ActivityDeps {
   logger: pino.Logger;
   /** Swarming clients for Swarming-mode builds; absent → those builds fail with SWARMING_NOT_CONFIGURED. */
   swarming?: SwarmingActivityDeps;
+  /** Gerrit clients for change verifications; absent → those activities fail with GERRIT_NOT_CONFIGURED. */
+  gerrit?: GerritActivityDeps;
 }
 
 /** Creates the activity functions a worker registers. */
@@ -21,6 +24,7 @@ export function createActivities(deps: ActivityDeps) {
   const { storage } = deps;
   return {
     ...createSwarmingActivities(deps.swarming, deps.logger),
+    ...createGerritActivities(deps.gerrit, storage, deps.logger),
     /** Writes a build's current state to storage; older versions are ignored, so retries are safe. */
     async recordBuild(input: { build: Build }): Promise<void> {
       await storage.recordBuild(input.build);

@@ -526,10 +526,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
 
     // Sleep until a deadline or until something needs persisting. Heartbeats that extend the
     // lease do not wake the loop; the timer re-arms to the new expiry when it fires.
+    // A change made while the last persist was in flight is already newer than storage: wake at once.
     const version = b.version;
     const deadline = nextDeadlineMs();
     await condition(
-      () => b.version !== version || nextDeadlineMs() < deadline || historyIsLong(),
+      () => b.version !== version || b.version > st.persistedVersion || nextDeadlineMs() < deadline || historyIsLong(),
       Math.max(1, deadline - Date.now()),
     );
   }

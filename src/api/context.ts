@@ -4,6 +4,7 @@ import type pino from 'pino';
 import { type BuildService } from '../builds/service.ts';
 import { type Registry } from '../config/load.ts';
 import { type LogStore } from '../logs/logStore.ts';
+import { type GerritIntake } from '../gerrit/intake.ts';
 
 export interface ApiContext {
   service: BuildService;
@@ -11,6 +12,8 @@ export interface ApiContext {
   logger: pino.Logger;
   /** Build logs; the log routes answer UNAVAILABLE without one. */
   logs?: LogStore;
+  /** Gerrit event intake; the Gerrit events route answers NOT_FOUND without one. */
+  gerrit?: GerritIntake;
 }
 
 /** A route module: registers one route on the app. */

@@ -7,9 +7,11 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { KilnClient } from '../client/kilnClient.ts';
 import { type Build } from '../domain/build.ts';
+import { registerGerritCommands } from './commands/gerrit.ts';
 import { registerLogCommand } from './commands/log.ts';
 import { registerRunnerCommand } from './commands/runner.ts';
 import { registerStuckCommand } from './commands/stuck.ts';
+import { registerTinderboxCommands } from './commands/tinderbox.ts';
 import { WAIT_FAILED_EXIT_CODE, waitForBuild } from './commands/wait.ts';
 import { buildDetails, buildLine } from './format.ts';
 import { runApi, runDev, runMigrate, runWorker } from './serve.ts';
@@ -192,6 +194,8 @@ export function buildProgram(): Command {
   registerRunnerCommand(program);
   registerLogCommand(program);
   registerStuckCommand(program);
+  registerTinderboxCommands(program);
+  registerGerritCommands(program);
 
   return program;
 }

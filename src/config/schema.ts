@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { devRunnerSchema } from '../runner/settings.ts';
+import { gerritConfigSchema } from './gerrit.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
 
@@ -115,6 +116,8 @@ export const configSchema = z
     devRunner: devRunnerSchema.optional(),
     /** Service-wide Swarming settings (task templates, notifications); needed by Swarming buckets. */
     swarming: swarmingServiceSchema.optional(),
+    /** Gerrit change verification (hosts, event secret, per-project triggers); absent → off. */
+    gerrit: gerritConfigSchema.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {

@@ -8,9 +8,11 @@ import { type FastifyInstance } from 'fastify';
 import type pino from 'pino';
 import { buildApi, listenApi } from '../api/server.ts';
 import { BuildService } from '../builds/service.ts';
-import { type Registry } from '../config/load.ts';
+import { Registry } from '../config/load.ts';
 import { type KilnConfig } from '../config/schema.ts';
 import { FileLogStore } from '../logs/logStore.ts';
+import { GerritIntake } from '../gerrit/intake.ts';
+import { GerritHosts, resolveGerritSettings } from '../gerrit/settings.ts';
 import { type Storage } from '../storage/storage.ts';
 import { swarmingDepsFromConfig } from '../swarming/deps.ts';
 import { connectWorker } from '../temporal/connection.ts';
@@ -32,6 +34,7 @@ export async function startWorker(opts: { config: KilnConfig; address: string; s
     deps: {
       storage: opts.storage,
       logger: opts.logger.child({ component: 'activities' }),
+      gerrit: gerritWorkerDeps(opts.config),
       swarming: swarmingDepsFromConfig(opts.config),
     },
   });
@@ -61,9 +64,31 @@ export async function startApi(opts: {
     taskQueue: opts.config.temporal.taskQueue,
     logger: opts.logger,
   });
-  const ctx = { service, registry: opts.registry, logger: opts.logger, logs: new FileLogStore(join(opts.config.dataDir, 'logs')) };
+  const gerrit = resolveGerritSettings(opts.config.gerrit, opts.registry);
+  const ctx = {
+    service,
+    registry: opts.registry,
+    logger: opts.logger,
+    logs: new FileLogStore(join(opts.config.dataDir, 'logs')),
+    gerrit: gerrit
+      ? new GerritIntake({
+          client: opts.client,
+          registry: opts.registry,
+          settings: gerrit,
+          taskQueue: opts.config.temporal.taskQueue,
+          logger: opts.logger.child({ component: 'gerrit' }),
+          publicUrl: opts.config.api.publicUrl,
+        })
+      : undefined,
+  };
   const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');
   return { url, app, service, stop: () => app.close() };
+}
+
+/** The Gerrit clients a worker's activities use, when the config has a `gerrit` block. */
+export function gerritWorkerDeps(config: KilnConfig): { hosts: GerritHosts } | undefined {
+  const settings = resolveGerritSettings(config.gerrit, new Registry(config));
+  return settings ? { hosts: new GerritHosts(settings) } : undefined;
 }

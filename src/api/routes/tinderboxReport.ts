@@ -1,0 +1,31 @@
+/**
+ * POST /api/v1/tinderbox/report — the tinderbox that holds the lease ends the build with SUCCESS or
+ * FAILURE, optionally with its whole log. The lease key is the capability (no bearer token). A
+ * report from a lease that expired (the task was rescheduled) is refused with LEASE_EXPIRED and
+ * noted in the build's history.
+ */
+import { z } from 'zod';
+import { type Build } from '../../domain/build.ts';
+import { report } from '../../builds/tinderbox.ts';
+import { type Route } from '../context.ts';
+import { buildIdParams, leaseKeySchema, urlSchema } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+export const reportBody = z
+  .object({
+    buildId: buildIdParams.shape.id,
+    leaseKey: leaseKeySchema,
+    outcome: z.enum(['SUCCESS', 'FAILURE']),
+    /** The whole log as text (bounded by the body limit). */
+    log: z.string().optional(),
+    url: urlSchema.optional(),
+    summary: z.string().max(65536).optional(),
+  })
+  .strict();
+
+export const tinderboxReport: Route = (app, ctx) => {
+  app.post('/api/v1/tinderbox/report', async (req): Promise<Build> => {
+    const body = parseInput(reportBody, req.body, 'body');
+    return report(ctx.service, ctx.logs, body);
+  });
+};

@@ -1,0 +1,257 @@
+/**
+ * Test support for change verification: a fake Gerrit over HTTP, Kiln's real API (Fastify, on
+ * 127.0.0.1) with the Gerrit intake and tinderbox routes, embedded storage, and workers with the
+ * Gerrit activities — wired like `kiln dev`, on one Temporal test environment (dev server or
+ * time-skipping). Each harness has its own Gerrit host name, so workflow IDs never collide.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { type Worker } from '@temporalio/worker';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
+import { type FastifyInstance } from 'fastify';
+import { buildApi } from '../../src/api/server.ts';
+import { BuildService } from '../../src/builds/service.ts';
+import { type TinderboxTask } from '../../src/builds/tinderbox.ts';
+import { parseConfig, Registry } from '../../src/config/load.ts';
+import { type Build } from '../../src/domain/build.ts';
+import { KILN_SEARCH_ATTRIBUTE_KEYS } from '../../src/domain/searchAttributes.ts';
+import { GerritIntake, verificationWorkflowId } from '../../src/gerrit/intake.ts';
+import { GerritHosts, resolveGerritSettings } from '../../src/gerrit/settings.ts';
+import { FileLogStore } from '../../src/logs/logStore.ts';
+import { openStorage } from '../../src/storage/open.ts';
+import { type Storage } from '../../src/storage/storage.ts';
+import { type VerificationState } from '../../workflows/changeVerification.ts';
+import { createKilnWorker } from '../../workers/worker.ts';
+import { FakeGerritServer } from '../fakes/gerritServer.ts';
+import { testLogger } from './temporal.ts';
+
+export const JAVA_TEST_SERVER = join(import.meta.dirname, '../../.tools/bin/temporal-test-server');
+export const EVENT_SECRET = 'test-event-secret-0123456789';
+export const PUBLIC_URL = 'http://kiln.test';
+const GERRIT_PASSWORD_ENV = 'KILN_TEST_GERRIT_PASSWORD';
+process.env[GERRIT_PASSWORD_ENV] = 'kiln-http-password';
+
+/** Accounts on the fake Gerrit. */
+export const ACCOUNTS = {
+  kiln: { _account_id: 1000, username: 'kiln', name: 'Kiln', email: 'kiln@example.org', password: 'kiln-http-password' },
+  alice: { _account_id: 1, username: 'alice', name: 'Alice', email: 'alice@example.org' },
+  norbert: { _account_id: 2, username: 'norbert', name: 'Norbert', email: 'norbert@example.org' },
+  bob: { _account_id: 3, username: 'bob', name: 'Bob', email: 'bob@example.org' },
+} as const;
+
+/** Registers Kiln's search attributes on a time-skipping test server (the dev server takes them at start). */
+export async function registerSearchAttributes(env: TestWorkflowEnvironment): Promise<void> {
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: Object.fromEntries(KILN_SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)!])),
+  });
+}
+
+/** Options of `verificationHarness`. */
+export interface VerificationHarnessOptions {
+  /** @default 3600 */
+  idleTimeoutSecs?: number;
+  /** Builder YAML overrides (lease etc.). */
+  leaseDurationSecs?: number;
+}
+
+let counter = 0;
+
+/** A patchset as events name it. */
+export interface Ps {
+  number: number;
+  revision: string;
+  ref: string;
+}
+
+/** A started harness; see the module comment. */
+export interface VerificationHarness {
+  env: TestWorkflowEnvironment;
+  fake: FakeGerritServer;
+  host: string;
+  storage: Storage;
+  service: BuildService;
+  taskQueue: string;
+  registry: Registry;
+  /** The API base URL (changes when `restartApi` runs). */
+  url: string;
+  newWorker(): Promise<Worker>;
+  /** Closes the API and starts a new one on the same port-less config (a restart). */
+  restartApi(): Promise<void>;
+  close(): Promise<void>;
+  /** POSTs a stream event; returns status and JSON body. */
+  sendEvent(event: unknown, secret?: string): Promise<{ status: number; body: { actions?: { action: string; reason: string; workflowId?: string }[]; code?: string; message?: string } }>;
+  getTask(platform: string, tinderboxId: string, capabilities?: string[]): Promise<TinderboxTask | null>;
+  report(task: Pick<TinderboxTask, 'buildId' | 'leaseKey'>, outcome: 'SUCCESS' | 'FAILURE', log?: string): Promise<{ status: number; body: Build & { code?: string } }>;
+  /** The verification's final state (waits for it to end). */
+  result(change: number, patchset: number): Promise<VerificationState>;
+  /** Kiln's messages on a change (marker line stripped), in order, with the votes they carried. */
+  kilnReviews(change: number): { message: string; labels?: Record<string, number>; patchset: number }[];
+  /** Stream events for a change of the fake. */
+  events: ReturnType<typeof eventFactory>;
+}
+
+/** Stream-event JSON in Gerrit's wire format for changes on the fake. */
+export function eventFactory(project: string) {
+  const acct = (a: { name: string; email: string; username: string }) => ({ name: a.name, email: a.email, username: a.username });
+  const base = (change: number, ps: Ps) => ({
+    change: {
+      project,
+      branch: 'master',
+      id: `I${String(change).padStart(40, '0')}`,
+      number: change,
+      subject: `Change ${change}`,
+      owner: acct(ACCOUNTS.alice),
+      url: `https://gerrit/c/${project}/+/${change}`,
+      status: 'NEW',
+    },
+    patchSet: { number: ps.number, revision: ps.revision, ref: ps.ref, uploader: acct(ACCOUNTS.alice) },
+    eventCreatedOn: 1714557600,
+  });
+  return {
+    patchsetCreated: (change: number, ps: Ps) => ({ type: 'patchset-created', ...base(change, ps), uploader: acct(ACCOUNTS.alice) }),
+    commentAdded: (change: number, ps: Ps, author: keyof typeof ACCOUNTS, approvals: { type: string; value: number; oldValue?: number }[]) => ({
+      type: 'comment-added',
+      ...base(change, ps),
+      author: acct(ACCOUNTS[author]),
+      approvals: approvals.map((a) => ({ type: a.type, value: String(a.value), ...(a.oldValue !== undefined ? { oldValue: String(a.oldValue) } : {}) })),
+      comment: 'Patch Set 1: Code-Review+2',
+    }),
+    changeMerged: (change: number, ps: Ps) => ({ type: 'change-merged', ...base(change, ps), submitter: acct(ACCOUNTS.norbert) }),
+    changeAbandoned: (change: number, ps: Ps) => ({ type: 'change-abandoned', ...base(change, ps), abandoner: acct(ACCOUNTS.alice) }),
+  };
+}
+
+/** The config a harness runs: two projects on one Gerrit host, tinderbox builders in lo/gerrit. */
+function configYaml(host: string, fakeUrl: string, o: VerificationHarnessOptions): string {
+  const lease = o.leaseDurationSecs ?? 14400;
+  const builder = (name: string, dims: string[]) => `
+          - name: ${name}
+            dimensions: ${JSON.stringify(dims)}
+            leaseDurationSecs: ${lease}
+            maxLeaseDurationSecs: ${lease}
+            maxLeaseResets: 1
+            schedulingTimeoutSecs: 172800
+            executionTimeoutSecs: 172800`;
+  return `
+api:
+  publicUrl: ${PUBLIC_URL}
+projects:
+  - name: lo
+    buckets:
+      - name: gerrit
+        builders:${builder('LINUX', [])}${builder('WINDOWS', ['cap:with-java'])}
+gerrit:
+  hosts:
+    - host: ${host}
+      baseUrl: ${fakeUrl}
+      auth: { kind: basic, username: kiln, passwordEnv: ${GERRIT_PASSWORD_ENV} }
+  eventSecret: ${EVENT_SECRET}
+  self: { username: kiln }
+  idleTimeoutSecs: ${o.idleTimeoutSecs ?? 3600}
+  projects:
+    - host: ${host}
+      project: core
+      trigger: approval
+      reviewerGroup: Reviewers
+      builders: [lo/gerrit/LINUX, lo/gerrit/WINDOWS]
+    - host: ${host}
+      project: online
+      trigger: patchset-created
+      builders: [lo/gerrit/LINUX]
+`;
+}
+
+/** Starts a harness on `env`. */
+export async function verificationHarness(env: TestWorkflowEnvironment, o: VerificationHarnessOptions = {}): Promise<VerificationHarness> {
+  const n = ++counter;
+  const host = `g${process.pid}-${n}.example.org`;
+  const fake = await FakeGerritServer.start();
+  for (const a of Object.values(ACCOUNTS)) fake.addAccount({ ...a });
+  fake.addGroup({ name: 'Reviewers', members: [ACCOUNTS.norbert._account_id] });
+  const config = parseConfig(configYaml(host, fake.url, o), 'verification-test.yaml', { LOG_LEVEL: 'silent' });
+  const registry = new Registry(config);
+  const settings = resolveGerritSettings(config.gerrit, registry)!;
+  const storage = await openStorage({ kind: 'embedded' });
+  const taskQueue = `kiln-verify-${process.pid}-${n}`;
+  const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
+  const logDir = await mkdtemp(join(tmpdir(), 'kiln-verify-logs-'));
+  const intake = new GerritIntake({ client: env.client, registry, settings, taskQueue, logger: testLogger, publicUrl: PUBLIC_URL });
+
+  let app: FastifyInstance;
+  const startApi = async (): Promise<string> => {
+    app = buildApi({ service, registry, logger: testLogger, logs: new FileLogStore(logDir), gerrit: intake });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const addr = app.server.address();
+    return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  };
+
+  const h: VerificationHarness = {
+    env,
+    fake,
+    host,
+    storage,
+    service,
+    taskQueue,
+    registry,
+    url: await startApi(),
+    events: eventFactory('core'),
+    newWorker: () =>
+      createKilnWorker({
+        connection: env.nativeConnection,
+        namespace: env.namespace ?? 'default',
+        taskQueue,
+        deps: { storage, logger: testLogger, gerrit: { hosts: new GerritHosts(settings) } },
+      }),
+    async restartApi() {
+      await app.close();
+      h.url = await startApi();
+    },
+    async close() {
+      await app.close();
+      await fake.close();
+      await storage.close();
+      await rm(logDir, { recursive: true, force: true });
+    },
+    async sendEvent(event, secret = EVENT_SECRET) {
+      const res = await fetch(`${h.url}/api/v1/gerrit/events?host=${encodeURIComponent(host)}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-kiln-gerrit-secret': secret },
+        body: typeof event === 'string' ? event : JSON.stringify(event),
+      });
+      return { status: res.status, body: (await res.json()) as never };
+    },
+    async getTask(platform, tinderboxId, capabilities = []) {
+      const res = await fetch(`${h.url}/api/v1/tinderbox/get-task`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ platform, tinderboxId, capabilities }),
+      });
+      const body = (await res.json()) as { task: TinderboxTask | null; message?: string };
+      if (res.status !== 200) throw new Error(`get-task: HTTP ${res.status}: ${body.message}`);
+      return body.task;
+    },
+    async report(task, outcome, log) {
+      const res = await fetch(`${h.url}/api/v1/tinderbox/report`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ buildId: task.buildId, leaseKey: task.leaseKey, outcome, ...(log !== undefined ? { log } : {}) }),
+      });
+      return { status: res.status, body: (await res.json()) as never };
+    },
+    result: (change, patchset) =>
+      env.client.workflow.getHandle(verificationWorkflowId(host, change, patchset)).result() as Promise<VerificationState>,
+    kilnReviews(change) {
+      return fake.reviews
+        .filter((r) => r.change === change && r.accountId === ACCOUNTS.kiln._account_id)
+        .map((r) => ({
+          message: (r.message ?? '').split('\n\nKiln-Review-Key: ')[0]!,
+          ...(r.labels ? { labels: r.labels } : {}),
+          patchset: r.patchset,
+        }));
+    },
+  };
+  return h;
+}

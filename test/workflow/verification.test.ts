@@ -1,0 +1,347 @@
+/**
+ * Gerrit change verification end to end on a real Temporal dev server: events through the real
+ * intake route (`POST /api/v1/gerrit/events`), fresh change detail and votes against a fake Gerrit
+ * over HTTP, tinderboxes through `get-task` / `report`. Every message and vote Kiln posts is
+ * asserted by content.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { type Build } from '../../src/domain/build.ts';
+import { eventually, startDevEnv } from '../support/temporal.ts';
+import { eventFactory, PUBLIC_URL, verificationHarness, type VerificationHarness } from '../support/verification.ts';
+
+const online = eventFactory('online');
+
+const CR = 'Code-Review';
+
+describe('change verification', () => {
+  let env: TestWorkflowEnvironment;
+  const harnesses: VerificationHarness[] = [];
+  before(async () => {
+    env = await startDevEnv();
+  });
+  after(async () => {
+    for (const h of harnesses) await h.close();
+    await env?.teardown();
+  });
+  const harness = async (o: Parameters<typeof verificationHarness>[1] = {}) => {
+    const h = await verificationHarness(env, o);
+    harnesses.push(h);
+    return h;
+  };
+
+  /** Waits until Kiln has posted `n` reviews on `change`, then returns them. */
+  const reviews = (h: VerificationHarness, change: number, n: number) =>
+    eventually(async () => h.kilnReviews(change).length >= n && h.kilnReviews(change), 30_000, `${n} Kiln review(s) on change ${change}`);
+
+  /** A tinderbox's get-task, retried until a task is pending. */
+  const take = (h: VerificationHarness, platform: string, id: string, caps: string[] = []) =>
+    eventually(async () => (await h.getTask(platform, id, caps)) ?? false, 30_000, `a ${platform} task for ${id}`);
+
+  const buildsOf = async (h: VerificationHarness, change: number, ps: number): Promise<Build[]> => {
+    const res = await fetch(`${h.url}/api/v1/builds?buildset=${encodeURIComponent(`patch/gerrit/${h.host}/${change}/${ps}`)}`);
+    return ((await res.json()) as { builds: Build[] }).builds;
+  };
+
+  /** A change in project `core` (approval trigger) with Norbert's CR+2 on it, and the event. */
+  const approvedChange = (h: VerificationHarness) => {
+    const c = h.fake.createChange({ project: 'core', owner: 1 });
+    h.fake.vote(c.number, 2, CR, 2);
+    return { c, event: h.events.commentAdded(c.number, c.patchset, 'norbert', [{ type: CR, value: 2, oldValue: 0 }]) };
+  };
+
+  it("Norbert's rule through the intake: each condition flips the decision", async () => {
+    const h = await harness();
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const rows: { name: string; setup: (change: number) => void; author: 'norbert' | 'bob'; value: number; build: boolean; reason: RegExp }[] = [
+        { name: 'member CR+2', setup: (n) => h.fake.vote(n, 2, CR, 2), author: 'norbert', value: 2, build: true, reason: /Code-Review \+2 by norbert/ },
+        { name: 'non-member CR+2 only', setup: (n) => h.fake.vote(n, 3, CR, 2), author: 'bob', value: 2, build: false, reason: /no Code-Review > 0 by a member/ },
+        {
+          name: 'member CR+2 and someone CR-1',
+          setup: (n) => (h.fake.vote(n, 2, CR, 2), h.fake.vote(n, 3, CR, -1)),
+          author: 'norbert',
+          value: 2,
+          build: false,
+          reason: /Code-Review -1 by bob/,
+        },
+        {
+          name: 'member CR+2 and Verified -1',
+          setup: (n) => (h.fake.vote(n, 2, CR, 2), h.fake.vote(n, 3, 'Verified', -1)),
+          author: 'norbert',
+          value: 2,
+          build: false,
+          reason: /Verified -1 by bob/,
+        },
+        {
+          name: 'member CR+2 on a merged change',
+          setup: (n) => (h.fake.vote(n, 2, CR, 2), h.fake.setStatus(n, 'MERGED')),
+          author: 'norbert',
+          value: 2,
+          build: false,
+          reason: /change is merged/,
+        },
+      ];
+      for (const row of rows) {
+        const c = h.fake.createChange({ project: 'core', owner: 1 });
+        row.setup(c.number);
+        const sent = await h.sendEvent(h.events.commentAdded(c.number, c.patchset, row.author, [{ type: CR, value: row.value, oldValue: 0 }]));
+        assert.equal(sent.status, 202, row.name);
+        assert.equal(sent.body.actions?.[0]?.action, 'evaluate', row.name);
+        if (!row.build) {
+          const r = await h.result(c.number, 1);
+          assert.equal(r.phase, 'NOT_TRIGGERED', row.name);
+          assert.match(r.reason, row.reason, row.name);
+          assert.deepEqual(await buildsOf(h, c.number, 1), [], row.name);
+          assert.deepEqual(h.kilnReviews(c.number), [], `${row.name}: nothing posted`);
+        } else {
+          const builds = await eventually(async () => {
+            const b = await buildsOf(h, c.number, 1);
+            return b.length === 2 && b;
+          }, 30_000, 'two builds');
+          assert.deepEqual(builds.map((b) => b.builder.builder).sort(), ['LINUX', 'WINDOWS']);
+          // Abandoning ends it without a vote.
+          await h.sendEvent(h.events.changeAbandoned(c.number, c.patchset));
+          const r = await h.result(c.number, 1);
+          assert.match(r.reason, row.reason, row.name);
+          assert.equal(r.canceled, 'change abandoned');
+          assert.deepEqual(h.kilnReviews(c.number), [
+            { message: 'Verification of patch set 1 canceled: change abandoned. Canceled: LINUX, WINDOWS.', patchset: 1 },
+          ]);
+        }
+      }
+    });
+  });
+
+  it('all platforms pass → Verified +1 once; a second trigger joins; a repeated approval does not rebuild', async () => {
+    const h = await harness();
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const { c, event } = approvedChange(h);
+      // The same patchset triggered twice at once: one verification, one build per platform.
+      const [a, b] = await Promise.all([h.sendEvent(event), h.sendEvent(event)]);
+      assert.equal(a.status, 202);
+      assert.equal(b.status, 202);
+      assert.equal(a.body.actions?.[0]?.workflowId, `verify/${h.host}/${c.number}/1`);
+      const builds = await eventually(async () => {
+        const x = await buildsOf(h, c.number, 1);
+        return x.length === 2 && x;
+      }, 30_000, 'builds');
+      const linuxBuild = builds.find((x) => x.builder.builder === 'LINUX')!;
+      // CQ properties and the buildset tag.
+      assert.equal(linuxBuild.input.properties['event.change.number'], c.number);
+      assert.equal(linuxBuild.input.properties['event.patchSet.ref'], c.patchset.ref);
+      assert.equal(linuxBuild.input.properties.revision, c.patchset.revision);
+      assert.equal(linuxBuild.input.properties.category, 'cq');
+      assert.equal(linuxBuild.input.properties.patch_project, 'core');
+      assert.ok(linuxBuild.tags.includes(`buildset:patch/gerrit/${h.host}/${c.number}/1`));
+
+      const linux = await h.getTask('LINUX', 'tb-linux');
+      assert.ok(linux);
+      assert.equal(linux.gerrit?.ref, c.patchset.ref);
+      assert.equal(linux.gerrit?.change, c.number);
+      assert.equal(linux.builder.builder, 'LINUX');
+      await reviews(h, c.number, 1);
+      // WINDOWS needs the with-java capability.
+      assert.equal(await h.getTask('WINDOWS', 'tb-win-nojava'), null);
+      const win = await h.getTask('WINDOWS', 'tb-win', ['with-java']);
+      assert.ok(win);
+      await reviews(h, c.number, 2);
+      assert.equal((await h.report(linux, 'SUCCESS', 'linux log\nall good\n')).status, 200);
+      await reviews(h, c.number, 3);
+      assert.equal((await h.report(win, 'SUCCESS')).status, 200);
+      const r = await h.result(c.number, 1);
+      assert.equal(r.vote, 1);
+      assert.deepEqual(h.kilnReviews(c.number), [
+        { message: `LINUX: taken by tb-linux (build ${linux.buildId}).`, patchset: 1 },
+        { message: `WINDOWS: taken by tb-win (build ${win.buildId}).`, patchset: 1 },
+        { message: `LINUX: SUCCESS on tb-linux. Log: ${PUBLIC_URL}/api/v1/builds/${linux.buildId}/log`, patchset: 1 },
+        { message: `WINDOWS: SUCCESS on tb-win. Log: ${PUBLIC_URL}/api/v1/builds/${win.buildId}/log`, patchset: 1 },
+        { message: 'Verified +1: all platforms passed (LINUX, WINDOWS).', labels: { Verified: 1 }, patchset: 1 },
+      ]);
+      // The uploaded log is the build's log.
+      const log = await fetch(`${h.url}/api/v1/builds/${linux.buildId}/log`);
+      assert.equal(log.status, 200);
+      assert.match(await log.text(), /all good/);
+
+      // The approval arrives again (e.g. another reviewer): already verified, nothing rebuilt or posted.
+      const again = await h.sendEvent(event);
+      assert.equal(again.status, 202);
+      const r2 = await h.result(c.number, 1);
+      assert.equal(r2.phase, 'NOT_TRIGGERED');
+      assert.match(r2.reason, /already verified/);
+      assert.equal((await buildsOf(h, c.number, 1)).length, 2);
+      assert.equal(h.kilnReviews(c.number).filter((x) => x.labels).length, 1, 'voted once');
+    });
+  });
+
+  it('one platform fails → Verified -1', async () => {
+    const h = await harness();
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const { c, event } = approvedChange(h);
+      await h.sendEvent(event);
+      const linux = await take(h, 'LINUX', 'tb-linux');
+      const win = await take(h, 'WINDOWS', 'tb-win', ['with-java']);
+      await reviews(h, c.number, 2);
+      await h.report(win, 'FAILURE');
+      await reviews(h, c.number, 3);
+      await h.report(linux, 'SUCCESS');
+      const r = await h.result(c.number, 1);
+      assert.equal(r.vote, -1);
+      const posted = h.kilnReviews(c.number);
+      assert.deepEqual(posted.slice(2), [
+        { message: `WINDOWS: FAILURE on tb-win. Log: ${PUBLIC_URL}/api/v1/builds/${win.buildId}/log`, patchset: 1 },
+        { message: `LINUX: SUCCESS on tb-linux. Log: ${PUBLIC_URL}/api/v1/builds/${linux.buildId}/log`, patchset: 1 },
+        { message: 'Verified -1: failed on WINDOWS.', labels: { Verified: -1 }, patchset: 1 },
+      ]);
+      assert.deepEqual(posted.slice(0, 2).map((x) => x.message).sort(), [
+        `LINUX: taken by tb-linux (build ${linux.buildId}).`,
+        `WINDOWS: taken by tb-win (build ${win.buildId}).`,
+      ]);
+    });
+  });
+
+  it('a platform never taken → idle timeout cancels it → Verified 0 with the reason', async () => {
+    const h = await harness({ idleTimeoutSecs: 4 });
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const { c, event } = approvedChange(h);
+      await h.sendEvent(event);
+      const linux = await take(h, 'LINUX', 'tb-linux');
+      await reviews(h, c.number, 1);
+      await h.report(linux, 'SUCCESS');
+      const r = await h.result(c.number, 1);
+      assert.equal(r.vote, 0);
+      const win = (await buildsOf(h, c.number, 1)).find((b) => b.builder.builder === 'WINDOWS')!;
+      const winNow = await eventually(async () => {
+        const b = await h.storage.getBuild(win.id);
+        return b?.status === 'CANCELED' && b;
+      }, 15_000, 'WINDOWS canceled');
+      assert.equal(winNow.summaryMarkdown, 'no tinderbox took the task within 4s');
+      assert.deepEqual(h.kilnReviews(c.number), [
+        { message: `LINUX: taken by tb-linux (build ${linux.buildId}).`, patchset: 1 },
+        { message: `LINUX: SUCCESS on tb-linux. Log: ${PUBLIC_URL}/api/v1/builds/${linux.buildId}/log`, patchset: 1 },
+        { message: 'Verified 0: no verdict. WINDOWS: no tinderbox took the task within 4s.', labels: { Verified: 0 }, patchset: 1 },
+      ]);
+    });
+  });
+
+  it('merged while pending: the unstarted platform is canceled, the running one reports, no vote', async () => {
+    const h = await harness();
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const { c, event } = approvedChange(h);
+      await h.sendEvent(event);
+      const linux = await take(h, 'LINUX', 'tb-linux');
+      await reviews(h, c.number, 1);
+      h.fake.setStatus(c.number, 'MERGED');
+      const sent = await h.sendEvent(h.events.changeMerged(c.number, c.patchset));
+      assert.equal(sent.body.actions?.[0]?.action, 'merged');
+      await reviews(h, c.number, 2);
+      const win = (await buildsOf(h, c.number, 1)).find((b) => b.builder.builder === 'WINDOWS')!;
+      await eventually(async () => (await h.storage.getBuild(win.id))?.status === 'CANCELED', 15_000, 'WINDOWS canceled');
+      // The running platform finishes and reports.
+      assert.equal((await h.report(linux, 'FAILURE')).status, 200);
+      const r = await h.result(c.number, 1);
+      assert.equal(r.merged, true);
+      assert.equal(r.vote, undefined);
+      assert.deepEqual(h.kilnReviews(c.number), [
+        { message: `LINUX: taken by tb-linux (build ${linux.buildId}).`, patchset: 1 },
+        {
+          message:
+            'Change merged while the verification was pending. Canceled (not started): WINDOWS. Still running, will report here: LINUX. The Verified vote is left alone.',
+          patchset: 1,
+        },
+        { message: `LINUX: FAILURE on tb-linux. Log: ${PUBLIC_URL}/api/v1/builds/${linux.buildId}/log`, patchset: 1 },
+      ]);
+    });
+  });
+
+  it('a new patchset cancels the old verification; the old tinderbox learns it; the new one runs', async () => {
+    const h = await harness();
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const c = h.fake.createChange({ project: 'online', owner: 1 });
+      const sent = await h.sendEvent(online.patchsetCreated(c.number, c.patchset));
+      assert.equal(sent.body.actions?.[0]?.action, 'verify');
+      const old = await take(h, 'LINUX', 'tb-1');
+      await reviews(h, c.number, 1);
+      const ps2 = h.fake.newPatchset(c.number);
+      await h.sendEvent(online.patchsetCreated(c.number, ps2));
+      const r1 = await h.result(c.number, 1);
+      assert.equal(r1.canceled, 'patch set 2 uploaded');
+      assert.equal(r1.vote, undefined);
+      assert.equal((await h.storage.getBuild(old.buildId))?.status, 'CANCELED');
+      // The tinderbox still on patch set 1 is told its build ended.
+      const late = await h.report(old, 'SUCCESS');
+      assert.equal(late.status, 409);
+      assert.equal(late.body.code, 'BUILD_IS_COMPLETED');
+
+      const fresh = await take(h, 'LINUX', 'tb-2');
+      assert.equal(fresh.gerrit?.patchset, 2);
+      assert.equal(fresh.gerrit?.ref, ps2.ref);
+      await h.report(fresh, 'SUCCESS');
+      const r2 = await h.result(c.number, 2);
+      assert.equal(r2.vote, 1);
+      assert.deepEqual(h.kilnReviews(c.number), [
+        { message: `LINUX: taken by tb-1 (build ${old.buildId}).`, patchset: 1 },
+        { message: 'Verification of patch set 1 canceled: patch set 2 uploaded. Canceled: LINUX.', patchset: 1 },
+        { message: `LINUX: taken by tb-2 (build ${fresh.buildId}).`, patchset: 2 },
+        { message: `LINUX: SUCCESS on tb-2. Log: ${PUBLIC_URL}/api/v1/builds/${fresh.buildId}/log`, patchset: 2 },
+        { message: 'Verified +1: all platforms passed (LINUX).', labels: { Verified: 1 }, patchset: 2 },
+      ]);
+    });
+  });
+
+  it('worker and API stopped between get-task and report: the report is accepted after restart', async () => {
+    const h = await harness();
+    const c = h.fake.createChange({ project: 'online', owner: 1 });
+    let task!: NonNullable<Awaited<ReturnType<VerificationHarness['getTask']>>>;
+    const first = await h.newWorker();
+    await first.runUntil(async () => {
+      await h.sendEvent(online.patchsetCreated(c.number, c.patchset));
+      task = await take(h, 'LINUX', 'tb-1');
+      await reviews(h, c.number, 1);
+    });
+    await h.restartApi();
+    const second = await h.newWorker();
+    await second.runUntil(async () => {
+      const r = await h.report(task, 'SUCCESS');
+      assert.equal(r.status, 200);
+      assert.equal(r.body.status, 'SUCCESS');
+      const v = await h.result(c.number, 1);
+      assert.equal(v.vote, 1);
+    });
+    assert.deepEqual(h.kilnReviews(c.number), [
+      { message: `LINUX: taken by tb-1 (build ${task.buildId}).`, patchset: 1 },
+      { message: `LINUX: SUCCESS on tb-1. Log: ${PUBLIC_URL}/api/v1/builds/${task.buildId}/log`, patchset: 1 },
+      { message: 'Verified +1: all platforms passed (LINUX).', labels: { Verified: 1 }, patchset: 1 },
+    ]);
+  });
+
+  it('the intake refuses a wrong secret, malformed and unknown events, and ignores Kiln\'s own comments', async () => {
+    const h = await harness();
+    const c = h.fake.createChange({ project: 'core', owner: 1 });
+    const ok = h.events.commentAdded(c.number, c.patchset, 'norbert', [{ type: CR, value: 2, oldValue: 0 }]);
+    const wrong = await h.sendEvent(ok, 'not-the-secret-at-all');
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.code, 'UNAUTHENTICATED');
+    const broken = await h.sendEvent('{"type": "comment-added", "change": ');
+    assert.equal(broken.status, 400);
+    assert.equal(broken.body.code, 'INVALID_ARGUMENT');
+    const missing = await h.sendEvent({ ...ok, change: { ...ok.change, number: undefined } });
+    assert.equal(missing.status, 400);
+    assert.match(missing.body.message ?? '', /change\.number/);
+    const unknown = await h.sendEvent({ type: 'ref-updated', refUpdate: { refName: 'refs/heads/master' } });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.message ?? '', /ref-updated is not handled/);
+    const own = await h.sendEvent(h.events.commentAdded(c.number, c.patchset, 'kiln', [{ type: 'Verified', value: 1, oldValue: 0 }]));
+    assert.equal(own.status, 202);
+    assert.deepEqual(own.body.actions?.map((a) => a.action), ['ignore']);
+    const other = await h.sendEvent({ ...ok, change: { ...ok.change, project: 'not-configured' } });
+    assert.equal(other.status, 202);
+    assert.deepEqual(other.body.actions, []);
+  });
+});

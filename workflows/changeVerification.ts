@@ -1,0 +1,451 @@
+/**
+ * `changeVerificationWorkflow`: one Gerrit patchset verified by one child build per configured
+ * builder (BGP: one per platform) — see DESIGN.md "Change verification". Workflow ID
+ * `verify/<host>/<change>/<patchset>`; the API starts it with signal-with-start, so a second
+ * trigger for the same patchset joins the running verification as a signal.
+ *
+ * Life: the first `verify`/`evaluate` event is decided on fresh change detail (activity); a yes
+ * schedules the child builds (`buildWorkflow`, ID `build/<id>`, numbers from storage, CQ
+ * properties, `buildset:patch/gerrit/<host>/<change>/<patchset>`). Children report each
+ * transition with `buildProgressSignal`; the verification posts a message when a platform is
+ * taken, rescheduled, and when it reports, then votes Verified +1 (all SUCCESS), −1 (any FAILURE)
+ * or 0 with an explanation. A platform not taken within the idle timeout is canceled. `merged`
+ * cancels builds not yet started and leaves the vote alone; `cancel` (new patchset, abandoned,
+ * CQ vote removed) cancels everything. Every post goes through `postReviewOnce` with a key unique
+ * to this verification attempt, so a retried activity posts once.
+ */
+import {
+  allHandlersFinished,
+  type ChildWorkflowHandle,
+  condition,
+  defineQuery,
+  defineSignal,
+  getExternalWorkflowHandle,
+  log,
+  ParentClosePolicy,
+  proxyActivities,
+  setHandler,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { KilnActivities } from '../activities/index.ts';
+import type { EvaluateTriggerResult } from '../activities/gerrit.ts';
+import { type Build, type BuilderId, type BuildTimeouts, builderPath, isEnded } from '../src/domain/build.ts';
+import { buildWorkflowId, newBuildId } from '../src/domain/buildId.ts';
+import { VERIFIED } from '../src/domain/gerrit/change.ts';
+import {
+  cqBuildProperties,
+  type GerritEventAction,
+  type GerritProjectConfig,
+  type VerificationMode,
+} from '../src/domain/gerrit/trigger.ts';
+import {
+  KilnBucket,
+  KilnBuilder,
+  KilnBuildId,
+  KilnBuildset,
+  KilnProject,
+  KilnStatus,
+  KilnTags,
+} from '../src/domain/searchAttributes.ts';
+import { gerritBuildset } from '../src/domain/tags.ts';
+import { type BuildProgress, buildProgressSignal, buildWorkflow, cancelSignal } from './build.ts';
+
+/** One builder a verification schedules, resolved from config by the API when it starts the workflow. */
+export interface VerificationBuilder {
+  builder: BuilderId;
+  /** The builder's dimensions (platform, `cap:<capability>` requirements). */
+  dimensions: string[];
+  priority: number;
+  properties: Record<string, unknown>;
+  timeouts: BuildTimeouts;
+}
+
+/** Input of `changeVerificationWorkflow`. */
+export interface ChangeVerificationInput {
+  host: string;
+  project: string;
+  branch: string;
+  change: number;
+  patchset: number;
+  /** Commit SHA of the patchset: what reviews are posted on. */
+  revision: string;
+  ref: string;
+  config: GerritProjectConfig;
+  builders: VerificationBuilder[];
+  /** A platform not taken this long after scheduling is canceled (vote 0). */
+  idleTimeoutMs: number;
+  /** The API's public base URL, for log links in messages. */
+  publicUrl?: string;
+}
+
+/** A Gerrit event routed to this verification (see `routeGerritEvent`). */
+export interface VerificationEvent {
+  action: GerritEventAction;
+  reason: string;
+  eventType?: string;
+}
+
+/** Where a verification stands. */
+export type VerificationPhase = 'EVALUATING' | 'NOT_TRIGGERED' | 'BUILDING' | 'ENDED';
+
+/** One platform (builder) of a verification. */
+export interface PlatformState {
+  /** Builder name, used as the platform name in messages. */
+  name: string;
+  builder: BuilderId;
+  buildId: string;
+  number: number;
+  status: Build['status'];
+  /** A tinderbox or runner leased it at least once. */
+  taken: boolean;
+  /** Last known lease holder (kept after the build ends, for the report message). */
+  holder?: string;
+  url?: string;
+  summary?: string;
+  leaseResets: number;
+  announcedGeneration: number;
+  version: number;
+  /** The child workflow has completed (its result is final). */
+  ended?: boolean;
+  /** Why the verification itself canceled it. */
+  canceledBecause?: 'idle' | 'merged' | 'canceled';
+}
+
+/** What `getVerificationQuery` returns and the workflow ends with. */
+export interface VerificationState {
+  phase: VerificationPhase;
+  /** Why it runs (or why not). */
+  reason: string;
+  mode?: VerificationMode;
+  platforms: PlatformState[];
+  merged: boolean;
+  /** Set when the verification was canceled (new patchset, abandoned). */
+  canceled?: string;
+  /** Verified value posted; absent when no vote was posted. */
+  vote?: number;
+  /** First line of every message posted, in order. */
+  messages: string[];
+}
+
+export const gerritEventSignal = defineSignal<[VerificationEvent]>('gerritEvent');
+export const getVerificationQuery = defineQuery<VerificationState>('getVerification');
+
+const { evaluateGerritTrigger, postGerritReview } = proxyActivities<KilnActivities>({
+  // Above the Gerrit client's 30 s timeout, so an abandoned attempt's POST has ended (postReviewOnce).
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', maximumInterval: '1m', maximumAttempts: 30 },
+});
+
+const { reserveBuildNumber } = proxyActivities<KilnActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', maximumInterval: '10s' },
+});
+
+/** Search attribute values of `KilnStatus` on verification workflows (for `kiln stuck` and the UI). */
+export const VERIFICATION_STATUSES = { evaluating: 'EVALUATING', waiting: 'WAITING_ON_BUILDS', ended: 'ENDED' } as const;
+
+/** How long to wait for the first event after a start without one. */
+const FIRST_EVENT_WAIT = '10 minutes';
+
+/** `4h`, `90s`, `2m` — for messages. */
+export function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s % 3600 === 0 && s >= 3600) return `${s / 3600}h`;
+  if (s % 60 === 0 && s >= 60) return `${s / 60}m`;
+  return `${s}s`;
+}
+
+/** See the module comment. */
+export async function changeVerificationWorkflow(input: ChangeVerificationInput): Promise<VerificationState> {
+  const info = workflowInfo();
+  /** Every review key of this attempt starts with this (a rerun after a vote has a new run id). */
+  const keyPrefix = `${info.workflowId}/`;
+  const keyBase = `${keyPrefix}${info.firstExecutionRunId.slice(0, 8)}`;
+  const st: VerificationState = { phase: 'EVALUATING', reason: '', platforms: [], merged: false, messages: [] };
+  const inbox: VerificationEvent[] = [];
+  const outbox: { key: string; message: string; vote?: number }[] = [];
+
+  const post = (key: string, message: string, vote?: number): void => {
+    outbox.push({ key: `${keyBase}/${key}`, message, vote });
+  };
+  const byId = (id: string): PlatformState | undefined => st.platforms.find((p) => p.buildId === id);
+
+  // ---- handlers ----
+
+  setHandler(getVerificationQuery, () => st);
+  setHandler(gerritEventSignal, (e) => {
+    inbox.push(e);
+  });
+  setHandler(buildProgressSignal, (pr: BuildProgress) => {
+    const p = byId(pr.buildId);
+    if (!p || pr.version <= p.version) return;
+    p.version = pr.version;
+    if (!isEnded(p.status)) p.status = pr.status;
+    if (pr.url !== undefined) p.url = pr.url;
+    if (pr.leaseResets > p.leaseResets) {
+      p.leaseResets = pr.leaseResets;
+      if (pr.status === 'SCHEDULED') {
+        post(
+          `${p.name}/rescheduled/${pr.leaseResets}`,
+          `${p.name}: ${p.holder ?? 'the tinderbox'} went silent and its lease expired; the task was rescheduled.`,
+        );
+      }
+    }
+    if (pr.leaseHolder !== undefined && !isEnded(pr.status) && pr.leaseGeneration > p.announcedGeneration) {
+      p.announcedGeneration = pr.leaseGeneration;
+      p.taken = true;
+      p.holder = pr.leaseHolder;
+      post(`${p.name}/taken/${pr.leaseGeneration}`, `${p.name}: taken by ${pr.leaseHolder} (build ${p.buildId}).`);
+    }
+  });
+
+  const setStatus = (status: string): void => {
+    upsertSearchAttributes([{ key: KilnStatus, value: status }]);
+  };
+
+  const finish = async (phase: VerificationPhase): Promise<VerificationState> => {
+    st.phase = phase;
+    setStatus(VERIFICATION_STATUSES.ended);
+    await condition(allHandlersFinished);
+    return st;
+  };
+
+  // ---- decide ----
+
+  let decision: Extract<EvaluateTriggerResult, { build: true }> | undefined;
+  while (!decision) {
+    if (inbox.length === 0 && !(await condition(() => inbox.length > 0, FIRST_EVENT_WAIT))) {
+      st.reason ||= 'no trigger arrived';
+      return finish('NOT_TRIGGERED');
+    }
+    const ev = inbox.shift()!;
+    if (ev.action === 'verify' || ev.action === 'evaluate') {
+      const r = await evaluateGerritTrigger({
+        host: input.host,
+        config: input.config,
+        project: input.project,
+        change: input.change,
+        patchset: input.patchset,
+        votedKeyPrefix: ev.action === 'evaluate' ? keyPrefix : undefined,
+      });
+      if (r.build) decision = r;
+      else st.reason = r.reason;
+    } else if (ev.action !== 'ignore') {
+      st.reason = ev.reason;
+    }
+    // Signals that arrive while this run ends make the server refuse the completion, so they are
+    // handled by the same run.
+    if (!decision && inbox.length === 0) return finish('NOT_TRIGGERED');
+  }
+
+  // ---- schedule one build per platform ----
+
+  const d = decision;
+  st.phase = 'BUILDING';
+  st.reason = d.reason;
+  st.mode = d.mode;
+  setStatus(VERIFICATION_STATUSES.waiting);
+  const attemptStartMs = Date.now();
+  const buildset = gerritBuildset(input.host, input.change, input.patchset);
+  const children = new Map<string, ChildWorkflowHandle<typeof buildWorkflow>>();
+
+  const schedule = async (bc: VerificationBuilder): Promise<void> => {
+    const path = builderPath(bc.builder);
+    // Listed before any await, so platforms keep the config's order in messages.
+    const p: PlatformState = {
+      name: bc.builder.builder,
+      builder: bc.builder,
+      buildId: newBuildId(Date.now(), Math.floor(Math.random() * 65536)),
+      number: 0,
+      status: 'SCHEDULED',
+      taken: false,
+      leaseResets: 0,
+      announcedGeneration: 0,
+      version: 0,
+    };
+    st.platforms.push(p);
+    const r = await reserveBuildNumber({ buildId: p.buildId, builder: bc.builder, requestKey: `${keyBase}/${path}` });
+    p.buildId = r.buildId;
+    p.number = r.number;
+    const now = new Date(Date.now()).toISOString();
+    const cq = cqBuildProperties({
+      host: input.host,
+      change: d.change,
+      patchset: d.patchset,
+      builder: bc.builder,
+      attemptStartMs,
+      reason: d.reason,
+      mode: d.mode,
+    });
+    const build: Build = {
+      id: r.buildId,
+      builder: bc.builder,
+      number: r.number,
+      status: 'SCHEDULED',
+      statusDetails: {},
+      tags: [`buildset:${buildset}`, `builder:${bc.builder.builder}`],
+      input: {
+        properties: { ...bc.properties, ...cq },
+        gerritChanges: [{ host: input.host, project: input.project, change: input.change, patchset: input.patchset }],
+      },
+      priority: bc.priority,
+      dimensions: [...new Set(bc.dimensions)].sort(),
+      createTime: now,
+      updateTime: now,
+      createdBy: `verification ${info.workflowId}`,
+      leaseGeneration: 0,
+      leaseResets: 0,
+      events: [],
+      version: 1,
+    };
+    const handle = await startChild(buildWorkflow, {
+      workflowId: buildWorkflowId(build.id),
+      args: [{ build, timeouts: bc.timeouts }],
+      // Builds outlive an operator terminating the verification; they end by their own timers.
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      typedSearchAttributes: [
+        { key: KilnBuildId, value: build.id },
+        { key: KilnProject, value: bc.builder.project },
+        { key: KilnBucket, value: bc.builder.bucket },
+        { key: KilnBuilder, value: bc.builder.builder },
+        { key: KilnStatus, value: build.status },
+        { key: KilnTags, value: build.tags },
+        { key: KilnBuildset, value: buildset },
+      ],
+      staticSummary: `${path} #${build.number} — build ${build.id}, verifying ${input.host} change ${input.change} patch set ${input.patchset}`,
+    });
+    children.set(build.id, handle);
+    void handle.result().then(
+      (b) => onEnded(p, b.status, b.summaryMarkdown, b.url),
+      (e: unknown) => onEnded(p, 'INFRA_FAILURE', `build workflow failed: ${String(e)}`),
+    );
+  };
+
+  const logLink = (p: PlatformState): string | undefined =>
+    input.publicUrl ? `${input.publicUrl.replace(/\/+$/, '')}/api/v1/builds/${p.buildId}/log` : p.url;
+
+  const onEnded = (p: PlatformState, status: Build['status'], summary?: string, url?: string): void => {
+    if (p.ended) return;
+    p.ended = true;
+    p.status = status;
+    if (summary !== undefined) p.summary = summary;
+    if (url !== undefined) p.url = url;
+    // Taken platforms report; the verification's own cancels are summed up in its own messages.
+    if (p.taken && p.canceledBecause !== 'canceled') {
+      const link = logLink(p);
+      post(`${p.name}/report`, `${p.name}: ${status}${p.holder ? ` on ${p.holder}` : ''}.${link ? ` Log: ${link}` : ''}`);
+    }
+  };
+
+  const cancelBuild = (p: PlatformState, why: NonNullable<PlatformState['canceledBecause']>, reason: string): void => {
+    if (isEnded(p.status)) return;
+    p.canceledBecause = why;
+    void getExternalWorkflowHandle(buildWorkflowId(p.buildId))
+      .signal(cancelSignal, { reason, canceledBy: 'kiln-verification' })
+      .catch((e: unknown) => log.warn('cancel failed', { buildId: p.buildId, error: String(e) }));
+  };
+
+  await Promise.all(input.builders.map(schedule));
+
+  // ---- follow the builds ----
+
+  const idleDeadline = attemptStartMs + input.idleTimeoutMs;
+  let idleChecked = false;
+  const allEnded = (): boolean => st.platforms.every((p) => p.ended === true);
+
+  const handleEvent = (ev: VerificationEvent): void => {
+    if (ev.action === 'merged' && !st.merged && !st.canceled) {
+      st.merged = true;
+      const pending = st.platforms.filter((p) => p.status === 'SCHEDULED');
+      const running = st.platforms.filter((p) => p.status === 'STARTED');
+      for (const p of pending) cancelBuild(p, 'merged', 'change merged before the build started');
+      const parts = ['Change merged while the verification was pending.'];
+      if (pending.length) parts.push(`Canceled (not started): ${pending.map((p) => p.name).join(', ')}.`);
+      if (running.length) parts.push(`Still running, will report here: ${running.map((p) => p.name).join(', ')}.`);
+      parts.push('The Verified vote is left alone.');
+      post('merged', parts.join(' '));
+    } else if (ev.action === 'cancel' && !st.canceled) {
+      st.canceled = ev.reason;
+      const live = st.platforms.filter((p) => !isEnded(p.status));
+      for (const p of live) cancelBuild(p, 'canceled', ev.reason);
+      if (!st.merged) {
+        post(
+          'canceled',
+          `Verification of patch set ${input.patchset} canceled: ${ev.reason}.${live.length ? ` Canceled: ${live.map((p) => p.name).join(', ')}.` : ''}`,
+        );
+      }
+    } else {
+      log.info('event joined the running verification', { ...ev });
+    }
+  };
+
+  for (;;) {
+    while (inbox.length > 0) handleEvent(inbox.shift()!);
+    if (!idleChecked && Date.now() >= idleDeadline) {
+      idleChecked = true;
+      for (const p of st.platforms) {
+        if (!p.taken && !isEnded(p.status)) {
+          cancelBuild(p, 'idle', `no tinderbox took the task within ${formatDuration(input.idleTimeoutMs)}`);
+        }
+      }
+    }
+    if (outbox.length > 0) {
+      await flush();
+      continue;
+    }
+    if (allEnded()) break;
+    const wake = (): boolean => inbox.length > 0 || outbox.length > 0 || allEnded();
+    if (idleChecked) await condition(wake);
+    else await condition(wake, Math.max(1, idleDeadline - Date.now()));
+  }
+
+  // ---- vote ----
+
+  if (!st.merged && !st.canceled) {
+    const failed = st.platforms.filter((p) => p.status === 'FAILURE');
+    const passed = st.platforms.filter((p) => p.status === 'SUCCESS');
+    if (failed.length > 0) {
+      post('vote', `Verified -1: failed on ${failed.map((p) => p.name).join(', ')}.`, -1);
+    } else if (passed.length === st.platforms.length) {
+      post('vote', `Verified +1: all platforms passed (${passed.map((p) => p.name).join(', ')}).`, 1);
+    } else {
+      const why = st.platforms
+        .filter((p) => p.status !== 'SUCCESS')
+        .map((p) => {
+          if (p.canceledBecause === 'idle') return `${p.name}: no tinderbox took the task within ${formatDuration(input.idleTimeoutMs)}`;
+          if (p.status === 'INFRA_FAILURE') return `${p.name}: infrastructure failure${p.summary ? ` (${p.summary})` : ''}`;
+          return `${p.name}: ${p.status.toLowerCase()}`;
+        });
+      post('vote', `Verified 0: no verdict. ${why.join('; ')}.`, 0);
+    }
+  }
+  await flush();
+  return finish('ENDED');
+
+  /** Posts everything queued, in order; a post that cannot be made is logged, not retried forever. */
+  async function flush(): Promise<void> {
+    while (outbox.length > 0) {
+      const m = outbox.shift()!;
+      try {
+        await postGerritReview({
+          host: input.host,
+          project: input.project,
+          change: input.change,
+          revision: input.revision,
+          key: m.key,
+          review: {
+            message: m.message,
+            ...(m.vote !== undefined ? { labels: { [VERIFIED]: m.vote } } : {}),
+            notify: m.vote !== undefined ? 'OWNER' : 'NONE',
+          },
+        });
+        st.messages.push(m.message);
+        if (m.vote !== undefined) st.vote = m.vote;
+      } catch (e) {
+        log.error('could not post to Gerrit', { key: m.key, error: String(e) });
+      }
+    }
+  }
+}
