@@ -511,7 +511,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   showDetails();
   for (;;) {
     fireDeadlines();
-    if (b.version > st.persistedVersion) await persist();
+    // A loop, not an if: a message handled while a persist was in flight (a cancel, a report) waits
+    // for its own version to be stored, so the loop must not end or sleep before storing it.
+    while (b.version > st.persistedVersion) await persist();
     if (isEnded(b.status)) break;
 
     if (historyIsLong()) {
