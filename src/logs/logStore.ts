@@ -45,7 +45,8 @@ export interface LogStore {
 /** Refuses anything that could step outside the log folder: build IDs are decimal, attempts integers. */
 function checkKey(key: LogKey): void {
   if (!isBuildId(key.buildId)) throw new KilnError('INVALID_ARGUMENT', `not a build ID: ${key.buildId}`);
-  if (!Number.isSafeInteger(key.attempt) || key.attempt < 0) throw new KilnError('INVALID_ARGUMENT', `bad log attempt ${key.attempt}`);
+  if (!Number.isSafeInteger(key.attempt) || key.attempt < 0)
+    throw new KilnError('INVALID_ARGUMENT', `bad log attempt ${key.attempt}`);
 }
 
 /** Logs as files; see the module comment. One process writes a given folder. */
@@ -83,7 +84,8 @@ export class FileLogStore implements LogStore {
   }
 
   async append(key: LogKey, offset: number, data: Buffer, complete: boolean): Promise<LogState> {
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new KilnError('INVALID_ARGUMENT', 'offset must be a non-negative integer');
+    if (!Number.isSafeInteger(offset) || offset < 0)
+      throw new KilnError('INVALID_ARGUMENT', 'offset must be a non-negative integer');
     const p = this.paths(key);
     return this.serial(p.log, async () => {
       await mkdir(this.dir(key.buildId), { recursive: true });
@@ -105,7 +107,10 @@ export class FileLogStore implements LogStore {
     });
   }
 
-  async read(buildId: string, opts: { attempt?: number; offset?: number; limit?: number } = {}): Promise<LogRead | undefined> {
+  async read(
+    buildId: string,
+    opts: { attempt?: number; offset?: number; limit?: number } = {},
+  ): Promise<LogRead | undefined> {
     const attempt = opts.attempt ?? (await this.attempts(buildId)).at(-1);
     if (attempt === undefined) return undefined;
     const p = this.paths({ buildId, attempt });

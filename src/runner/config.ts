@@ -73,7 +73,9 @@ export function loadRunnerConfig(path: string): RunnerSettings {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ConfigError(`${path}: cannot read runner config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(
+      `${path}: cannot read runner config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   return parseRunnerConfig(text, path);
 }

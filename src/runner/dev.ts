@@ -13,19 +13,37 @@ import { devRunnerSchema } from './settings.ts';
 export function devRunnerSettings(config: KilnConfig, apiUrl: string): RunnerSettings | undefined {
   const d = devRunnerSchema.parse(config.devRunner ?? {});
   if (!d.enabled) return undefined;
-  const buckets = config.projects.flatMap((p) => p.buckets.map((b) => ({ path: `${p.name}/${b.name}`, builders: b.builders })));
+  const buckets = config.projects.flatMap((p) =>
+    p.buckets.map((b) => ({ path: `${p.name}/${b.name}`, builders: b.builders })),
+  );
   const serve: RunnerSettings['serve'] = d.serve ?? buckets.map((b) => ({ bucket: b.path }));
-  const served = (path: string, builder: string) => serve.some((s) => s.bucket === path && (!s.builders || s.builders.includes(builder)));
+  const served = (path: string, builder: string) =>
+    serve.some((s) => s.bucket === path && (!s.builders || s.builders.includes(builder)));
   const dimensions =
     d.dimensions ??
-    [...new Set(buckets.flatMap((b) => b.builders.filter((bl) => served(b.path, bl.name)).flatMap((bl) => bl.dimensions)))].sort();
+    [
+      ...new Set(
+        buckets.flatMap((b) => b.builders.filter((bl) => served(b.path, bl.name)).flatMap((bl) => bl.dimensions)),
+      ),
+    ].sort();
   if (serve.length === 0) return undefined;
   const { enabled: _e, ...rest } = d;
-  return { ...rest, api: apiUrl, name: d.name ?? `kiln-dev-${defaultRunnerName()}`, serve, dimensions, workDir: d.workDir ?? join(config.dataDir, 'runner') };
+  return {
+    ...rest,
+    api: apiUrl,
+    name: d.name ?? `kiln-dev-${defaultRunnerName()}`,
+    serve,
+    dimensions,
+    workDir: d.workDir ?? join(config.dataDir, 'runner'),
+  };
 }
 
 /** Starts the dev runner; undefined when disabled or there is nothing to serve. */
-export function startDevRunner(config: KilnConfig, apiUrl: string, logger: pino.Logger): { stop(): Promise<void> } | undefined {
+export function startDevRunner(
+  config: KilnConfig,
+  apiUrl: string,
+  logger: pino.Logger,
+): { stop(): Promise<void> } | undefined {
   const settings = devRunnerSettings(config, apiUrl);
   if (!settings) return undefined;
   const runner = new Runner(settings, logger.child({ component: 'runner', runner: settings.name }));

@@ -50,7 +50,12 @@ export class LogStream {
         const last = data.length === this.pending.length;
         if (data.length === 0 && !complete) return;
         try {
-          const r = await this.o.client.uploadLog(this.o.buildId, { leaseKey: this.o.leaseKey, offset: this.offset, data, complete: complete && last });
+          const r = await this.o.client.uploadLog(this.o.buildId, {
+            leaseKey: this.o.leaseKey,
+            offset: this.offset,
+            data,
+            complete: complete && last,
+          });
           this.pending = this.pending.slice(data.length);
           this.offset = r.size;
         } catch (e) {

@@ -38,13 +38,25 @@ function signalGroup(pgid: number, sig: NodeJS.Signals): void {
 }
 
 /** Starts `argv` in `cwd` with `env`; `onOutput` gets stdout and stderr bytes as they come. */
-export function runCommand(argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; onOutput: (chunk: Buffer) => void }): RunningCommand {
+export function runCommand(
+  argv: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; onOutput: (chunk: Buffer) => void },
+): RunningCommand {
   const [file, ...args] = argv;
   let child: ChildProcess;
   try {
-    child = spawn(file ?? '', args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(file ?? '', args, {
+      cwd: opts.cwd,
+      env: opts.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (e) {
-    return { pid: undefined, exited: Promise.resolve({ kind: 'spawnFailed', message: (e as Error).message }), stop: async () => {} };
+    return {
+      pid: undefined,
+      exited: Promise.resolve({ kind: 'spawnFailed', message: (e as Error).message }),
+      stop: async () => {},
+    };
   }
   child.stdout?.on('data', opts.onOutput);
   child.stderr?.on('data', opts.onOutput);

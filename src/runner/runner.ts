@@ -58,7 +58,10 @@ export class Runner {
 
   /** Starts peeking and heartbeating. */
   start(): void {
-    this.logger.info({ name: this.s.name, serve: this.s.serve, dimensions: this.s.dimensions, capacity: this.s.capacity }, 'runner started');
+    this.logger.info(
+      { name: this.s.name, serve: this.s.serve, dimensions: this.s.dimensions, capacity: this.s.capacity },
+      'runner started',
+    );
     this.loops = [this.peekLoop(), this.heartbeatLoop()];
   }
 
@@ -69,7 +72,10 @@ export class Runner {
     this.wake?.();
     this.logger.info({ running: this.running, graceSecs: this.s.gracePeriodSecs }, 'runner stopping: no new leases');
     const all = Promise.all([...this.held.values()].map((h) => h.done));
-    const graceOver = await Promise.race([all.then(() => false), sleep(this.s.gracePeriodSecs * 1000).then(() => true)]);
+    const graceOver = await Promise.race([
+      all.then(() => false),
+      sleep(this.s.gracePeriodSecs * 1000).then(() => true),
+    ]);
     if (graceOver) {
       for (const h of this.held.values()) {
         h.stoppedBecause ??= 'shutdown';
@@ -130,13 +136,18 @@ export class Runner {
     const requestId = `${this.s.name}/${randomUUID()}`;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.client.lease(id, { holder: this.s.name, requestId, leaseDurationSecs: this.s.leaseDurationSecs });
+        return await this.client.lease(id, {
+          holder: this.s.name,
+          requestId,
+          leaseDurationSecs: this.s.leaseDurationSecs,
+        });
       } catch (e) {
         if (e instanceof KilnApiError && e.code === 'UNAVAILABLE' && attempt < 3) {
           await sleep(500 * (attempt + 1));
           continue;
         }
-        if (e instanceof KilnApiError && (e.code === 'BUILD_IS_LEASED' || e.code === 'BUILD_IS_COMPLETED')) return undefined;
+        if (e instanceof KilnApiError && (e.code === 'BUILD_IS_LEASED' || e.code === 'BUILD_IS_COMPLETED'))
+          return undefined;
         throw e;
       }
     }
@@ -171,7 +182,12 @@ export class Runner {
       info = await this.builderInfo(b);
     } catch (e) {
       log.error({ err: (e as Error).message }, 'cannot read the builder config');
-      await this.report(h, 'fail', `kiln runner ${this.s.name} could not read the builder config: ${(e as Error).message}`, 'INFRA_FAILURE');
+      await this.report(
+        h,
+        'fail',
+        `kiln runner ${this.s.name} could not read the builder config: ${(e as Error).message}`,
+        'INFRA_FAILURE',
+      );
       return;
     }
     try {
@@ -198,8 +214,12 @@ export class Runner {
     await mkdir(dir, { recursive: true });
     const propertiesFile = join(dir, 'properties.json');
     await writeFile(propertiesFile, JSON.stringify(b.input.properties, null, 2));
-    stream.write(`kiln runner ${this.s.name}: ${builderPath(b.builder)} #${b.number} (build ${b.id}, attempt ${attempt})\n`);
-    stream.write(`$ ${info.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ')}\n`);
+    stream.write(
+      `kiln runner ${this.s.name}: ${builderPath(b.builder)} #${b.number} (build ${b.id}, attempt ${attempt})\n`,
+    );
+    stream.write(
+      `$ ${info.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ')}\n`,
+    );
     h.command = runCommand(info.command, {
       cwd: dir,
       env: {
@@ -232,7 +252,12 @@ export class Runner {
   }
 
   /** Ends the build; retries lost answers (a retry of a landed report gets the same answer). */
-  private async report(h: Held, kind: 'succeed' | 'fail', summary: string | undefined, failureReason?: 'BUILD_FAILURE' | 'INFRA_FAILURE'): Promise<void> {
+  private async report(
+    h: Held,
+    kind: 'succeed' | 'fail',
+    summary: string | undefined,
+    failureReason?: 'BUILD_FAILURE' | 'INFRA_FAILURE',
+  ): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         const b =
@@ -256,7 +281,11 @@ export class Runner {
     for (;;) {
       await sleep(this.s.heartbeatIntervalSecs * 1000);
       if (this.stopping && this.held.size === 0) return;
-      const items = [...this.held.values()].map((h) => ({ buildId: h.build.id, leaseKey: h.leaseKey, leaseDurationSecs: this.s.leaseDurationSecs }));
+      const items = [...this.held.values()].map((h) => ({
+        buildId: h.build.id,
+        leaseKey: h.leaseKey,
+        leaseDurationSecs: this.s.leaseDurationSecs,
+      }));
       for (let i = 0; i < items.length; i += 100) {
         try {
           const { results } = await this.client.heartbeatBatch(items.slice(i, i + 100));

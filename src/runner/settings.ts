@@ -35,7 +35,11 @@ export const runnerSettingsShape = {
   /** Seconds between log uploads while a build runs. @default 2 */
   logFlushIntervalSecs: z.number().positive().max(600).default(2),
   /** On SIGTERM: how long running builds may go on before they are killed and failed INFRA_FAILURE. @default 60 */
-  gracePeriodSecs: z.number().min(0).max(24 * 3600).default(60),
+  gracePeriodSecs: z
+    .number()
+    .min(0)
+    .max(24 * 3600)
+    .default(60),
   /** Seconds between SIGTERM and SIGKILL when a build's process tree is stopped. @default 5 */
   killTimeoutSecs: z.number().min(0).max(600).default(5),
   /** Where builds run: one folder per build. @default ".kiln/runner" */
@@ -56,7 +60,11 @@ export const devRunnerSchema = z
     peekIntervalSecs: z.number().positive().max(3600).default(2),
     capacity: z.number().int().min(1).max(64).default(4),
     /** Ctrl-C should be quick in development. @default 5 */
-    gracePeriodSecs: z.number().min(0).max(24 * 3600).default(5),
+    gracePeriodSecs: z
+      .number()
+      .min(0)
+      .max(24 * 3600)
+      .default(5),
   })
   .strict();
 

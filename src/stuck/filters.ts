@@ -37,7 +37,10 @@ export function visibilityTime(ms: number): string {
 }
 
 /** The list filter of each category, evaluated at `nowMs`. */
-export function stuckFilters(nowMs: number, t: StuckThresholds = DEFAULT_STUCK_THRESHOLDS): Record<StuckCategory, string> {
+export function stuckFilters(
+  nowMs: number,
+  t: StuckThresholds = DEFAULT_STUCK_THRESHOLDS,
+): Record<StuckCategory, string> {
   const running = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`;
   return {
     'scheduled-too-long': `${running} AND KilnStatus = 'SCHEDULED' AND StartTime < '${visibilityTime(nowMs - t.scheduledForSecs * 1000)}'`,

@@ -3,8 +3,25 @@
  * and the change verifications waiting on them.
  */
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
-import { KilnBuilder, KilnBuildId, KilnBucket, KilnBuildset, KilnLastHeartbeatAt, KilnLeaseExpiresAt, KilnLeaseHolder, KilnProject, KilnStatus } from '../domain/searchAttributes.ts';
-import { STUCK_CATEGORIES, type StuckCategory, stuckFilters, type StuckThresholds, verificationFilter, verificationIdOf } from './filters.ts';
+import {
+  KilnBuilder,
+  KilnBuildId,
+  KilnBucket,
+  KilnBuildset,
+  KilnLastHeartbeatAt,
+  KilnLeaseExpiresAt,
+  KilnLeaseHolder,
+  KilnProject,
+  KilnStatus,
+} from '../domain/searchAttributes.ts';
+import {
+  STUCK_CATEGORIES,
+  type StuckCategory,
+  stuckFilters,
+  type StuckThresholds,
+  verificationFilter,
+  verificationIdOf,
+} from './filters.ts';
 
 /** One stuck build as visibility shows it. */
 export interface StuckBuild {
@@ -33,7 +50,11 @@ export interface StuckReport {
 }
 
 /** Lists each category's workflows (up to `limit` each) and the verification runs waiting on them. */
-export async function findStuck(client: Client, thresholds: StuckThresholds, opts: { nowMs?: number; limit?: number } = {}): Promise<StuckReport> {
+export async function findStuck(
+  client: Client,
+  thresholds: StuckThresholds,
+  opts: { nowMs?: number; limit?: number } = {},
+): Promise<StuckReport> {
   const now = opts.nowMs ?? Date.now();
   const filters = stuckFilters(now, thresholds);
   const limit = opts.limit ?? 100;

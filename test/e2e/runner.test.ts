@@ -132,7 +132,10 @@ projects:
     const s = await cli('schedule', 'e2e/ci/sleepy', '--json');
     const id = (JSON.parse(s.stdout) as Build).id;
     const pidFile = join(pidDir, id);
-    const pgid = await until('the sleepy command to start', async () => existsSync(pidFile) && Number.parseInt(readFileSync(pidFile, 'utf8'), 10));
+    const pgid = await until(
+      'the sleepy command to start',
+      async () => existsSync(pidFile) && Number.parseInt(readFileSync(pidFile, 'utf8'), 10),
+    );
     assert.ok(groupAlive(pgid));
     const c = await cli('cancel', id, '--reason', 'no longer needed');
     assert.equal(c.code, 0, c.stderr);
@@ -180,7 +183,9 @@ workDir: ${join(dir, name)}
       const b = await client.get(id);
       return b.status === 'STARTED' && b.leaseHolder === 'runner-a';
     });
-    await until('runner-a to upload some log', async () => (await client.readLog(id)).data.toString().includes('step 1'));
+    await until('runner-a to upload some log', async () =>
+      (await client.readLog(id)).data.toString().includes('step 1'),
+    );
     await a.stop('SIGKILL');
     // A SIGKILLed runner cannot stop its command: the orphan would run on; end it here.
     const orphan = Number.parseInt(readFileSync(join(pidDir, id), 'utf8').split('\n')[0] ?? '', 10);

@@ -15,7 +15,13 @@ import { type Worker } from '@temporalio/worker';
 import { chromium } from 'playwright-core';
 import { type Build } from '../../src/domain/build.ts';
 import { KILN_SEARCH_ATTRIBUTE_KEYS } from '../../src/domain/searchAttributes.ts';
-import { STUCK_CATEGORIES, type StuckCategory, stuckFilters, type StuckThresholds, uiListUrl } from '../../src/stuck/filters.ts';
+import {
+  STUCK_CATEGORIES,
+  type StuckCategory,
+  stuckFilters,
+  type StuckThresholds,
+  uiListUrl,
+} from '../../src/stuck/filters.ts';
 import { findStuck } from '../../src/stuck/find.ts';
 import { freePort } from '../support/kilnDev.ts';
 import { harness, type Harness, TEMPORAL_CLI } from '../support/temporal.ts';
@@ -137,13 +143,22 @@ describe('stuck builds in Temporal visibility and the Web UI', () => {
   });
 
   it("shows a stuck build's search attributes on its Temporal Web UI page (headless Chromium)", async () => {
-    const browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    // A fresh profile per run; Debian's chromium from scripts/setup-chromium.sh.
     const profile = mkdtempSync(join(tmpdir(), 'kiln-chromium-'));
+    const browser = await chromium.launchPersistentContext(profile, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
     try {
-      const page = await (await browser.newContext()).newPage();
+      const page = await browser.newPage();
       const base = `http://127.0.0.1:${uiPort}`;
       // The README filter in the UI's workflow list shows the build ...
       const filter = stuckFilters(Date.now(), thresholds)['lease-expiring'];
@@ -151,10 +166,12 @@ describe('stuck builds in Temporal visibility and the Web UI', () => {
       await page.getByText(`build/${stuckStarted.id}`).first().waitFor({ timeout: 60_000 });
       // ... and its page shows Kiln's search attributes.
       const d = await env.client.workflow.getHandle(`build/${stuckStarted.id}`).describe();
-      await page.goto(`${base}/namespaces/default/workflows/${encodeURIComponent(`build/${stuckStarted.id}`)}/${d.runId}/history`);
+      await page.goto(
+        `${base}/namespaces/default/workflows/${encodeURIComponent(`build/${stuckStarted.id}`)}/${d.runId}/history`,
+      );
       await page.getByText('Search Attributes', { exact: true }).first().click({ timeout: 60_000 });
       await page.getByText('KilnLeaseHolder').first().waitFor({ timeout: 30_000 });
-      const text = await page.evaluate(() => document.body.innerText);
+      const text = await page.locator('body').innerText();
       assert.match(text, new RegExp(`"KilnBuildId": "${stuckStarted.id}"`));
       assert.match(text, /"KilnStatus": "STARTED"/);
       assert.match(text, /"KilnLeaseHolder": "runner-expiring"/);

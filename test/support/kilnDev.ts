@@ -56,8 +56,10 @@ export function startKiln(args: string[], env: Record<string, string> = {}): Kil
     waitFor: async (text, timeoutMs = 120_000) => {
       const deadline = Date.now() + timeoutMs;
       while (!out.includes(text)) {
-        if (proc.exitCode !== null) throw new Error(`kiln ${args[0]} exited (${proc.exitCode}) before "${text}":\n${out.slice(-5000)}`);
-        if (Date.now() > deadline) throw new Error(`timed out waiting for "${text}" from kiln ${args[0]}:\n${out.slice(-5000)}`);
+        if (proc.exitCode !== null)
+          throw new Error(`kiln ${args[0]} exited (${proc.exitCode}) before "${text}":\n${out.slice(-5000)}`);
+        if (Date.now() > deadline)
+          throw new Error(`timed out waiting for "${text}" from kiln ${args[0]}:\n${out.slice(-5000)}`);
         await sleep(200);
       }
     },
@@ -82,10 +84,15 @@ export interface CliResult {
 /** Runs `kiln <args>` to completion. */
 export function kiln(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((res) => {
-    execFile(process.execPath, [KILN, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, timeout: 180_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      res({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [KILN, ...args],
+      { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, timeout: 180_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        res({ code, stdout, stderr });
+      },
+    );
   });
 }
 

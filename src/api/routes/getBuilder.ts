@@ -2,7 +2,7 @@
  * GET /api/v1/builders/:project/:bucket/:builder — a builder's config as runners need it: its
  * command, dimensions and lease settings (READER on the bucket).
  */
-import { z } from 'zod';
+import { type z } from 'zod';
 import { KilnError } from '../../domain/errors.ts';
 import { requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
@@ -25,7 +25,8 @@ export const getBuilder: Route = (app, ctx) => {
     const id = parseInput(builderIdSchema, req.params, 'params');
     requireRole(ctx.registry, req, `${id.project}/${id.bucket}`, 'READER');
     const cfg = ctx.registry.builder(id);
-    if (!cfg) throw new KilnError('BUILDER_NOT_FOUND', `builder ${id.project}/${id.bucket}/${id.builder} is not configured`);
+    if (!cfg)
+      throw new KilnError('BUILDER_NOT_FOUND', `builder ${id.project}/${id.bucket}/${id.builder} is not configured`);
     return {
       builder: id,
       command: cfg.command,

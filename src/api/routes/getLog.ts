@@ -31,7 +31,8 @@ export const getLog: Route = (app, ctx) => {
     requireRole(ctx.registry, req, bucketPath(build.builder), 'READER');
     if (!ctx.logs) throw new KilnError('UNAVAILABLE', 'this API has no log store');
     const r = await ctx.logs.read(id, { attempt: q.attempt, offset: q.offset, limit: MAX_READ });
-    if (!r && q.attempt !== undefined) throw new KilnError('NOT_FOUND', `build ${id} has no log for attempt ${q.attempt}`);
+    if (!r && q.attempt !== undefined)
+      throw new KilnError('NOT_FOUND', `build ${id} has no log for attempt ${q.attempt}`);
     void reply
       .header('content-type', 'text/plain; charset=utf-8')
       .header('x-kiln-log-size', String(r?.size ?? 0))

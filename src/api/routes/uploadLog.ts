@@ -34,7 +34,12 @@ export const uploadLog: Route = (app, ctx) => {
     const body = parseInput(uploadLogBody, req.body, 'body');
     if (!ctx.logs) throw new KilnError('UNAVAILABLE', 'this API has no log store');
     const attempt = await ctx.service.checkLogWriter(id, body.leaseKey);
-    const state = await ctx.logs.append({ buildId: id, attempt }, body.offset, Buffer.from(body.data, 'utf8'), body.complete);
+    const state = await ctx.logs.append(
+      { buildId: id, attempt },
+      body.offset,
+      Buffer.from(body.data, 'utf8'),
+      body.complete,
+    );
     return { attempt, ...state };
   });
 };

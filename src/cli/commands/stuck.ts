@@ -30,15 +30,29 @@ export function registerStuckCommand(program: Command): void {
     .command('stuck')
     .description('list stuck builds (from Temporal visibility) and the Temporal UI filters that show them')
     .option('-c, --config <file>', 'Kiln config, for the Temporal address and namespace (as kiln dev/api use)')
-    .option('--address <host:port>', 'Temporal frontend (default: the config\'s, or its dev server\'s)')
+    .option('--address <host:port>', "Temporal frontend (default: the config's, or its dev server's)")
     .option('--ui <url>', 'Temporal Web UI base URL for links (default: the dev server UI)')
     .option('--scheduled-for <secs>', 'SCHEDULED longer than this', secs, DEFAULT_STUCK_THRESHOLDS.scheduledForSecs)
     .option('--lease-within <secs>', 'lease expires within this', secs, DEFAULT_STUCK_THRESHOLDS.leaseExpiresWithinSecs)
-    .option('--heartbeat-older <secs>', 'last heartbeat older than this', secs, DEFAULT_STUCK_THRESHOLDS.heartbeatOlderThanSecs)
+    .option(
+      '--heartbeat-older <secs>',
+      'last heartbeat older than this',
+      secs,
+      DEFAULT_STUCK_THRESHOLDS.heartbeatOlderThanSecs,
+    )
     .option('--limit <n>', 'builds per category', (v) => Number.parseInt(v, 10), 50)
     .option('--json', 'print JSON')
     .action(
-      async (o: { config?: string; address?: string; ui?: string; scheduledFor: number; leaseWithin: number; heartbeatOlder: number; limit: number; json?: boolean }) => {
+      async (o: {
+        config?: string;
+        address?: string;
+        ui?: string;
+        scheduledFor: number;
+        leaseWithin: number;
+        heartbeatOlder: number;
+        limit: number;
+        json?: boolean;
+      }) => {
         const config = loadConfigFile(configPath(o.config), loadEnv());
         const t = config.temporal;
         const address = o.address ?? t.address ?? `127.0.0.1:${t.devServer.port}`;
@@ -47,7 +61,11 @@ export function registerStuckCommand(program: Command): void {
         try {
           const report = await findStuck(
             client,
-            { scheduledForSecs: o.scheduledFor, leaseExpiresWithinSecs: o.leaseWithin, heartbeatOlderThanSecs: o.heartbeatOlder },
+            {
+              scheduledForSecs: o.scheduledFor,
+              leaseExpiresWithinSecs: o.leaseWithin,
+              heartbeatOlderThanSecs: o.heartbeatOlder,
+            },
             { limit: o.limit },
           );
           if (o.json) {
@@ -63,7 +81,10 @@ export function registerStuckCommand(program: Command): void {
           out.push(`Change verifications waiting on these builds: ${report.verifications.runs.length}`);
           for (const v of report.verifications.runs) out.push(`  ${v.workflowId}  waits on ${v.waitsOn.join(', ')}`);
           if (report.verifications.filter) {
-            out.push(`  Temporal UI filter: ${report.verifications.filter}`, `  ${uiListUrl(ui, t.namespace, report.verifications.filter)}`);
+            out.push(
+              `  Temporal UI filter: ${report.verifications.filter}`,
+              `  ${uiListUrl(ui, t.namespace, report.verifications.filter)}`,
+            );
           }
           console.log(out.join('\n'));
         } finally {

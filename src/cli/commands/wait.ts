@@ -14,7 +14,11 @@ function elapsed(ms: number): string {
 }
 
 /** Polls `build` until it ends; prints progress to stderr-free stdout lines. Returns the ended build. */
-export async function waitForBuild(client: KilnClient, build: Build, opts: { pollMs?: number; print?: (line: string) => void } = {}): Promise<Build> {
+export async function waitForBuild(
+  client: KilnClient,
+  build: Build,
+  opts: { pollMs?: number; print?: (line: string) => void } = {},
+): Promise<Build> {
   const print = opts.print ?? ((l: string) => console.log(l));
   const t0 = Date.now();
   let last: Build = build;
@@ -32,7 +36,9 @@ export async function waitForBuild(client: KilnClient, build: Build, opts: { pol
       lastKey = key;
       const who = last.status === 'STARTED' && last.leaseHolder ? ` by ${last.leaseHolder}` : '';
       const why = isEnded(last.status) && last.summaryMarkdown ? `: ${last.summaryMarkdown}` : '';
-      print(`[${elapsed(Date.now() - t0).padStart(6)}] ${builderPath(last.builder)} #${last.number} ${last.status}${who}${why}`);
+      print(
+        `[${elapsed(Date.now() - t0).padStart(6)}] ${builderPath(last.builder)} #${last.number} ${last.status}${who}${why}`,
+      );
     }
     if (isEnded(last.status)) return last;
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
