@@ -51,7 +51,9 @@ export async function runDev(configFlag: string | undefined): Promise<void> {
   parts.push(api);
   const runner = startDevRunner(config, api.url, logger);
   if (runner) parts.push(runner);
-  const builders = config.projects.flatMap((p) => p.buckets.flatMap((b) => b.builders.map((bl) => `${p.name}/${b.name}/${bl.name}`)));
+  const builders = config.projects.flatMap((p) =>
+    p.buckets.flatMap((b) => b.builders.map((bl) => `${p.name}/${b.name}/${bl.name}`)),
+  );
   console.log(
     [
       '',

@@ -127,11 +127,19 @@ export class KilnClient {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/priority`, { priority });
   }
 
-  peek(req: { buckets: string[]; dimensions?: string[]; builders?: string[]; maxBuilds?: number }): Promise<{ builds: Build[] }> {
+  peek(req: {
+    buckets: string[];
+    dimensions?: string[];
+    builders?: string[];
+    maxBuilds?: number;
+  }): Promise<{ builds: Build[] }> {
     return this.request('POST', '/api/v1/peek', req);
   }
 
-  lease(id: string, req: { leaseDurationSecs?: number; holder?: string; requestId?: string } = {}): Promise<LeaseResponse> {
+  lease(
+    id: string,
+    req: { leaseDurationSecs?: number; holder?: string; requestId?: string } = {},
+  ): Promise<LeaseResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/lease`, req);
   }
 
@@ -145,11 +153,21 @@ export class KilnClient {
 
   heartbeatBatch(
     heartbeats: { buildId: string; leaseKey: string; leaseDurationSecs?: number }[],
-  ): Promise<{ results: ({ buildId: string; leaseExpiration?: string; error?: { code: ErrorCode; message: string } })[] }> {
+  ): Promise<{
+    results: { buildId: string; leaseExpiration?: string; error?: { code: ErrorCode; message: string } }[];
+  }> {
     return this.request('POST', '/api/v1/heartbeat', { heartbeats });
   }
 
-  succeed(id: string, req: { leaseKey: string; output?: { properties?: Record<string, unknown> }; summaryMarkdown?: string; url?: string }): Promise<Build> {
+  succeed(
+    id: string,
+    req: {
+      leaseKey: string;
+      output?: { properties?: Record<string, unknown> };
+      summaryMarkdown?: string;
+      url?: string;
+    },
+  ): Promise<Build> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/succeed`, req);
   }
 
@@ -160,7 +178,10 @@ export class KilnClient {
   }
 
   /** Appends `data` at byte `offset` of the build's log; the lease key is the capability. */
-  uploadLog(id: string, req: { leaseKey: string; offset: number; data: string; complete?: boolean }): Promise<LogUploadResponse> {
+  uploadLog(
+    id: string,
+    req: { leaseKey: string; offset: number; data: string; complete?: boolean },
+  ): Promise<LogUploadResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/log`, req);
   }
 
@@ -203,7 +224,13 @@ export class KilnClient {
 
   fail(
     id: string,
-    req: { leaseKey: string; failureReason?: 'BUILD_FAILURE' | 'INFRA_FAILURE'; output?: { properties?: Record<string, unknown> }; summaryMarkdown?: string; url?: string },
+    req: {
+      leaseKey: string;
+      failureReason?: 'BUILD_FAILURE' | 'INFRA_FAILURE';
+      output?: { properties?: Record<string, unknown> };
+      summaryMarkdown?: string;
+      url?: string;
+    },
   ): Promise<Build> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/fail`, req);
   }
