@@ -40,15 +40,7 @@ import {
   type GerritProjectConfig,
   type VerificationMode,
 } from '../src/domain/gerrit/trigger.ts';
-import {
-  KilnBucket,
-  KilnBuilder,
-  KilnBuildId,
-  KilnBuildset,
-  KilnProject,
-  KilnStatus,
-  KilnTags,
-} from '../src/domain/searchAttributes.ts';
+import { initialBuildSearchAttributes, KilnStatus } from '../src/domain/searchAttributes.ts';
 import { gerritBuildset } from '../src/domain/tags.ts';
 import { type BuildProgress, buildProgressSignal, buildWorkflow, cancelSignal } from './build.ts';
 
@@ -305,15 +297,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       args: [{ build, timeouts: bc.timeouts }],
       // Builds outlive an operator terminating the verification; they end by their own timers.
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      typedSearchAttributes: [
-        { key: KilnBuildId, value: build.id },
-        { key: KilnProject, value: bc.builder.project },
-        { key: KilnBucket, value: bc.builder.bucket },
-        { key: KilnBuilder, value: bc.builder.builder },
-        { key: KilnStatus, value: build.status },
-        { key: KilnTags, value: build.tags },
-        { key: KilnBuildset, value: buildset },
-      ],
+      typedSearchAttributes: initialBuildSearchAttributes(build),
       staticSummary: `${path} #${build.number} — build ${build.id}, verifying ${input.host} change ${input.change} patch set ${input.patchset}`,
     });
     children.set(build.id, handle);

@@ -17,17 +17,9 @@ import { type BuilderConfig } from '../config/schema.ts';
 import { type Build, type BuilderId, type BuildTimeouts, bucketPath, builderPath, isEnded } from '../domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
 import { isErrorCode, KilnError } from '../domain/errors.ts';
-import {
-  KilnBucket,
-  KilnBuilder,
-  KilnBuildId,
-  KilnBuildset,
-  KilnProject,
-  KilnStatus,
-  KilnTags,
-} from '../domain/searchAttributes.ts';
+import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { type SwarmingBuildSpec } from '../domain/swarming/build.ts';
-import { buildsetOf, parseTag } from '../domain/tags.ts';
+import { parseTag } from '../domain/tags.ts';
 import { type BuildPage, type BuildQuery, type PeekQuery, type Storage } from '../storage/storage.ts';
 import {
   type BuildWorkflowInput,
@@ -152,15 +144,7 @@ export class BuildService {
         args: swarming ? [{ build, timeouts, swarming }] : [input],
         workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
         workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-        typedSearchAttributes: [
-          { key: KilnBuildId, value: build.id },
-          { key: KilnProject, value: build.builder.project },
-          { key: KilnBucket, value: build.builder.bucket },
-          { key: KilnBuilder, value: build.builder.builder },
-          { key: KilnStatus, value: build.status },
-          { key: KilnTags, value: build.tags },
-          ...(buildsetOf(build.tags) ? [{ key: KilnBuildset, value: buildsetOf(build.tags) ?? '' }] : []),
-        ],
+        typedSearchAttributes: initialBuildSearchAttributes(build),
         staticSummary: `${builderPath(build.builder)} #${build.number} — build ${build.id}${build.createdBy ? `, scheduled by ${build.createdBy}` : ''}`,
         staticDetails: `tags: ${build.tags.join(', ') || '(none)'}`,
       });

@@ -2,7 +2,9 @@
  * Kiln's custom search attributes: upserted by the build workflow on every transition so operators
  * find builds in the Temporal Web UI and `kiln stuck` can list them through visibility.
  */
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineSearchAttributeKey, type SearchAttributePair, SearchAttributeType } from '@temporalio/common';
+import { type Build } from './build.ts';
+import { buildsetOf } from './tags.ts';
 
 export const KilnBuildId = defineSearchAttributeKey('KilnBuildId', SearchAttributeType.KEYWORD);
 export const KilnProject = defineSearchAttributeKey('KilnProject', SearchAttributeType.KEYWORD);
@@ -39,3 +41,17 @@ const SERVER_TYPE_NAMES = {
 export const KILN_SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'KeywordList' | 'Datetime'> = Object.fromEntries(
   KILN_SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, SERVER_TYPE_NAMES[k.type as keyof typeof SERVER_TYPE_NAMES]]),
 );
+
+/** The search attributes a build workflow starts with, whoever starts it (the API or a verification). */
+export function initialBuildSearchAttributes(build: Build): SearchAttributePair[] {
+  const buildset = buildsetOf(build.tags);
+  return [
+    { key: KilnBuildId, value: build.id },
+    { key: KilnProject, value: build.builder.project },
+    { key: KilnBucket, value: build.builder.bucket },
+    { key: KilnBuilder, value: build.builder.builder },
+    { key: KilnStatus, value: build.status },
+    { key: KilnTags, value: build.tags },
+    ...(buildset !== undefined ? [{ key: KilnBuildset, value: buildset }] : []),
+  ];
+}
