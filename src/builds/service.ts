@@ -131,6 +131,10 @@ export class BuildService {
       version: 1,
     };
     await this.startWorkflow(build, timeoutsOf(cfg, req), swarming?.spec);
+    // Stored here as well as by the workflow's first task, so the build is leasable (visible to
+    // peek, readable by GET) the moment this call returns. Written after the start, so a row always
+    // has a workflow; the version guard makes the workflow's own write of version 1 a no-op.
+    await this.o.storage.recordBuild(build);
     return build;
   }
 

@@ -6,8 +6,12 @@
  *   BENCH_STORAGE=embedded|postgres   storage backend (postgres starts a throwaway server)
  *   BENCH_SCALE=1                     multiplies build counts
  *   BENCH_OPEN_BUILDS=1000            builds held open for the RSS figure (0 skips it)
+ *   BENCH_LEVELS=1,4,16               runner counts to measure
+ *   BENCH_BARE=0                      skips the bare-Temporal baseline (for profiling Kiln alone)
+ * CPU per build is this process (API, worker, clients: all threads) and the Temporal dev server;
+ * on a saturated machine it, not latency, sets the ratio.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +30,8 @@ import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedded';
 const OPEN_BUILDS = Number(process.env.BENCH_OPEN_BUILDS ?? '1000');
-const LEVELS = [1, 4, 16];
+const BARE = process.env.BENCH_BARE !== '0';
+const LEVELS = (process.env.BENCH_LEVELS ?? '1,4,16').split(',').map(Number);
 const buildsAt = (c: number) => Math.max(20, c * 10) * SCALE;
 
 type Samples = Record<string, number[]>;
@@ -36,6 +41,30 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 };
 const ms = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
+
+/** CPU seconds used so far by the Temporal dev server (a child of this process); NaN off Linux. */
+function serverCpuSecs(): number {
+  try {
+    for (const k of readdirSync('/proc')) {
+      if (!/^\d+$/.test(k)) continue;
+      const f = readFileSync(`/proc/${k}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      if (Number(f[1]) !== process.pid || !readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('temporal')) continue;
+      return (Number(f[11]) + Number(f[12])) / 100;
+    }
+  } catch {
+    /* not Linux */
+  }
+  return NaN;
+}
+const cpuNow = () => ({ node: process.cpuUsage(), server: serverCpuSecs(), t: performance.now() });
+const cpuSince = (a: ReturnType<typeof cpuNow>) => {
+  const u = process.cpuUsage(a.node);
+  return {
+    nodeSecs: (u.user + u.system) / 1e6,
+    serverSecs: serverCpuSecs() - a.server,
+    wallSecs: (performance.now() - a.t) / 1000,
+  };
+};
 
 async function timed<T>(samples: Samples, name: string, fn: () => Promise<T>): Promise<T> {
   const t = performance.now();
@@ -58,7 +87,9 @@ async function main(): Promise<void> {
   const env = await startDevEnv();
   const pg = STORAGE === 'postgres' ? await startPostgres() : undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
-  const storage = pg ? await openStorage({ kind: 'postgres', url: pg.url }) : await openStorage({ kind: 'embedded', dataDir });
+  const storage = pg
+    ? await openStorage({ kind: 'postgres', url: pg.url })
+    : await openStorage({ kind: 'embedded', dataDir });
   const registry = new Registry(parseConfig(CONFIG, 'bench-config.yaml', { LOG_LEVEL: 'silent' }));
   const taskQueue = `kiln-bench-${process.pid}`;
   const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
@@ -66,7 +97,12 @@ async function main(): Promise<void> {
   const app = buildApi(ctx);
   const url = await listenApi(app, ctx, '127.0.0.1', 0);
   const kiln = new KilnClient({ baseUrl: url });
-  const worker = await createKilnWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue, deps: { storage, logger: testLogger } });
+  const worker = await createKilnWorker({
+    connection: env.nativeConnection,
+    namespace: 'default',
+    taskQueue,
+    deps: { storage, logger: testLogger },
+  });
   const baselineQueue = `${taskQueue}-baseline`;
   const baseline = await Worker.create({
     connection: env.nativeConnection,
@@ -85,7 +121,7 @@ async function main(): Promise<void> {
           // Kiln: schedule → visible to peek → lease → start → 3 heartbeats → succeed, over HTTP.
           const s: Samples = {};
           let next = 0;
-          const t0 = performance.now();
+          const c0 = cpuNow();
           await Promise.all(
             Array.from({ length: c }, async () => {
               while (next < n) {
@@ -100,45 +136,65 @@ async function main(): Promise<void> {
                 (s['schedule→leasable'] ??= []).push(performance.now() - visibleFrom);
                 const g = await timed(s, 'lease', () => kiln.lease(b.id, { holder: 'bench' }));
                 await timed(s, 'start', () => kiln.start(b.id, { leaseKey: g.leaseKey }));
-                for (let i = 0; i < 3; i++) await timed(s, 'heartbeat', () => kiln.heartbeat(b.id, { leaseKey: g.leaseKey }));
+                for (let i = 0; i < 3; i++)
+                  await timed(s, 'heartbeat', () => kiln.heartbeat(b.id, { leaseKey: g.leaseKey }));
                 await timed(s, 'succeed', () => kiln.succeed(b.id, { leaseKey: g.leaseKey }));
                 if (sampleIds.length < 5) sampleIds.push(b.id);
               }
             }),
           );
-          const kilnSecs = (performance.now() - t0) / 1000;
+          const kilnCpu = cpuSince(c0);
+          const kilnSecs = kilnCpu.wallSecs;
 
           // Bare Temporal: start + 6 updates per workflow, straight from the client.
           const bs: Samples = {};
-          let bnext = 0;
-          const t1 = performance.now();
+          let bnext = BARE ? 0 : n;
+          const c1 = cpuNow();
           await Promise.all(
             Array.from({ length: c }, async () => {
               while (bnext < n) {
                 const i = bnext++;
                 const handle = await timed(bs, 'start', () =>
-                  env.client.workflow.start(baselineWorkflow, { taskQueue: baselineQueue, workflowId: `baseline-${c}-${i}-${Date.now()}`, args: [6] }),
+                  env.client.workflow.start(baselineWorkflow, {
+                    taskQueue: baselineQueue,
+                    workflowId: `baseline-${c}-${i}-${Date.now()}`,
+                    args: [6],
+                  }),
                 );
-                for (let k = 0; k < 6; k++) await timed(bs, 'update', () => handle.executeUpdate(stepUpdate, { args: [k] }));
+                for (let k = 0; k < 6; k++)
+                  await timed(bs, 'update', () => handle.executeUpdate(stepUpdate, { args: [k] }));
               }
             }),
           );
-          const bareSecs = (performance.now() - t1) / 1000;
+          const bareCpu = cpuSince(c1);
+          const bareSecs = bareCpu.wallSecs;
           const row = {
             runners: c,
             builds: n,
             kilnBuildsPerSec: n / kilnSecs,
             bareBuildsPerSec: n / bareSecs,
             ratio: bareSecs / kilnSecs,
+            cpuMsPerBuild: {
+              kiln: { process: (1000 * kilnCpu.nodeSecs) / n, temporal: (1000 * kilnCpu.serverSecs) / n },
+              bare: { process: (1000 * bareCpu.nodeSecs) / n, temporal: (1000 * bareCpu.serverSecs) / n },
+            },
             latencyMs: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }])),
-            bareLatencyMs: Object.fromEntries(Object.entries(bs).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }])),
+            bareLatencyMs: Object.fromEntries(
+              Object.entries(bs).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }]),
+            ),
           };
           results.push(row);
-          console.error(`  ${c} runner(s): ${row.kilnBuildsPerSec.toFixed(1)} builds/s (bare ${row.bareBuildsPerSec.toFixed(1)}/s)`);
+          console.error(
+            `  ${c} runner(s): ${row.kilnBuildsPerSec.toFixed(1)} builds/s (bare ${row.bareBuildsPerSec.toFixed(1)}/s)`,
+          );
         }
 
         // History events per build, and per heartbeat (a build with 3 more heartbeats).
-        const lens = await Promise.all(sampleIds.map(async (id) => (await env.client.workflow.getHandle(buildWorkflowId(id)).describe()).historyLength));
+        const lens = await Promise.all(
+          sampleIds.map(
+            async (id) => (await env.client.workflow.getHandle(buildWorkflowId(id)).describe()).historyLength,
+          ),
+        );
         const extra = await kiln.schedule({ builder });
         await new Promise((r) => setTimeout(r, 200));
         const g = await kiln.lease(extra.id, {});
@@ -164,7 +220,11 @@ async function main(): Promise<void> {
           );
           await new Promise((r) => setTimeout(r, 3000));
           const after = process.memoryUsage().rss;
-          results.push({ openBuilds: OPEN_BUILDS, processRssMB: after / 2 ** 20, rssGrowthMB: (after - before) / 2 ** 20 });
+          results.push({
+            openBuilds: OPEN_BUILDS,
+            processRssMB: after / 2 ** 20,
+            rssGrowthMB: (after - before) / 2 ** 20,
+          });
         }
       }),
     ),
@@ -180,16 +240,27 @@ async function main(): Promise<void> {
     '',
     `Kiln lease-cycle benchmark — storage: ${STORAGE}, Temporal dev server on 127.0.0.1, one process (API + worker + clients)`,
     '',
-    '| runners | builds | Kiln builds/s | bare Temporal builds/s | ratio | schedule→leasable p50/p99 ms | schedule p50/p99 | lease p50/p99 | start p50/p99 | heartbeat p50/p99 | succeed p50/p99 |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| runners | builds | Kiln builds/s | bare Temporal builds/s | ratio | CPU ms/build Kiln (process + server) | CPU ms/build bare | schedule→leasable p50/p99 ms | schedule p50/p99 | lease p50/p99 | start p50/p99 | heartbeat p50/p99 | succeed p50/p99 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const r of results.filter((x) => 'runners' in x) as { runners: number; builds: number; kilnBuildsPerSec: number; bareBuildsPerSec: number; ratio: number; latencyMs: Record<string, { p50: number; p99: number }> }[]) {
+  type Cpu = { process: number; temporal: number };
+  for (const r of results.filter((x) => 'runners' in x) as {
+    runners: number;
+    builds: number;
+    kilnBuildsPerSec: number;
+    bareBuildsPerSec: number;
+    ratio: number;
+    cpuMsPerBuild: { kiln: Cpu; bare: Cpu };
+    latencyMs: Record<string, { p50: number; p99: number }>;
+  }[]) {
     const l = (k: string) => `${ms(r.latencyMs[k]?.p50 ?? NaN)} / ${ms(r.latencyMs[k]?.p99 ?? NaN)}`;
+    const cpu = (c: Cpu) => `${c.process.toFixed(0)} + ${Number.isNaN(c.temporal) ? '-' : c.temporal.toFixed(0)}`;
     lines.push(
-      `| ${r.runners} | ${r.builds} | ${r.kilnBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.ratio.toFixed(2)} | ${l('schedule→leasable')} | ${l('schedule')} | ${l('lease')} | ${l('start')} | ${l('heartbeat')} | ${l('succeed')} |`,
+      `| ${r.runners} | ${r.builds} | ${r.kilnBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.ratio.toFixed(2)} | ${cpu(r.cpuMsPerBuild.kiln)} | ${cpu(r.cpuMsPerBuild.bare)} | ${l('schedule→leasable')} | ${l('schedule')} | ${l('lease')} | ${l('start')} | ${l('heartbeat')} | ${l('succeed')} |`,
     );
   }
-  for (const r of results.filter((x) => !('runners' in x))) lines.push('', ...Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'number' ? v.toFixed(1) : String(v)}`));
+  for (const r of results.filter((x) => !('runners' in x)))
+    lines.push('', ...Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'number' ? v.toFixed(1) : String(v)}`));
   console.log(lines.join('\n'));
   const out = `bench-results${STORAGE === 'postgres' ? '-postgres' : ''}.json`;
   writeFileSync(out, JSON.stringify({ storage: STORAGE, when: new Date().toISOString(), results }, null, 2));

@@ -62,6 +62,21 @@ describe('lease cycle', () => {
     });
   });
 
+  it('makes a build leasable the moment schedule returns, before any worker has run it', async () => {
+    // No worker runs here: only the API's own write can make the build visible.
+    const b = await h.service.schedule({ builder: linux });
+    const p = await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Linux'] });
+    assert.ok(p.some((x) => x.id === b.id));
+    assert.equal((await h.storage.getBuild(b.id))?.status, 'SCHEDULED');
+    // A worker that starts later picks the build up and it runs normally.
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const g = await h.service.lease(b.id, { holder: 'late' });
+      assert.equal((await h.service.succeed(b.id, { leaseKey: g.leaseKey })).status, 'SUCCESS');
+      assert.equal((await h.storage.getBuild(b.id))?.status, 'SUCCESS');
+    });
+  });
+
   it('lets exactly one of N concurrent leasers win; the rest get BUILD_IS_LEASED', async () => {
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
