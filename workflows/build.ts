@@ -8,6 +8,7 @@
  */
 import {
   ApplicationFailure,
+  CancellationScope,
   condition,
   continueAsNew,
   defineQuery,
@@ -16,9 +17,11 @@ import {
   getExternalWorkflowHandle,
   allHandlersFinished,
   log,
+  patched,
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   uuid4,
   workflowInfo,
@@ -35,7 +38,12 @@ import {
   MAX_BUILD_EVENTS,
 } from '../src/domain/build.ts';
 import { type ErrorCode } from '../src/domain/errors.ts';
-import { KilnLastHeartbeatAt, KilnLeaseExpiresAt, KilnLeaseHolder, KilnStatus } from '../src/domain/searchAttributes.ts';
+import {
+  KilnLastHeartbeatAt,
+  KilnLeaseExpiresAt,
+  KilnLeaseHolder,
+  KilnStatus,
+} from '../src/domain/searchAttributes.ts';
 
 /** What a runner asks for when it leases a build. */
 export interface LeaseRequest {
@@ -101,6 +109,12 @@ export interface BuildWorkflowInput {
   /** Carried over by continue-as-new; absent on the first run. */
   state?: BuildWorkflowState;
   /**
+   * The caller (the API) has stored `build` (version 1) itself, so the first run skips its own
+   * write of it. Should the caller have died before storing it, the workflow stores it anyway once
+   * `STORE_CHECK_MS` pass with the build still unleased.
+   */
+  stored?: boolean;
+  /**
    * Continue as new once a run's history passes this many events, even before the server suggests
    * it. Tests lower it to force continue-as-new early.
    * @default 2000
@@ -122,6 +136,10 @@ export interface BuildWorkflowState {
   leaseKeyAtEnd?: string;
   /** Recent lease keys that are no longer current (bounded), so a late report from one can be noted. */
   pastLeaseKeys?: string[];
+  /** When the workflow writes the build if it has not yet (see `BuildWorkflowInput.stored`). */
+  storeCheckAtMs?: number;
+  /** The lease holder's last sign of life (lease, start, heartbeat) as last put in search attributes. */
+  lastContactMs?: number;
 }
 
 export const leaseUpdate = defineUpdate<LeaseGrant, [LeaseRequest]>('lease');
@@ -174,6 +192,18 @@ function refuse(code: ErrorCode, message: string): never {
 }
 
 const DEFAULT_MAX_HISTORY_EVENTS = 2000;
+/** See `BuildWorkflowInput.stored`. */
+const STORE_CHECK_MS = 30_000;
+/**
+ * Heartbeats refresh `KilnLastHeartbeatAt`/`KilnLeaseExpiresAt` at most this often: each refresh is
+ * a history event and a visibility write, and the stuck-build filters look minutes back, not seconds.
+ */
+const HEARTBEAT_VISIBILITY_MS = 15_000;
+/**
+ * Patch: one deadline timer re-armed only when a nearer deadline appears (not on every transition),
+ * the holder's last contact in search attributes on lease/start and throttled on heartbeats.
+ */
+const LEAN_PATCH = 'kiln-lean-timer-and-heartbeat-visibility';
 
 /** A build in lease mode: see the module comment. */
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
@@ -185,6 +215,12 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   };
   const b = st.build;
   const maxHistoryEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
+  if (input.state === undefined && input.stored) {
+    st.persistedVersion = b.version;
+    st.storeCheckAtMs = st.scheduledAtMs + STORE_CHECK_MS;
+  }
+  // Runs started before this patch replay (and go on) the way they began.
+  const lean = patched(LEAN_PATCH);
 
   const nowIso = (): string => new Date(Date.now()).toISOString();
 
@@ -209,8 +245,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   /** Resolves when storage has seen version `v` (the main loop writes it). */
   const persisted = (v: number): Promise<void> => condition(() => st.persistedVersion >= v);
 
-  const leaseExpiredNow = (): boolean =>
-    b.leaseExpiration !== undefined && Date.parse(b.leaseExpiration) <= Date.now();
+  const leaseExpiredNow = (): boolean => b.leaseExpiration !== undefined && Date.parse(b.leaseExpiration) <= Date.now();
 
   const leaseDuration = (ms: number | undefined): number => {
     if (ms === undefined) return timeouts.defaultLeaseMs;
@@ -272,7 +307,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
 
   /** True when `req` retries the lease that is current (same request id): answer it again. */
   const isLeaseRetry = (req: LeaseRequest): boolean =>
-    req.requestId !== undefined && req.requestId === st.leaseRequestId && st.leaseKey !== undefined && !leaseExpiredNow();
+    req.requestId !== undefined &&
+    req.requestId === st.leaseRequestId &&
+    st.leaseKey !== undefined &&
+    !leaseExpiredNow();
 
   setHandler(
     leaseUpdate,
@@ -285,6 +323,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
         st.leaseRequestId = req.requestId;
         b.leaseHolder = req.holder ?? 'unknown';
         b.leaseExpiration = new Date(Date.now() + durationMs).toISOString();
+        if (lean) st.lastContactMs = Date.now();
         note('LEASED', `leased by ${b.leaseHolder} until ${b.leaseExpiration} (generation ${b.leaseGeneration})`);
         touch();
         showDetails();
@@ -311,6 +350,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
       if (b.status === 'SCHEDULED') {
         b.status = 'STARTED';
         b.startTime = nowIso();
+        if (lean) st.lastContactMs = Date.now();
         if (req.url !== undefined) b.url = req.url;
         note('STARTED', `started by ${b.leaseHolder ?? 'unknown'}`);
         touch();
@@ -333,10 +373,13 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
       const now = Date.now();
       b.leaseExpiration = new Date(now + durationMs).toISOString();
       const hb = new Date(now);
-      upsertSearchAttributes([
-        { key: KilnLeaseExpiresAt, value: new Date(b.leaseExpiration) },
-        { key: KilnLastHeartbeatAt, value: hb },
-      ]);
+      if (!lean || st.lastContactMs === undefined || now - st.lastContactMs >= HEARTBEAT_VISIBILITY_MS) {
+        upsertSearchAttributes([
+          { key: KilnLeaseExpiresAt, value: new Date(b.leaseExpiration) },
+          { key: KilnLastHeartbeatAt, value: hb },
+        ]);
+        if (lean) st.lastContactMs = now;
+      }
       showDetails(hb.toISOString());
       // Not persisted to storage: heartbeats only move the lease, which lives in the workflow
       // and in search attributes; this keeps a heartbeat at one workflow task.
@@ -357,7 +400,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     async (req: CompleteRequest): Promise<Build> => {
       if (!isEnded(b.status)) {
         if (req.url !== undefined) b.url = req.url;
-        const status = kind === 'succeed' ? 'SUCCESS' : req.failureReason === 'INFRA_FAILURE' ? 'INFRA_FAILURE' : 'FAILURE';
+        const status =
+          kind === 'succeed' ? 'SUCCESS' : req.failureReason === 'INFRA_FAILURE' ? 'INFRA_FAILURE' : 'FAILURE';
         if (b.startTime === undefined) b.startTime = nowIso();
         st.endedByLeaseKey = req.leaseKey;
         end(status, {}, req.summaryMarkdown, req.output);
@@ -395,7 +439,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
         if (!Number.isInteger(priority) || priority < 0 || priority > 255) {
           refuse('INVALID_ARGUMENT', 'priority must be an integer in [0, 255]');
         }
-        if (b.status !== 'SCHEDULED') refuse('INVALID_BUILD_STATE', `priority can change only while SCHEDULED (${b.status})`);
+        if (b.status !== 'SCHEDULED')
+          refuse('INVALID_BUILD_STATE', `priority can change only while SCHEDULED (${b.status})`);
       },
     },
   );
@@ -453,10 +498,14 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     const v = b.version;
     await recordBuild({ build: { ...b } });
     st.persistedVersion = Math.max(st.persistedVersion, v);
+    st.storeCheckAtMs = undefined;
     upsertSearchAttributes([
       { key: KilnStatus, value: b.status },
       { key: KilnLeaseHolder, value: b.leaseHolder ?? null },
       { key: KilnLeaseExpiresAt, value: b.leaseExpiration ? new Date(b.leaseExpiration) : null },
+      ...(lean
+        ? [{ key: KilnLastHeartbeatAt, value: st.lastContactMs === undefined ? null : new Date(st.lastContactMs) }]
+        : []),
     ]);
     await notifyParent();
   };
@@ -465,6 +514,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   const fireDeadlines = (): void => {
     const now = Date.now();
     if (isEnded(b.status)) return;
+    if (st.storeCheckAtMs !== undefined && now >= st.storeCheckAtMs) {
+      // Nothing has stored the build since it was scheduled: make sure storage has it.
+      st.storeCheckAtMs = undefined;
+      st.persistedVersion = 0;
+    }
     if (st.leaseKey !== undefined && leaseExpiredNow()) {
       const holder = b.leaseHolder ?? 'unknown';
       if (b.leaseResets >= timeouts.maxLeaseResets) {
@@ -479,8 +533,12 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
         b.leaseHolder = undefined;
         b.status = 'SCHEDULED';
         b.startTime = undefined;
+        st.lastContactMs = undefined;
         st.scheduledAtMs = now;
-        note('LEASE_EXPIRED', `lease of ${holder} expired; rescheduled (reset ${b.leaseResets} of ${timeouts.maxLeaseResets})`);
+        note(
+          'LEASE_EXPIRED',
+          `lease of ${holder} expired; rescheduled (reset ${b.leaseResets} of ${timeouts.maxLeaseResets})`,
+        );
         touch();
       }
       showDetails();
@@ -500,12 +558,34 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     if (b.leaseExpiration !== undefined) ds.push(Date.parse(b.leaseExpiration));
     if (b.status === 'SCHEDULED') ds.push(st.scheduledAtMs + timeouts.schedulingTimeoutMs);
     if (b.status === 'STARTED' && b.startTime) ds.push(Date.parse(b.startTime) + timeouts.executionTimeoutMs);
+    if (st.storeCheckAtMs !== undefined) ds.push(st.storeCheckAtMs);
     return ds.length > 0 ? Math.min(...ds) : Date.now() + 24 * 3600_000;
   };
 
   const historyIsLong = (): boolean => {
     const info = workflowInfo();
     return info.continueAsNewSuggested || info.historyLength >= maxHistoryEvents;
+  };
+
+  /** The one deadline timer of the lean loop: re-armed only when a nearer deadline appears. */
+  let timer: { at: number; scope: CancellationScope } | undefined;
+  let timerFired = false;
+  const armTimer = (at: number): void => {
+    if (timer !== undefined && timer.at <= at) return;
+    timer?.scope.cancel();
+    const t = { at, scope: new CancellationScope() };
+    timer = t;
+    t.scope
+      .run(() => sleep(Math.max(1, at - Date.now())))
+      .then(
+        () => {
+          if (timer === t) {
+            timer = undefined;
+            timerFired = true;
+          }
+        },
+        () => undefined, // canceled: a nearer deadline took its place
+      );
   };
 
   showDetails();
@@ -530,6 +610,21 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     // lease do not wake the loop; the timer re-arms to the new expiry when it fires.
     // A change made while the last persist was in flight is already newer than storage: wake at once.
     const version = b.version;
+    if (lean) {
+      // A later deadline (a heartbeat moved the lease) keeps the armed timer; when it fires early,
+      // fireDeadlines finds nothing due and the next pass arms the timer for the new deadline.
+      armTimer(nextDeadlineMs());
+      await condition(
+        () =>
+          timerFired ||
+          b.version !== version ||
+          b.version > st.persistedVersion ||
+          nextDeadlineMs() < (timer?.at ?? 0) ||
+          historyIsLong(),
+      );
+      timerFired = false;
+      continue;
+    }
     const deadline = nextDeadlineMs();
     await condition(
       () => b.version !== version || b.version > st.persistedVersion || nextDeadlineMs() < deadline || historyIsLong(),

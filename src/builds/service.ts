@@ -108,7 +108,11 @@ export class BuildService {
     });
     if (!reservation.created) {
       const existing = await this.find(reservation.buildId);
-      if (existing) return existing;
+      if (existing) {
+        // The first request may have died between starting the workflow and storing the build.
+        await this.o.storage.recordBuild(existing);
+        return existing;
+      }
       // The first request reserved the number but died before starting the workflow: start it now.
     }
     const now = new Date().toISOString();
@@ -131,15 +135,17 @@ export class BuildService {
       version: 1,
     };
     await this.startWorkflow(build, timeoutsOf(cfg, req), swarming?.spec);
-    // Stored here as well as by the workflow's first task, so the build is leasable (visible to
-    // peek, readable by GET) the moment this call returns. Written after the start, so a row always
-    // has a workflow; the version guard makes the workflow's own write of version 1 a no-op.
+    // Stored here, so the build is leasable (visible to peek, readable by GET) the moment this call
+    // returns. Written after the start, so a row always has a workflow. A lease-mode workflow skips
+    // its own write of version 1 (`stored`) but makes it after STORE_CHECK_MS if nothing else has
+    // stored the build, in case this process died just here; the version guard makes repeats no-ops.
     await this.o.storage.recordBuild(build);
     return build;
   }
 
   private async startWorkflow(build: Build, timeouts: BuildTimeouts, swarming?: SwarmingBuildSpec): Promise<void> {
-    const input: BuildWorkflowInput = { build, timeouts };
+    // `stored`: schedule() writes the build itself right after this start.
+    const input: BuildWorkflowInput = { build, timeouts, stored: true };
     try {
       // Swarming buckets run `swarmingBuildWorkflow`: same ID, messages and storage, but pushed to Swarming.
       await this.o.client.workflow.start(swarming ? swarmingBuildWorkflow : buildWorkflow, {

@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { KilnError } from '../../src/domain/errors.ts';
+import { KilnLastHeartbeatAt } from '../../src/domain/searchAttributes.ts';
 import { eventually, harness, type Harness, rejectsWith, startDevEnv } from '../support/temporal.ts';
 
 const linux = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
@@ -58,7 +60,10 @@ describe('lease cycle', () => {
       await rejectsWith(h.service.fail(b.id, { leaseKey: grant.leaseKey }), 'BUILD_IS_COMPLETED');
       // Search finds it by tag and by buildset, newest first.
       const page = await h.service.search({ buildset: 'commit/abc' });
-      assert.deepEqual(page.builds.map((x) => x.id), [b.id]);
+      assert.deepEqual(
+        page.builds.map((x) => x.id),
+        [b.id],
+      );
     });
   });
 
@@ -74,6 +79,27 @@ describe('lease cycle', () => {
       const g = await h.service.lease(b.id, { holder: 'late' });
       assert.equal((await h.service.succeed(b.id, { leaseKey: g.leaseKey })).status, 'SUCCESS');
       assert.equal((await h.storage.getBuild(b.id))?.status, 'SUCCESS');
+    });
+  });
+
+  it("puts the holder's last contact in visibility on lease and start; heartbeats refresh it at most every 15 s", async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await h.service.schedule({ builder: linux });
+      const handle = env.client.workflow.getHandle(buildWorkflowId(b.id));
+      const contact = async () => (await handle.describe()).typedSearchAttributes.get(KilnLastHeartbeatAt);
+      const upserts = async () =>
+        ((await handle.fetchHistory()).events ?? []).filter((e) => e.upsertWorkflowSearchAttributesEventAttributes)
+          .length;
+      const g = await h.service.lease(b.id, { holder: 'r' });
+      const leasedAt = await eventually(contact, 15_000, 'KilnLastHeartbeatAt after lease');
+      await h.service.start(b.id, { leaseKey: g.leaseKey });
+      const before = await upserts();
+      for (let i = 0; i < 3; i++) await h.service.heartbeat(b.id, { leaseKey: g.leaseKey });
+      assert.equal(await upserts(), before, 'heartbeats within 15 s of the last contact add no upsert');
+      const startedAt = await contact();
+      assert.ok(startedAt && startedAt.getTime() >= leasedAt.getTime());
+      await h.service.succeed(b.id, { leaseKey: g.leaseKey });
     });
   });
 
@@ -106,7 +132,11 @@ describe('lease cycle', () => {
 
       const c = await h.service.schedule({ builder: linux });
       const gc = await h.service.lease(c.id, {});
-      const ended = await h.service.fail(c.id, { leaseKey: gc.leaseKey, failureReason: 'INFRA_FAILURE', summaryMarkdown: 'disk full' });
+      const ended = await h.service.fail(c.id, {
+        leaseKey: gc.leaseKey,
+        failureReason: 'INFRA_FAILURE',
+        summaryMarkdown: 'disk full',
+      });
       assert.equal(ended.status, 'INFRA_FAILURE');
       assert.equal(ended.summaryMarkdown, 'disk full');
     });
