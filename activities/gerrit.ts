@@ -7,7 +7,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pino from 'pino';
 import { type BuilderId } from '../src/domain/build.ts';
 import { type GerritAccount, type GerritPatchset, type GerritReviewInput } from '../src/domain/gerrit/change.ts';
-import { evaluateTrigger, type GerritProjectConfig, type VerificationMode } from '../src/domain/gerrit/trigger.ts';
+import type { GerritProjectConfig } from '../src/domain/gerrit/projectConfig.ts';
+import { evaluateTrigger, type VerificationMode } from '../src/domain/gerrit/trigger.ts';
 import { GerritError, reviewMarker } from '../src/gerrit/client.ts';
 import { type GerritHosts } from '../src/gerrit/settings.ts';
 import { type BuildReservation, type Storage } from '../src/storage/storage.ts';
@@ -68,7 +69,12 @@ function toFailure(e: unknown): unknown {
 /** Creates the Gerrit activities; without `deps` they fail with GERRIT_NOT_CONFIGURED. */
 export function createGerritActivities(deps: GerritActivityDeps | undefined, storage: Storage, logger: pino.Logger) {
   const hosts = (): GerritHosts => {
-    if (!deps) throw ApplicationFailure.create({ type: 'GERRIT_NOT_CONFIGURED', message: 'this worker has no gerrit config', nonRetryable: true });
+    if (!deps)
+      throw ApplicationFailure.create({
+        type: 'GERRIT_NOT_CONFIGURED',
+        message: 'this worker has no gerrit config',
+        nonRetryable: true,
+      });
     return deps.hosts;
   };
   return {
@@ -89,7 +95,10 @@ export function createGerritActivities(deps: GerritActivityDeps | undefined, sto
             ? await client.getGroupMemberIds(input.config.reviewerGroup)
             : undefined;
         const r = evaluateTrigger(input.config, detail, { reviewerGroupMembers: members, patchset: input.patchset });
-        logger.info({ host: input.host, change: input.change, patchset: input.patchset, ...r }, 'gerrit trigger evaluated');
+        logger.info(
+          { host: input.host, change: input.change, patchset: input.patchset, ...r },
+          'gerrit trigger evaluated',
+        );
         if (!r.build) return r;
         return {
           ...r,
@@ -101,7 +110,11 @@ export function createGerritActivities(deps: GerritActivityDeps | undefined, sto
     },
 
     /** Allocates a build number (idempotent by `requestKey`). */
-    async reserveBuildNumber(input: { buildId: string; builder: BuilderId; requestKey: string }): Promise<BuildReservation> {
+    async reserveBuildNumber(input: {
+      buildId: string;
+      builder: BuilderId;
+      requestKey: string;
+    }): Promise<BuildReservation> {
       return storage.reserveBuild(input);
     },
 

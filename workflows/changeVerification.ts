@@ -34,12 +34,8 @@ import type { EvaluateTriggerResult } from '../activities/gerrit.ts';
 import { type Build, type BuilderId, type BuildTimeouts, builderPath, isEnded } from '../src/domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../src/domain/buildId.ts';
 import { VERIFIED } from '../src/domain/gerrit/change.ts';
-import {
-  cqBuildProperties,
-  type GerritEventAction,
-  type GerritProjectConfig,
-  type VerificationMode,
-} from '../src/domain/gerrit/trigger.ts';
+import type { GerritProjectConfig } from '../src/domain/gerrit/projectConfig.ts';
+import { cqBuildProperties, type GerritEventAction, type VerificationMode } from '../src/domain/gerrit/trigger.ts';
 import { initialBuildSearchAttributes, KilnStatus } from '../src/domain/searchAttributes.ts';
 import { gerritBuildset } from '../src/domain/tags.ts';
 import { type BuildProgress, buildProgressSignal, buildWorkflow, cancelSignal } from './build.ts';
@@ -136,7 +132,11 @@ const { reserveBuildNumber } = proxyActivities<KilnActivities>({
 });
 
 /** Search attribute values of `KilnStatus` on verification workflows (for `kiln stuck` and the UI). */
-export const VERIFICATION_STATUSES = { evaluating: 'EVALUATING', waiting: 'WAITING_ON_BUILDS', ended: 'ENDED' } as const;
+export const VERIFICATION_STATUSES = {
+  evaluating: 'EVALUATING',
+  waiting: 'WAITING_ON_BUILDS',
+  ended: 'ENDED',
+} as const;
 
 /** How long to wait for the first event after a start without one. */
 const FIRST_EVENT_WAIT = '10 minutes';
@@ -319,7 +319,10 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     // Taken platforms report; the verification's own cancels are summed up in its own messages.
     if (p.taken && p.canceledBecause !== 'canceled') {
       const link = logLink(p);
-      post(`${p.name}/report`, `${p.name}: ${status}${p.holder ? ` on ${p.holder}` : ''}.${link ? ` Log: ${link}` : ''}`);
+      post(
+        `${p.name}/report`,
+        `${p.name}: ${status}${p.holder ? ` on ${p.holder}` : ''}.${link ? ` Log: ${link}` : ''}`,
+      );
     }
   };
 
@@ -398,8 +401,10 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       const why = st.platforms
         .filter((p) => p.status !== 'SUCCESS')
         .map((p) => {
-          if (p.canceledBecause === 'idle') return `${p.name}: no tinderbox took the task within ${formatDuration(input.idleTimeoutMs)}`;
-          if (p.status === 'INFRA_FAILURE') return `${p.name}: infrastructure failure${p.summary ? ` (${p.summary})` : ''}`;
+          if (p.canceledBecause === 'idle')
+            return `${p.name}: no tinderbox took the task within ${formatDuration(input.idleTimeoutMs)}`;
+          if (p.status === 'INFRA_FAILURE')
+            return `${p.name}: infrastructure failure${p.summary ? ` (${p.summary})` : ''}`;
           return `${p.name}: ${p.status.toLowerCase()}`;
         });
       post('vote', `Verified 0: no verdict. ${why.join('; ')}.`, 0);

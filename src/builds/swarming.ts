@@ -10,6 +10,7 @@ import { kilnHostnameOf } from '../config/swarming.ts';
 import { bucketPath, builderPath, type BuilderId } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
 import { prepareSwarmingTask, type SwarmingBuildSpec } from '../domain/swarming/build.ts';
+import { parseOverrideBuilderCfg } from '../domain/swarming/config.ts';
 import { builderHash } from '../swarming/client.ts';
 
 /** The per-build Swarming options of a schedule request. */
@@ -70,6 +71,8 @@ export function planSwarmingBuild(
     ...(req.swarming?.overrideBuilderCfg !== undefined ? { overrideBuilderCfg: req.swarming.overrideBuilderCfg } : {}),
     ...(req.swarming?.canaryTemplate !== undefined ? { canaryTemplate: req.swarming.canaryTemplate } : {}),
   };
+  // The workflow trusts the override (no zod in workflow code), so it is checked here, once.
+  parseOverrideBuilderCfg(spec.overrideBuilderCfg);
   // Dry run with the template this build may use; the workflow renders the real one.
   const { request } = prepareSwarmingTask(
     spec,

@@ -5,7 +5,7 @@
  * `resolveGerritSettings` (src/gerrit/settings.ts) turns it into what the API and workers use.
  */
 import { z } from 'zod';
-import { GerritProjectConfigSchema } from '../domain/gerrit/trigger.ts';
+import { GerritProjectConfigSchema } from '../domain/gerrit/projectConfig.ts';
 
 const hostName = z
   .string()
@@ -38,7 +38,11 @@ export const gerritConfigSchema = z
     /** The account Kiln votes as: its own comments never trigger anything. */
     self: z.object({ username: z.string().optional(), email: z.string().optional() }).strict().optional(),
     /** A platform no tinderbox takes within this long is canceled and the vote is 0. @default 21600 (6 h) */
-    idleTimeoutSecs: z.number().int().positive().default(6 * 3600),
+    idleTimeoutSecs: z
+      .number()
+      .int()
+      .positive()
+      .default(6 * 3600),
     projects: z.array(GerritProjectConfigSchema).default([]),
   })
   .strict()
@@ -48,4 +52,3 @@ export const gerritConfigSchema = z
   });
 
 export type GerritConfig = z.infer<typeof gerritConfigSchema>;
-

@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { ConfigError, type Registry } from '../config/load.ts';
 import { type GerritConfig } from '../config/gerrit.ts';
 import { builderPath } from '../domain/build.ts';
-import { type GerritProjectConfig, parseBuilderPath } from '../domain/gerrit/trigger.ts';
+import { type GerritProjectConfig, parseBuilderPath } from '../domain/gerrit/projectConfig.ts';
 import { type GerritAuth, GerritClient } from './client.ts';
 
 /** One Gerrit server, ready for a client. */
@@ -40,7 +40,8 @@ export function resolveGerritSettings(
   const fail = (path: string, msg: string): never => {
     throw new ConfigError(`config: gerrit.${path}: ${msg}`);
   };
-  const fromEnv = (path: string, name: string): string => env[name] || fail(path, `environment variable ${name} is not set`);
+  const fromEnv = (path: string, name: string): string =>
+    env[name] || fail(path, `environment variable ${name} is not set`);
   const hosts = new Map<string, GerritHostSettings>();
   gerrit.hosts.forEach((h, i) => {
     if (hosts.has(h.host)) fail(`hosts[${i}].host`, `${h.host} twice`);
@@ -48,7 +49,11 @@ export function resolveGerritSettings(
       h.auth === undefined
         ? undefined
         : h.auth.kind === 'basic'
-          ? { kind: 'basic', username: h.auth.username, password: fromEnv(`hosts[${i}].auth.passwordEnv`, h.auth.passwordEnv) }
+          ? {
+              kind: 'basic',
+              username: h.auth.username,
+              password: fromEnv(`hosts[${i}].auth.passwordEnv`, h.auth.passwordEnv),
+            }
           : { kind: 'bearer', token: fromEnv(`hosts[${i}].auth.tokenEnv`, h.auth.tokenEnv) };
     hosts.set(h.host, { host: h.host, baseUrl: h.baseUrl ?? `https://${h.host}`, auth, timeoutMs: h.timeoutMs });
   });
@@ -58,15 +63,21 @@ export function resolveGerritSettings(
     if (seen.has(`${p.host}/${p.project}`)) fail(`projects[${i}]`, `${p.host}/${p.project} twice`);
     seen.add(`${p.host}/${p.project}`);
     p.builders.forEach((b, j) => {
-      if (!registry.builder(parseBuilderPath(b))) fail(`projects[${i}].builders[${j}]`, `builder ${b} is not configured`);
+      if (!registry.builder(parseBuilderPath(b)))
+        fail(`projects[${i}].builders[${j}]`, `builder ${b} is not configured`);
     });
     if (new Set(p.builders.map((b) => parseBuilderPath(b).builder)).size !== p.builders.length) {
       fail(`projects[${i}].builders`, 'builder names must differ (they name the platforms in messages)');
     }
   });
-  const eventSecret =
-    gerrit.eventSecret ?? fromEnv('eventSecretEnv', gerrit.eventSecretEnv ?? '(unset)');
-  return { hosts, eventSecret, self: gerrit.self, idleTimeoutMs: gerrit.idleTimeoutSecs * 1000, projects: gerrit.projects };
+  const eventSecret = gerrit.eventSecret ?? fromEnv('eventSecretEnv', gerrit.eventSecretEnv ?? '(unset)');
+  return {
+    hosts,
+    eventSecret,
+    self: gerrit.self,
+    idleTimeoutMs: gerrit.idleTimeoutSecs * 1000,
+    projects: gerrit.projects,
+  };
 }
 
 /** True when `given` is the configured event secret (constant time). */

@@ -9,13 +9,15 @@ import {
 } from '../../src/domain/gerrit/change.ts';
 import {
   type GerritProjectConfig,
+  parseBuilderPath,
+  parseGerritProjectConfigs,
+} from '../../src/domain/gerrit/projectConfig.ts';
+import {
   commitQueueMode,
   commitQueueVote,
   cqBuildProperties,
   evaluateTrigger,
   norbertsRule,
-  parseBuilderPath,
-  parseGerritProjectConfigs,
   routeGerritEvent,
 } from '../../src/domain/gerrit/trigger.ts';
 

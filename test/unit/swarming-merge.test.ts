@@ -5,7 +5,9 @@ import {
   SwarmingBucketConfigSchema,
   type SwarmingBucketConfigInput,
   formatZodIssues,
+  parseOverrideBuilderCfg,
 } from '../../src/domain/swarming/config.ts';
+import { validatedOverrideBuilderCfg } from '../../src/domain/swarming/keys.ts';
 import { mergeBuilderConfig, mergeDimensions } from '../../src/domain/swarming/merge.ts';
 
 const REPO = 'https://example.org/recipes';
@@ -100,13 +102,17 @@ void test('overrideBuilderCfg is applied last: {"dimensions": ["cores:64"]} rede
       },
     ],
   });
-  const m = mergeBuilderConfig(b, 'linux', {
-    dimensions: ['cores:64'],
-    recipe: { properties: { b: null, c: 3 }, revision: 'deadbeef' },
-    swarmingTags: ['experiment:1'],
-    executionTimeoutSecs: 600,
-    caches: [{ name: 'git', path: 'git2' }],
-  });
+  const m = mergeBuilderConfig(
+    b,
+    'linux',
+    parseOverrideBuilderCfg({
+      dimensions: ['cores:64'],
+      recipe: { properties: { b: null, c: 3 }, revision: 'deadbeef' },
+      swarmingTags: ['experiment:1'],
+      executionTimeoutSecs: 600,
+      caches: [{ name: 'git', path: 'git2' }],
+    }),
+  );
   assert.deepEqual(m.dimensions, ['cores:64', 'os:Linux', 'pool:ci']);
   assert.deepEqual(m.recipe.properties, { a: 1, c: 3 }, 'null removes a property');
   assert.equal(m.recipe.revision, 'deadbeef');
@@ -180,20 +186,49 @@ void test('unknown builder → BUILDER_NOT_FOUND', () => {
 });
 
 void test('a bad overrideBuilderCfg is refused naming the field', () => {
-  const b = bucket({ builders: [{ name: 'x', recipe: { repository: REPO, name: 'r' } }] });
   assert.throws(
-    () => mergeBuilderConfig(b, 'x', { dimensions: ['no colon'] }),
-    kilnError('INVALID_ARGUMENT', /swarming\.overrideBuilderCfg\.dimensions\[0\]/),
+    () => parseOverrideBuilderCfg({ dimensions: ['no colon'] }),
+    kilnError('INVALID_ARGUMENT', /^swarming\.overrideBuilderCfg\.dimensions\[0\]: /),
   );
   assert.throws(
-    () => mergeBuilderConfig(b, 'x', { name: 'other' }),
+    () => parseOverrideBuilderCfg({ name: 'other' }),
     kilnError('INVALID_ARGUMENT', /overrideBuilderCfg.*name/),
   );
   assert.throws(
-    () => mergeBuilderConfig(b, 'x', { mixins: ['m'] }),
+    () => parseOverrideBuilderCfg({ mixins: ['m'] }),
     kilnError('INVALID_ARGUMENT', /overrideBuilderCfg.*mixins/),
   );
-  assert.throws(() => mergeBuilderConfig(b, 'x', { priority: 0 }), kilnError('INVALID_ARGUMENT', /priority/));
+  assert.throws(() => parseOverrideBuilderCfg({ priority: 0 }), kilnError('INVALID_ARGUMENT', /priority/));
+  assert.equal(parseOverrideBuilderCfg(undefined), undefined);
+  assert.equal(parseOverrideBuilderCfg(null), undefined);
+});
+
+void test('the workflow, which only renames JSONPB fields of a validated override, merges what the parse gives', () => {
+  const b = bucket({
+    builder_defaults: { caches: [{ name: 'git', path: 'git' }], execution_timeout_secs: 60 },
+    builders: [{ name: 'x', dimensions: ['pool:ci', 'os:Linux'], recipe: { repository: REPO, name: 'r' } }],
+  });
+  const overrides: Record<string, unknown>[] = [
+    {},
+    { dimensions: ['os:', 'cores:64', 'cores:32'], priority: 20, category: 'c' },
+    {
+      recipe: { properties: { z: [1], a: null }, name: 'other', revision: 'abc' },
+      swarmingTags: ['t:1'],
+      executionTimeoutSecs: 600,
+      expirationSecs: 30,
+      serviceAccount: 'ci@example.iam.gserviceaccount.com',
+      caches: [{ path: 'git2', name: 'git' }],
+    },
+    { swarming_tags: ['t:2'], execution_timeout_secs: 7, service_account: 'bot', caches: [] },
+  ];
+  for (const raw of overrides) {
+    const json = JSON.parse(JSON.stringify(raw)) as unknown; // as the workflow's input carries it
+    assert.equal(
+      JSON.stringify(mergeBuilderConfig(b, 'x', validatedOverrideBuilderCfg(json))),
+      JSON.stringify(mergeBuilderConfig(b, 'x', parseOverrideBuilderCfg(raw))),
+      JSON.stringify(raw),
+    );
+  }
 });
 
 void test('bad bucket config fails at parse with the field named', () => {

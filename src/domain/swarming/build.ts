@@ -4,7 +4,8 @@
  * itself (deterministically) and the build service can dry-run it to refuse a bad build at schedule.
  */
 import { type Build } from '../build.ts';
-import { type SwarmingBucketConfig, type SwarmingServiceConfig } from './config.ts';
+import type { SwarmingBucketConfig, SwarmingServiceConfig } from './config.ts';
+import { validatedOverrideBuilderCfg } from './keys.ts';
 import { mergeBuilderConfig } from './merge.ts';
 import {
   type ChosenTaskTemplate,
@@ -21,7 +22,10 @@ export interface SwarmingBuildSpec {
   bucket: SwarmingBucketConfig;
   /** The service's task templates as loaded at schedule time. */
   templates: SwarmingServiceConfig;
-  /** The build's `swarming.overrideBuilderCfg`, applied last. */
+  /**
+   * The build's `swarming.overrideBuilderCfg` as the request gave it (JSONPB names), applied last.
+   * The service validates it (`parseOverrideBuilderCfg`) before the build exists.
+   */
   overrideBuilderCfg?: unknown;
   /** The build's `swarming.canaryTemplate`: true forces the canary, false forbids it, absent → percentage. */
   canaryTemplate?: boolean;
@@ -44,14 +48,19 @@ export interface PreparedTask {
 /**
  * Merges the builder config, picks the task template (`random100` in [0, 100) decides the canary when
  * the build does not force it) and renders the build's `NewTaskRequest`. Throws `KilnError`
- * (`INVALID_ARGUMENT`, `BUILDER_NOT_FOUND`) when the config, the override or the template is bad.
+ * (`INVALID_ARGUMENT`, `BUILDER_NOT_FOUND`) when the config or the template is bad. The spec's
+ * override is trusted: validate it with `parseOverrideBuilderCfg` first.
  */
 export function prepareSwarmingTask(
   spec: SwarmingBuildSpec,
   build: Pick<Build, 'id' | 'builder' | 'tags' | 'input'>,
   random100: number,
 ): PreparedTask {
-  const builderCfg = mergeBuilderConfig(spec.bucket, build.builder.builder, spec.overrideBuilderCfg);
+  const builderCfg = mergeBuilderConfig(
+    spec.bucket,
+    build.builder.builder,
+    validatedOverrideBuilderCfg(spec.overrideBuilderCfg),
+  );
   const template = chooseTaskTemplate(spec.templates, {
     canaryPercentage: spec.bucket.task_template_canary_percentage,
     random100,

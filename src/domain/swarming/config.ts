@@ -1,9 +1,12 @@
 /**
  * Swarming-mode configuration (Swarmbucket semantics): a bucket's `swarming` block, the builders and
  * mixins inside it, the per-build `overrideBuilderCfg`, and the service-level task templates.
- * Pure (zod only), so workflow code may import it. Field names follow LUCI's `project_config.proto`.
+ * Field names follow LUCI's `project_config.proto`. Validation runs Node side (config load, the
+ * build service): workflow code imports only types from here, so zod stays out of its bundle.
  */
 import { z } from 'zod';
+import { KilnError } from '../errors.ts';
+import { overrideProtoNames, splitKeyValue } from './keys.ts';
 
 /** Swarming's dimension key pattern (`swarming/server/validate`). */
 const DIMENSION_KEY_RE = /^[a-zA-Z_.-][0-9a-zA-Z_.-]*$/;
@@ -14,12 +17,6 @@ const SERVICE_ACCOUNT_RE = /^[0-9a-zA-Z_\-.+%]+@[0-9a-zA-Z_\-.]+$/;
 
 /** The placeholders a bucket's `url_format` may use (Python `str.format` syntax; `{{`/`}}` are literal braces). */
 export const URL_FORMAT_PARAMETERS = ['swarming_hostname', 'task_id', 'bucket', 'builder'] as const;
-
-/** Splits `key:value` at the first colon; undefined when there is no colon. */
-export function splitKeyValue(s: string): { key: string; value: string } | undefined {
-  const i = s.indexOf(':');
-  return i < 0 ? undefined : { key: s.slice(0, i), value: s.slice(i + 1) };
-}
 
 /** A builder dimension: `key:value` adds/redefines `key`; `key:` (empty value) removes `key` when merged. */
 export const DimensionSchema = z.string().refine(
@@ -184,26 +181,27 @@ export type SwarmingBucketConfig = z.infer<typeof SwarmingBucketConfigSchema>;
 /** The bucket block as written in config, before defaults are filled in. */
 export type SwarmingBucketConfigInput = z.input<typeof SwarmingBucketConfigSchema>;
 
-/** JSONPB field names (lowerCamelCase) accepted in `overrideBuilderCfg` besides the proto names. */
-const OVERRIDE_JSON_NAMES: Record<string, string> = {
-  swarmingTags: 'swarming_tags',
-  executionTimeoutSecs: 'execution_timeout_secs',
-  expirationSecs: 'expiration_secs',
-  serviceAccount: 'service_account',
-};
-
 /**
  * A build's `swarming.overrideBuilderCfg`: JSONPB of a builder (proto or lowerCamelCase names), applied
  * last, e.g. `{"dimensions": ["cores:64"]}`. It cannot rename the builder or use mixins.
  */
-export const OverrideBuilderCfgSchema = z.preprocess(
-  (v) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).map(([k, x]) => [OVERRIDE_JSON_NAMES[k] ?? k, x]))
-      : v,
-  z.strictObject(layerShape),
-);
+export const OverrideBuilderCfgSchema = z.preprocess(overrideProtoNames, z.strictObject(layerShape));
 export type OverrideBuilderCfg = z.infer<typeof OverrideBuilderCfgSchema>;
+
+/**
+ * Validates a build's `swarming.overrideBuilderCfg` (absent: `undefined` or `null`). Call it Node side
+ * before the build exists (the build service does, at schedule): the build workflow only normalizes
+ * the field names (`validatedOverrideBuilderCfg`) and trusts the rest. Throws `INVALID_ARGUMENT`
+ * naming the bad field, e.g. `swarming.overrideBuilderCfg.dimensions[0]: ...`.
+ */
+export function parseOverrideBuilderCfg(raw: unknown): OverrideBuilderCfg | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const parsed = OverrideBuilderCfgSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new KilnError('INVALID_ARGUMENT', formatZodIssues(parsed.error, 'swarming.overrideBuilderCfg'));
+  }
+  return parsed.data;
+}
 
 /**
  * One service-level task template: a Swarming `NewTaskRequest` (proto field names) whose string

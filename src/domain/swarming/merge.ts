@@ -4,14 +4,8 @@
  * the builder ← the build's `overrideBuilderCfg`, applied left to right. Pure.
  */
 import { KilnError } from '../errors.ts';
-import {
-  type BuilderLayer,
-  type CacheEntry,
-  type SwarmingBucketConfig,
-  OverrideBuilderCfgSchema,
-  formatZodIssues,
-  splitKeyValue,
-} from './config.ts';
+import type { BuilderLayer, CacheEntry, OverrideBuilderCfg, SwarmingBucketConfig } from './config.ts';
+import { splitKeyValue } from './keys.ts';
 
 /** A builder after merging: what the task template and the NewTask request are built from. */
 export interface MergedBuilder {
@@ -97,7 +91,7 @@ function applyLayer(acc: Acc, layer: BuilderLayer): void {
     }
   }
   for (const t of layer.swarming_tags ?? []) acc.swarmingTags.add(t);
-  for (const c of layer.caches ?? []) acc.caches.set(c.name, c);
+  for (const c of layer.caches ?? []) acc.caches.set(c.name, { name: c.name, path: c.path });
 }
 
 /** The builder-ish things that may list mixins. */
@@ -127,28 +121,20 @@ function expand(
 }
 
 /**
- * The final config of `builderName` in `bucket`, with the build's `overrideBuilderCfg` (JSONPB-shaped,
- * validated here) applied last. Throws `BUILDER_NOT_FOUND` for an unknown builder and
- * `INVALID_ARGUMENT` for a bad override, an undefined mixin, a mixin cycle, a final builder without
+ * The final config of `builderName` in `bucket`, with the build's `overrideBuilderCfg` applied last.
+ * The override must be validated already (`parseOverrideBuilderCfg`, or `validatedOverrideBuilderCfg`
+ * for one validated at schedule); it is not checked here. Throws `BUILDER_NOT_FOUND` for an unknown
+ * builder and `INVALID_ARGUMENT` for an undefined mixin, a mixin cycle, a final builder without
  * `recipe.repository`/`recipe.name`, or two caches sharing a path.
  */
 export function mergeBuilderConfig(
   bucket: SwarmingBucketConfig,
   builderName: string,
-  overrideBuilderCfg?: unknown,
+  override?: OverrideBuilderCfg,
 ): MergedBuilder {
   const builder = bucket.builders.find((b) => b.name === builderName);
   if (!builder) throw new KilnError('BUILDER_NOT_FOUND', `builder "${builderName}" is not defined in this bucket`);
   const owner = `builder "${builderName}"`;
-
-  let override: BuilderLayer | undefined;
-  if (overrideBuilderCfg !== undefined && overrideBuilderCfg !== null) {
-    const parsed = OverrideBuilderCfgSchema.safeParse(overrideBuilderCfg);
-    if (!parsed.success) {
-      throw new KilnError('INVALID_ARGUMENT', formatZodIssues(parsed.error, 'swarming.overrideBuilderCfg'));
-    }
-    override = parsed.data;
-  }
 
   const mixins = new Map<string, WithMixins>(bucket.mixins.map((m) => [m.name, m]));
   const layers: BuilderLayer[] = [];

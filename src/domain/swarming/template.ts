@@ -5,13 +5,8 @@
  */
 import { type BuilderId } from '../build.ts';
 import { KilnError } from '../errors.ts';
-import {
-  type CacheEntry,
-  type SwarmingServiceConfig,
-  type TaskTemplate,
-  type URL_FORMAT_PARAMETERS,
-  splitKeyValue,
-} from './config.ts';
+import type { CacheEntry, SwarmingServiceConfig, TaskTemplate, URL_FORMAT_PARAMETERS } from './config.ts';
+import { splitKeyValue } from './keys.ts';
 import { type MergedBuilder, mergeDimensions } from './merge.ts';
 
 /** The placeholders a task template may use, as `${name}` or `$name`. */
