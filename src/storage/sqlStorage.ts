@@ -4,7 +4,7 @@
  */
 import { type Build } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
-import { type SqlClient } from './sqlClient.ts';
+import { type SqlClient, type SqlExecutor } from './sqlClient.ts';
 import {
   type BuildPage,
   type BuildQuery,
@@ -36,7 +36,7 @@ export class SqlStorage implements Storage {
     };
     const seen = await existing();
     if (seen) return seen;
-    const reserved = await this.db.transaction(async (tx) => {
+    const nextNumber = async (tx: SqlExecutor): Promise<number> => {
       const n = await tx.query<{ last_number: number }>(
         `INSERT INTO build_numbers (project, bucket, builder, last_number) VALUES ($1, $2, $3, 1)
          ON CONFLICT (project, bucket, builder) DO UPDATE SET last_number = build_numbers.last_number + 1
@@ -45,22 +45,30 @@ export class SqlStorage implements Storage {
       );
       const number = n.rows[0]?.last_number;
       if (number === undefined) throw new KilnError('INTERNAL', 'build number allocation returned nothing');
-      if (req.requestKey !== undefined) {
-        const ins = await tx.query(
-          `INSERT INTO schedule_requests (request_key, build_id, number) VALUES ($1, $2::bigint, $3)
+      return number;
+    };
+    // Without a request key the number is one atomic statement: no transaction round trips.
+    if (req.requestKey === undefined) return { buildId: req.buildId, number: await nextNumber(this.db), created: true };
+    const reserved = await this.db
+      .transaction(async (tx) => {
+        const number = await nextNumber(tx);
+        if (req.requestKey !== undefined) {
+          const ins = await tx.query(
+            `INSERT INTO schedule_requests (request_key, build_id, number) VALUES ($1, $2::bigint, $3)
            ON CONFLICT (request_key) DO NOTHING RETURNING number`,
-          [req.requestKey, req.buildId, number],
-        );
-        // A concurrent request with the same key won: give the number back by rolling back.
-        if (ins.rows.length === 0) throw new LostRace();
-      }
-      return { buildId: req.buildId, number, created: true };
-    }).catch(async (e: unknown) => {
-      if (!(e instanceof LostRace)) throw e;
-      const winner = await existing();
-      if (!winner) throw new KilnError('INTERNAL', 'schedule request vanished after a conflict');
-      return winner;
-    });
+            [req.requestKey, req.buildId, number],
+          );
+          // A concurrent request with the same key won: give the number back by rolling back.
+          if (ins.rows.length === 0) throw new LostRace();
+        }
+        return { buildId: req.buildId, number, created: true };
+      })
+      .catch(async (e: unknown) => {
+        if (!(e instanceof LostRace)) throw e;
+        const winner = await existing();
+        if (!winner) throw new KilnError('INTERNAL', 'schedule request vanished after a conflict');
+        return winner;
+      });
     return reserved;
   }
 
@@ -131,7 +139,11 @@ export class SqlStorage implements Storage {
     const pairs = q.buckets.map((b) => b.split('/'));
     const params: unknown[] = [pairs.map((p) => p[0] ?? ''), pairs.map((p) => p[1] ?? '')];
     // Row comparison on (project, bucket) lets the planner use the partial peek index.
-    const where = [`status = 'SCHEDULED'`, 'NOT leased', `(project, bucket) IN (SELECT * FROM unnest($1::text[], $2::text[]))`];
+    const where = [
+      `status = 'SCHEDULED'`,
+      'NOT leased',
+      `(project, bucket) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+    ];
     if (q.dimensions !== undefined) {
       params.push(q.dimensions);
       where.push(`dimensions <@ $${params.length}::text[]`);
