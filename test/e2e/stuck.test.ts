@@ -78,22 +78,24 @@ describe('stuck builds in Temporal visibility and the Web UI', () => {
       await s.start(b.id, { leaseKey: g.leaseKey });
       return { b, key: g.leaseKey };
     };
+    // Fine: started first, and heartbeats after the 15 s visibility refresh interval (below).
+    const healthy = await leaseAndStart('runner-healthy', 3600);
+    const healthySince = Date.now();
     // Never leased: scheduled too long once the threshold passes.
     const pending = await s.schedule({ builder });
-    // Started, lease ends within the minute.
+    // Started, lease ends within the minute, never heartbeats: its last contact is its start.
     const expiring = await leaseAndStart('runner-expiring', 30);
     // Started with a long lease, one heartbeat that then gets old.
     const silent = await leaseAndStart('runner-silent', 3600);
     await s.heartbeat(silent.b.id, { leaseKey: silent.key, leaseDurationMs: 3600_000 });
-    // Fine: heartbeating, long lease; and one that ended.
-    const healthy = await leaseAndStart('runner-healthy', 3600);
+    // Fine: one that ended.
     const ended = await leaseAndStart('runner-done', 3600);
     await s.succeed(ended.b.id, { leaseKey: ended.key });
-    await sleep(3500);
+    await sleep(Math.max(3500, healthySince + 16_000 - Date.now()));
     await s.heartbeat(healthy.b.id, { leaseKey: healthy.key, leaseDurationMs: 3600_000 });
     made['scheduled-too-long'] = [pending.id];
     made['lease-expiring'] = [expiring.b.id];
-    made['heartbeat-old'] = [silent.b.id];
+    made['heartbeat-old'] = [expiring.b.id, silent.b.id].sort();
     made.fine = [healthy.b.id, ended.b.id];
     stuckStarted = await s.get(expiring.b.id);
   });
