@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { type Build } from '../../src/domain/build.ts';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
+import { scheduledBuild } from '../support/builds.ts';
 import { eventually, harness, type Harness } from '../support/temporal.ts';
 import { JAVA_TEST_SERVER, registerSearchAttributes } from '../support/verification.ts';
 import { buildWorkflow } from '../../workflows/build.ts';
@@ -32,23 +32,7 @@ describe('build timers on the time-skipping server', () => {
   it('stores a build whose scheduler died before storing it, 30 s after it was scheduled', async () => {
     // What schedule() does up to the crash: the workflow runs with `stored: true`, no row exists.
     const now = new Date(await env.currentTimeMs()).toISOString();
-    const build: Build = {
-      id: '8700000000000000001',
-      builder: linux,
-      number: 1,
-      status: 'SCHEDULED',
-      statusDetails: {},
-      tags: [],
-      input: { properties: {} },
-      priority: 30,
-      dimensions: [],
-      createTime: now,
-      updateTime: now,
-      leaseGeneration: 0,
-      leaseResets: 0,
-      events: [],
-      version: 1,
-    };
+    const build = scheduledBuild('8700000000000000001', linux, now);
     const timeouts = {
       defaultLeaseMs: 60_000,
       maxLeaseMs: 600_000,

@@ -10,6 +10,7 @@ import { type Build, type BuilderId, type BuildStatus } from '../../src/domain/b
 import { newBuildId } from '../../src/domain/buildId.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
+import { scheduledBuild } from '../support/builds.ts';
 import { type RunningPostgres, startPostgres } from '../support/postgres.ts';
 
 /** One backend under test. */
@@ -50,25 +51,7 @@ const T0 = Date.parse('2024-05-01T10:00:00Z');
 
 /** A plausible stored build; `at` is its creation time in ms. */
 function makeBuild(builder: BuilderId, at: number, o: Partial<Build> = {}): Build {
-  const createTime = new Date(at).toISOString();
-  return {
-    id: buildId(at),
-    builder,
-    number: 1,
-    status: 'SCHEDULED',
-    statusDetails: {},
-    tags: [],
-    input: { properties: {} },
-    priority: 30,
-    dimensions: [],
-    createTime,
-    updateTime: createTime,
-    leaseGeneration: 0,
-    leaseResets: 0,
-    events: [],
-    version: 1,
-    ...o,
-  };
+  return scheduledBuild(buildId(at), builder, new Date(at).toISOString(), o);
 }
 
 async function recordAll(s: Storage, builds: Build[]): Promise<void> {

@@ -24,6 +24,7 @@ import { createKilnWorker } from '../../workers/worker.ts';
 import { swarmingBuildWorkflow } from '../../workflows/swarmingBuild.ts';
 import { type FakeTask, FakeSwarmingServer } from '../fakes/swarmingServer.ts';
 import { eventually, rejectsWith, startDevEnv, testLogger } from '../support/temporal.ts';
+import { scheduledBuild } from '../support/builds.ts';
 
 const NOTIFY_TOKEN = 'notify-secret-0123456789';
 const linux = { project: 'chromium', bucket: 'ci', builder: 'linux-rel' };
@@ -378,23 +379,7 @@ describe('Swarming builds', () => {
     assert.ok(plan);
     const now = new Date().toISOString();
     const id = newBuildId(Date.now(), 4242);
-    const build: Build = {
-      id,
-      builder: linux,
-      number: 1000,
-      status: 'SCHEDULED',
-      statusDetails: {},
-      tags: ['builder:linux-rel'],
-      input: { properties: {} },
-      priority: 100,
-      dimensions: [],
-      createTime: now,
-      updateTime: now,
-      leaseGeneration: 0,
-      leaseResets: 0,
-      events: [],
-      version: 1,
-    };
+    const build = scheduledBuild(id, linux, now, { number: 1000, tags: ['builder:linux-rel'], priority: 100 });
     const handle = await env.client.workflow.start(swarmingBuildWorkflow, {
       workflowId: buildWorkflowId(id),
       taskQueue,
