@@ -3,7 +3,15 @@
  * the load needs; each shares storage and the Temporal server with the others.
  */
 import { fileURLToPath } from 'node:url';
-import { bundleWorkflowCode, DefaultLogger, type LogLevel, type NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  type LogLevel,
+  type NativeConnection,
+  Runtime,
+  Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import type pino from 'pino';
 import { type ActivityDeps, createActivities } from '../activities/index.ts';
 

@@ -43,11 +43,22 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 
 /** Turns anything thrown by a handler into a status and body; unknown errors become a bare INTERNAL. */
 export function toErrorResponse(e: unknown): { status: number; body: ErrorBody; internal: boolean } {
-  if (e instanceof KilnError) return { status: HTTP_STATUS[e.code], body: { code: e.code, message: e.message }, internal: e.code === 'INTERNAL' };
+  if (e instanceof KilnError)
+    return { status: HTTP_STATUS[e.code], body: { code: e.code, message: e.message }, internal: e.code === 'INTERNAL' };
   const fe = e as { code?: string; statusCode?: number; message?: string };
   const mapped = fe.code !== undefined ? FASTIFY_CODES[fe.code] : undefined;
-  if (mapped) return { status: HTTP_STATUS[mapped], body: { code: mapped, message: (fe.message ?? mapped).slice(0, 300) }, internal: false };
-  if (e instanceof SyntaxError) return { status: 400, body: { code: 'INVALID_ARGUMENT', message: `body is not valid JSON: ${e.message}` }, internal: false };
+  if (mapped)
+    return {
+      status: HTTP_STATUS[mapped],
+      body: { code: mapped, message: (fe.message ?? mapped).slice(0, 300) },
+      internal: false,
+    };
+  if (e instanceof SyntaxError)
+    return {
+      status: 400,
+      body: { code: 'INVALID_ARGUMENT', message: `body is not valid JSON: ${e.message}` },
+      internal: false,
+    };
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return { status: 400, body: { code: 'INVALID_ARGUMENT', message: fe.message ?? 'bad request' }, internal: false };
   }

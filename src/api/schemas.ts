@@ -2,13 +2,19 @@
 import { z } from 'zod';
 import { isBuildId } from '../domain/buildId.ts';
 
-const part = z.string().min(1).max(100).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_", "-"');
+const part = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_", "-"');
 
 /** `{project, bucket, builder}`. */
 export const builderIdSchema = z.object({ project: part, bucket: part, builder: part }).strict();
 
 /** `:id` path parameter. */
-export const buildIdParams = z.object({ id: z.string().refine(isBuildId, 'not a build ID (a positive int64 in decimal)') });
+export const buildIdParams = z.object({
+  id: z.string().refine(isBuildId, 'not a build ID (a positive int64 in decimal)'),
+});
 
 /** A `key:value` tag. */
 export const tagSchema = z
@@ -17,13 +23,20 @@ export const tagSchema = z
   .regex(/^[A-Za-z0-9_.\-/]+:[\s\S]*$/, 'tags are "key:value" strings');
 
 /** A `key:value` dimension. */
-export const dimensionSchema = z.string().max(512).regex(/^[^:\s]+:\S.*$/, 'dimensions are "key:value" strings');
+export const dimensionSchema = z
+  .string()
+  .max(512)
+  .regex(/^[^:\s]+:\S.*$/, 'dimensions are "key:value" strings');
 
 /** A lease key handed out by `lease`. */
 export const leaseKeySchema = z.string().min(1).max(200);
 
 /** Lease length in seconds (up to 7 days; the builder caps it further). */
-export const leaseDurationSecs = z.number().int().positive().max(7 * 24 * 3600);
+export const leaseDurationSecs = z
+  .number()
+  .int()
+  .positive()
+  .max(7 * 24 * 3600);
 
 /** JSON object of properties (bounded by the body limit). */
 export const propertiesSchema = z.record(z.string().max(256), z.unknown());

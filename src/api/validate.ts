@@ -3,7 +3,11 @@ import { type z } from 'zod';
 import { KilnError } from '../domain/errors.ts';
 
 /** Parses `data` (the request's `where`: body, query, params) or throws INVALID_ARGUMENT. */
-export function parseInput<S extends z.ZodType>(schema: S, data: unknown, where: 'body' | 'query' | 'params'): z.infer<S> {
+export function parseInput<S extends z.ZodType>(
+  schema: S,
+  data: unknown,
+  where: 'body' | 'query' | 'params',
+): z.infer<S> {
   // Fastify parses text/plain into a string (log uploads use it); JSON routes want an object.
   if (where === 'body' && (typeof data === 'string' || Buffer.isBuffer(data))) {
     throw new KilnError('UNSUPPORTED_MEDIA_TYPE', 'body must be application/json');

@@ -63,7 +63,10 @@ export interface ScheduleRequest {
 export const RESERVED_PROPERTIES = ['buildbucket', '$recipe_engine/buildbucket'] as const;
 
 /** Builder config → the timeouts a build keeps for its whole life. */
-export function timeoutsOf(cfg: BuilderConfig, req?: Pick<ScheduleRequest, 'schedulingTimeoutSecs' | 'executionTimeoutSecs'>): BuildTimeouts {
+export function timeoutsOf(
+  cfg: BuilderConfig,
+  req?: Pick<ScheduleRequest, 'schedulingTimeoutSecs' | 'executionTimeoutSecs'>,
+): BuildTimeouts {
   return {
     schedulingTimeoutMs: (req?.schedulingTimeoutSecs ?? cfg.schedulingTimeoutSecs) * 1000,
     executionTimeoutMs: (req?.executionTimeoutSecs ?? cfg.executionTimeoutSecs) * 1000,
@@ -284,14 +287,20 @@ export class BuildService {
 
   private async report(id: string, kind: 'succeed' | 'fail', req: CompleteRequest): Promise<Build> {
     try {
-      return await this.update(id, (h) => h.executeUpdate(kind === 'succeed' ? succeedUpdate : failUpdate, { args: [req] }));
+      return await this.update(id, (h) =>
+        h.executeUpdate(kind === 'succeed' ? succeedUpdate : failUpdate, { args: [req] }),
+      );
     } catch (e) {
       if (e instanceof KilnError && e.code === 'BUILD_IS_COMPLETED') {
         // A retried report whose first try ended the build (and closed its workflow) gets the same
         // answer: same outcome, same lease generation. Nothing changes, so the key need not be checked.
         const stored = await this.o.storage.getBuild(id);
         const outcomes = kind === 'succeed' ? ['SUCCESS'] : ['FAILURE', 'INFRA_FAILURE'];
-        if (stored && outcomes.includes(stored.status) && req.leaseKey.split('.')[0] === String(stored.leaseGeneration)) {
+        if (
+          stored &&
+          outcomes.includes(stored.status) &&
+          req.leaseKey.split('.')[0] === String(stored.leaseGeneration)
+        ) {
           return stored;
         }
       }
@@ -307,10 +316,7 @@ export class BuildService {
   }
 
   /** Runs an update on the build's workflow, mapping Temporal errors to Kiln codes. */
-  private async update<T>(
-    id: string,
-    fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<T>,
-  ): Promise<T> {
+  private async update<T>(id: string, fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<T>): Promise<T> {
     const handle = this.o.client.workflow.getHandle(buildWorkflowId(id));
     for (let attempt = 0; ; attempt++) {
       try {
@@ -324,7 +330,10 @@ export class BuildService {
           // Ended and closed, or never existed: storage knows which.
           const stored = await this.o.storage.getBuild(id);
           if (stored && isEnded(stored.status)) {
-            throw new KilnError('BUILD_IS_COMPLETED', `build ${id} has ended with status ${stored.status}; stop working on it`);
+            throw new KilnError(
+              'BUILD_IS_COMPLETED',
+              `build ${id} has ended with status ${stored.status}; stop working on it`,
+            );
           }
           if (!stored) throw new KilnError('BUILD_NOT_FOUND', `build ${id} not found`);
           // The run was continuing as new just then: the next run takes the retry.

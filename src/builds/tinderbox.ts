@@ -28,7 +28,15 @@ export interface TinderboxTask {
   number: number;
   buildset?: string;
   /** The Gerrit change under test, for verification builds. */
-  gerrit?: { host: string; project: string; change: number; patchset: number; ref?: string; revision?: string; url?: string };
+  gerrit?: {
+    host: string;
+    project: string;
+    change: number;
+    patchset: number;
+    ref?: string;
+    revision?: string;
+    url?: string;
+  };
   properties: Record<string, unknown>;
 }
 
@@ -84,7 +92,8 @@ export async function getTask(service: BuildService, req: GetTaskRequest): Promi
       grant = await service.lease(c.id, { holder: req.tinderboxId });
     } catch (e) {
       // Someone else got it first (storage lags the workflow a little): try the next one.
-      if (e instanceof KilnError && ['BUILD_IS_LEASED', 'BUILD_IS_COMPLETED', 'BUILD_NOT_FOUND'].includes(e.code)) continue;
+      if (e instanceof KilnError && ['BUILD_IS_LEASED', 'BUILD_IS_COMPLETED', 'BUILD_NOT_FOUND'].includes(e.code))
+        continue;
       throw e;
     }
     const started = await service.start(c.id, { leaseKey: grant.leaseKey });
@@ -119,7 +128,8 @@ export async function report(service: BuildService, logs: LogStore | undefined, 
       // Fall through: succeed/fail gives the same answer and notes the late report.
     }
     // The whole log at offset 0: a retried report skips the bytes already there.
-    if (attempt !== undefined) await logs.append({ buildId: req.buildId, attempt }, 0, Buffer.from(req.log, 'utf8'), true);
+    if (attempt !== undefined)
+      await logs.append({ buildId: req.buildId, attempt }, 0, Buffer.from(req.log, 'utf8'), true);
   }
   const body = { leaseKey: req.leaseKey, url: req.url, summaryMarkdown: req.summary };
   return req.outcome === 'SUCCESS'

@@ -151,9 +151,7 @@ export class KilnClient {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/heartbeat`, req);
   }
 
-  heartbeatBatch(
-    heartbeats: { buildId: string; leaseKey: string; leaseDurationSecs?: number }[],
-  ): Promise<{
+  heartbeatBatch(heartbeats: { buildId: string; leaseKey: string; leaseDurationSecs?: number }[]): Promise<{
     results: { buildId: string; leaseExpiration?: string; error?: { code: ErrorCode; message: string } }[];
   }> {
     return this.request('POST', '/api/v1/heartbeat', { heartbeats });

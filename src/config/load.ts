@@ -145,7 +145,8 @@ export class Registry {
   /** The ACL entry name of `token` (its `name`, else its role), or undefined for an unknown token. */
   nameOf(token: string): string | undefined {
     for (const b of this.buckets.values()) {
-      for (const a of b.acls) if (a.token !== undefined && timingSafeEqualStr(a.token, token)) return a.name ?? a.role.toLowerCase();
+      for (const a of b.acls)
+        if (a.token !== undefined && timingSafeEqualStr(a.token, token)) return a.name ?? a.role.toLowerCase();
     }
     return undefined;
   }

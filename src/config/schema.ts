@@ -27,13 +27,25 @@ export const builderSchema = z
     /** Lease length when a runner asks for none. @default 60 */
     leaseDurationSecs: z.number().int().positive().default(60),
     /** Longest lease a runner may ask for. @default 14400 (4 h, the Buildbot Gerrit Plugin's) */
-    maxLeaseDurationSecs: z.number().int().positive().default(4 * 3600),
+    maxLeaseDurationSecs: z
+      .number()
+      .int()
+      .positive()
+      .default(4 * 3600),
     /** Expired leases that reschedule the build before it ends INFRA_FAILURE. @default 1 */
     maxLeaseResets: z.number().int().min(0).max(100).default(1),
     /** @default 21600 (6 h) */
-    schedulingTimeoutSecs: z.number().int().positive().default(6 * 3600),
+    schedulingTimeoutSecs: z
+      .number()
+      .int()
+      .positive()
+      .default(6 * 3600),
     /** @default 10800 (3 h) */
-    executionTimeoutSecs: z.number().int().positive().default(3 * 3600),
+    executionTimeoutSecs: z
+      .number()
+      .int()
+      .positive()
+      .default(3 * 3600),
     /** Properties every build of this builder gets; the schedule request's own win. */
     properties: z.record(z.string(), z.unknown()).default({}),
     /** What `kiln runner` runs for this builder: argv, with build properties in env and a JSON file. */
@@ -75,7 +87,11 @@ export const configSchema = z
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
         /** Largest JSON request body. @default 1048576 (1 MiB) */
-        bodyLimitBytes: z.number().int().positive().default(1024 * 1024),
+        bodyLimitBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 * 1024),
         /** Public base URL, used in links (build pages, logs). */
         publicUrl: z.string().url().optional(),
       })
@@ -108,7 +124,13 @@ export const configSchema = z
     storage: z
       .discriminatedUnion('kind', [
         z.object({ kind: z.literal('embedded') }).strict(),
-        z.object({ kind: z.literal('postgres'), url: z.string().min(1), maxConnections: z.number().int().positive().optional() }).strict(),
+        z
+          .object({
+            kind: z.literal('postgres'),
+            url: z.string().min(1),
+            maxConnections: z.number().int().positive().optional(),
+          })
+          .strict(),
       ])
       .default({ kind: 'embedded' }),
     projects: z.array(projectSchema).default([]),
@@ -127,7 +149,11 @@ export const configSchema = z
         b.builders.forEach((bl, bli) => {
           const id = `${p.name}/${b.name}/${bl.name}`;
           if (seen.has(id)) {
-            ctx.addIssue({ code: 'custom', message: `duplicate builder ${id}`, path: ['projects', pi, 'buckets', bi, 'builders', bli, 'name'] });
+            ctx.addIssue({
+              code: 'custom',
+              message: `duplicate builder ${id}`,
+              path: ['projects', pi, 'buckets', bi, 'builders', bli, 'name'],
+            });
           }
           seen.add(id);
           if (bl.leaseDurationSecs > bl.maxLeaseDurationSecs) {

@@ -72,7 +72,15 @@ export interface BuildTimeouts {
 /** One note in a build's own history: refused late reports, lease resets, cancel reasons. */
 export interface BuildEvent {
   time: string;
-  kind: 'LEASED' | 'STARTED' | 'LEASE_EXPIRED' | 'STALE_REPORT_REFUSED' | 'CANCEL_REQUESTED' | 'ENDED' | 'PRIORITY_CHANGED' | 'SWARMING_TASK';
+  kind:
+    | 'LEASED'
+    | 'STARTED'
+    | 'LEASE_EXPIRED'
+    | 'STALE_REPORT_REFUSED'
+    | 'CANCEL_REQUESTED'
+    | 'ENDED'
+    | 'PRIORITY_CHANGED'
+    | 'SWARMING_TASK';
   message: string;
 }
 

@@ -56,11 +56,13 @@ export class GerritIntake {
   /** The host an event came from: the one named, or the only configured one. */
   hostOf(named: string | undefined): string {
     if (named !== undefined) {
-      if (!this.o.settings.hosts.has(named)) throw new KilnError('INVALID_ARGUMENT', `Gerrit host ${named} is not configured`);
+      if (!this.o.settings.hosts.has(named))
+        throw new KilnError('INVALID_ARGUMENT', `Gerrit host ${named} is not configured`);
       return named;
     }
     const hosts = [...this.o.settings.hosts.keys()];
-    if (hosts.length !== 1) throw new KilnError('INVALID_ARGUMENT', 'several Gerrit hosts are configured: name one with ?host=');
+    if (hosts.length !== 1)
+      throw new KilnError('INVALID_ARGUMENT', 'several Gerrit hosts are configured: name one with ?host=');
     return hosts[0]!;
   }
 
@@ -86,7 +88,13 @@ export class GerritIntake {
     const out: IntakeAction[] = [];
     for (const d of decisions) out.push(await this.act(d));
     this.o.logger.info(
-      { host, type: parsed.event.type, change: parsed.event.change.number, patchset: parsed.event.patchSet.number, actions: out },
+      {
+        host,
+        type: parsed.event.type,
+        change: parsed.event.change.number,
+        patchset: parsed.event.patchSet.number,
+        actions: out,
+      },
       'Gerrit event',
     );
     return out;
@@ -146,7 +154,13 @@ export class GerritIntake {
     const builders: VerificationBuilder[] = projectBuilders(d.config).map(({ id, path }) => {
       const cfg = this.o.registry.builder(id);
       if (!cfg) throw new KilnError('BUILDER_NOT_FOUND', `builder ${path} is not configured`);
-      return { builder: id, dimensions: cfg.dimensions, priority: cfg.priority, properties: cfg.properties, timeouts: timeoutsOf(cfg) };
+      return {
+        builder: id,
+        dimensions: cfg.dimensions,
+        priority: cfg.priority,
+        properties: cfg.properties,
+        timeouts: timeoutsOf(cfg),
+      };
     });
     return {
       host: d.host,

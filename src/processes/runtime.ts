@@ -51,6 +51,9 @@ export function openConfiguredStorage(config: KilnConfig): Promise<Storage> {
 /** A Temporal client for the configured server; `address` overrides (dev server). */
 export function temporalClient(config: KilnConfig, address?: string): Promise<Client> {
   const a = address ?? config.temporal.address;
-  if (!a) throw new Error('no Temporal server: set temporal.address in the config or TEMPORAL_ADDRESS (kiln dev starts one itself)');
+  if (!a)
+    throw new Error(
+      'no Temporal server: set temporal.address in the config or TEMPORAL_ADDRESS (kiln dev starts one itself)',
+    );
   return connectClient({ ...config.temporal, address: a });
 }

@@ -24,7 +24,12 @@ export interface Running {
 }
 
 /** Starts a worker on the configured task queue; resolves once it polls. */
-export async function startWorker(opts: { config: KilnConfig; address: string; storage: Storage; logger: pino.Logger }): Promise<Running> {
+export async function startWorker(opts: {
+  config: KilnConfig;
+  address: string;
+  storage: Storage;
+  logger: pino.Logger;
+}): Promise<Running> {
   installRuntimeLogger(opts.logger);
   const connection = await connectWorker({ ...opts.config.temporal, address: opts.address });
   const worker = await createKilnWorker({

@@ -34,19 +34,28 @@ export async function startDevServer(opts: {
   logger: pino.Logger;
 }): Promise<DevServer> {
   if (!existsSync(TEMPORAL_CLI)) {
-    throw new Error(`Temporal CLI not found at ${TEMPORAL_CLI}: run "bash scripts/setup.sh" (needs Go), or set TEMPORAL_ADDRESS`);
+    throw new Error(
+      `Temporal CLI not found at ${TEMPORAL_CLI}: run "bash scripts/setup.sh" (needs Go), or set TEMPORAL_ADDRESS`,
+    );
   }
   mkdirSync(opts.dataDir, { recursive: true });
   const pidFile = join(opts.dataDir, 'temporal.pid');
   killStale(pidFile, opts.logger);
   const args = [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(opts.port),
-    '--ui-port', String(opts.uiPort),
-    '--db-filename', join(opts.dataDir, 'temporal.db'),
-    '--namespace', opts.namespace,
-    '--log-level', 'warn',
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(opts.port),
+    '--ui-port',
+    String(opts.uiPort),
+    '--db-filename',
+    join(opts.dataDir, 'temporal.db'),
+    '--namespace',
+    opts.namespace,
+    '--log-level',
+    'warn',
     ...searchAttributeArgs(),
   ];
   const child: ChildProcess = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -65,7 +74,8 @@ export async function startDevServer(opts: {
       await c.close();
       break;
     } catch (e) {
-      if (Date.now() > deadline) throw new Error(`Temporal dev server did not answer on ${address}: ${(e as Error).message}`);
+      if (Date.now() > deadline)
+        throw new Error(`Temporal dev server did not answer on ${address}: ${(e as Error).message}`);
       await sleep(250);
     }
   }

@@ -59,20 +59,21 @@ describe('HTTP API fuzzing', () => {
     await env?.teardown();
   });
 
-  const routes = () => [
-    ['POST', '/api/v1/builds'],
-    ['GET', `/api/v1/builds/${victim.id}`],
-    ['GET', '/api/v1/builds'],
-    ['POST', `/api/v1/builds/${victim.id}/cancel`],
-    ['POST', `/api/v1/builds/${victim.id}/priority`],
-    ['POST', '/api/v1/peek'],
-    ['POST', `/api/v1/builds/${victim.id}/lease`],
-    ['POST', `/api/v1/builds/${victim.id}/start`],
-    ['POST', `/api/v1/builds/${victim.id}/heartbeat`],
-    ['POST', '/api/v1/heartbeat'],
-    ['POST', `/api/v1/builds/${victim.id}/succeed`],
-    ['POST', `/api/v1/builds/${victim.id}/fail`],
-  ] as const;
+  const routes = () =>
+    [
+      ['POST', '/api/v1/builds'],
+      ['GET', `/api/v1/builds/${victim.id}`],
+      ['GET', '/api/v1/builds'],
+      ['POST', `/api/v1/builds/${victim.id}/cancel`],
+      ['POST', `/api/v1/builds/${victim.id}/priority`],
+      ['POST', '/api/v1/peek'],
+      ['POST', `/api/v1/builds/${victim.id}/lease`],
+      ['POST', `/api/v1/builds/${victim.id}/start`],
+      ['POST', `/api/v1/builds/${victim.id}/heartbeat`],
+      ['POST', '/api/v1/heartbeat'],
+      ['POST', `/api/v1/builds/${victim.id}/succeed`],
+      ['POST', `/api/v1/builds/${victim.id}/fail`],
+    ] as const;
 
   const validBodies = () => [
     { builder: { project: 'chromium', bucket: 'try', builder: 'linux-rel' }, tags: ['a:b'] },
@@ -86,12 +87,27 @@ describe('HTTP API fuzzing', () => {
   const body = fc.oneof(
     fc.jsonValue().map((v) => JSON.stringify(v)),
     fc.string({ unit: 'binary' }),
-    fc.constantFrom(...validBodies().map((b) => JSON.stringify(b))).chain((s) => fc.nat(s.length - 1).map((n) => s.slice(0, n))),
-    fc.record({ builder: fc.anything(), tags: fc.anything(), properties: fc.anything(), priority: fc.anything(), leaseKey: fc.anything() }).map((v) => JSON.stringify(v)),
-    fc.array(fc.string({ unit: 'grapheme', maxLength: 30 }), { minLength: 300, maxLength: 3000 }).map((tags) =>
-      JSON.stringify({ builder: { project: 'chromium', bucket: 'try', builder: 'linux-rel' }, tags }),
+    fc
+      .constantFrom(...validBodies().map((b) => JSON.stringify(b)))
+      .chain((s) => fc.nat(s.length - 1).map((n) => s.slice(0, n))),
+    fc
+      .record({
+        builder: fc.anything(),
+        tags: fc.anything(),
+        properties: fc.anything(),
+        priority: fc.anything(),
+        leaseKey: fc.anything(),
+      })
+      .map((v) => JSON.stringify(v)),
+    fc
+      .array(fc.string({ unit: 'grapheme', maxLength: 30 }), { minLength: 300, maxLength: 3000 })
+      .map((tags) => JSON.stringify({ builder: { project: 'chromium', bucket: 'try', builder: 'linux-rel' }, tags })),
+    fc.nat(LIMIT * 3).map((n) =>
+      JSON.stringify({
+        builder: { project: 'chromium', bucket: 'try', builder: 'linux-rel' },
+        properties: { x: 'y'.repeat(LIMIT + n) },
+      }),
     ),
-    fc.nat(LIMIT * 3).map((n) => JSON.stringify({ builder: { project: 'chromium', bucket: 'try', builder: 'linux-rel' }, properties: { x: 'y'.repeat(LIMIT + n) } })),
     fc.constant(JSON.stringify({ leaseKey: 'placeholder-other' })),
   );
   /** Wrong, missing or malformed credentials (never the writer token: those requests may legitimately succeed). */
@@ -121,18 +137,30 @@ describe('HTTP API fuzzing', () => {
   it('answers random bodies and bad credentials on every route with a coded 4xx', async () => {
     const before = (await env.client.workflow.count(`TaskQueue = '${h.taskQueue}'`)).count;
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...routes()), body, auth, fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded'), async ([method, url], b, a, ct) => {
-        // Truncated valid bodies carry the victim's real key: still refused, since they are not valid JSON
-        // or (when whole) sent with bad credentials or to routes that need more.
-        const payload = b.replace('placeholder-other', other.leaseKey).replace('placeholder-victim', `${victim.leaseKey}-not`);
-        const headers: Record<string, string> = { 'content-type': ct };
-        if (a !== undefined) headers.authorization = a;
-        const r = await inject(method, url, headers, method === 'GET' ? undefined : payload);
-        check(r.statusCode, r.payload, `${method} ${url} ${payload.slice(0, 80)}`);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...routes()),
+        body,
+        auth,
+        fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded'),
+        async ([method, url], b, a, ct) => {
+          // Truncated valid bodies carry the victim's real key: still refused, since they are not valid JSON
+          // or (when whole) sent with bad credentials or to routes that need more.
+          const payload = b
+            .replace('placeholder-other', other.leaseKey)
+            .replace('placeholder-victim', `${victim.leaseKey}-not`);
+          const headers: Record<string, string> = { 'content-type': ct };
+          if (a !== undefined) headers.authorization = a;
+          const r = await inject(method, url, headers, method === 'GET' ? undefined : payload);
+          check(r.statusCode, r.payload, `${method} ${url} ${payload.slice(0, 80)}`);
+        },
+      ),
       { numRuns: RUNS },
     );
-    assert.equal((await env.client.workflow.count(`TaskQueue = '${h.taskQueue}'`)).count, before, 'no workflow started');
+    assert.equal(
+      (await env.client.workflow.count(`TaskQueue = '${h.taskQueue}'`)).count,
+      before,
+      'no workflow started',
+    );
     const v = await h.storage.getBuild(victim.id);
     assert.equal(v?.status, 'STARTED');
     assert.equal(v?.version, victim.version, 'the victim build was not changed');
@@ -140,29 +168,64 @@ describe('HTTP API fuzzing', () => {
 
   it('refuses hostile paths and query strings (traversal, unicode, junk ids) with a coded 4xx', async () => {
     const segment = fc.oneof(
-      fc.constantFrom('..', '%2e%2e', '..%2f..%2fetc%2fpasswd', '%00', '-1', '9223372036854775808', '0', 'ｂｕｉｌｄ', '😀', 'a'.repeat(5000)),
+      fc.constantFrom(
+        '..',
+        '%2e%2e',
+        '..%2f..%2fetc%2fpasswd',
+        '%00',
+        '-1',
+        '9223372036854775808',
+        '0',
+        'ｂｕｉｌｄ',
+        '😀',
+        'a'.repeat(5000),
+      ),
       fc.string({ unit: 'grapheme', maxLength: 40 }).map(encodeURIComponent),
     );
     await fc.assert(
-      fc.asyncProperty(segment, fc.constantFrom('', '/log', '/lease', '/start', '/cancel', '/../../etc/passwd', '/log?name=../../etc/passwd'), fc.string({ maxLength: 200 }), async (seg, tail, q) => {
-        const method = tail === '' || tail.startsWith('/log') || tail.startsWith('/..') ? 'GET' : 'POST';
-        const r = await inject(method, `/api/v1/builds/${seg}${tail}`, { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, method === 'POST' ? '{}' : undefined);
-        check(r.statusCode, r.payload, `${method} ${seg}${tail}`);
-        const s = await inject('GET', `/api/v1/builds?${encodeURIComponent(q)}=${encodeURIComponent(q)}&status=${encodeURIComponent(q)}`, { authorization: `Bearer ${TOKEN}` });
-        assert.ok(s.statusCode < 500, `search ${q} → ${s.statusCode}`);
-        if (s.statusCode >= 400) check(s.statusCode, s.payload, `search ${q}`);
-      }),
+      fc.asyncProperty(
+        segment,
+        fc.constantFrom('', '/log', '/lease', '/start', '/cancel', '/../../etc/passwd', '/log?name=../../etc/passwd'),
+        fc.string({ maxLength: 200 }),
+        async (seg, tail, q) => {
+          const method = tail === '' || tail.startsWith('/log') || tail.startsWith('/..') ? 'GET' : 'POST';
+          const r = await inject(
+            method,
+            `/api/v1/builds/${seg}${tail}`,
+            { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+            method === 'POST' ? '{}' : undefined,
+          );
+          check(r.statusCode, r.payload, `${method} ${seg}${tail}`);
+          const s = await inject(
+            'GET',
+            `/api/v1/builds?${encodeURIComponent(q)}=${encodeURIComponent(q)}&status=${encodeURIComponent(q)}`,
+            { authorization: `Bearer ${TOKEN}` },
+          );
+          assert.ok(s.statusCode < 500, `search ${q} → ${s.statusCode}`);
+          if (s.statusCode >= 400) check(s.statusCode, s.payload, `search ${q}`);
+        },
+      ),
       { numRuns: RUNS },
     );
   });
 
   it("refuses another build's lease key and changes neither build", async () => {
     for (const path of ['start', 'heartbeat', 'succeed', 'fail']) {
-      const r = await inject('POST', `/api/v1/builds/${victim.id}/${path}`, { 'content-type': 'application/json' }, JSON.stringify({ leaseKey: other.leaseKey }));
+      const r = await inject(
+        'POST',
+        `/api/v1/builds/${victim.id}/${path}`,
+        { 'content-type': 'application/json' },
+        JSON.stringify({ leaseKey: other.leaseKey }),
+      );
       assert.equal(r.statusCode, 409, r.payload);
       assert.equal(r.json().code, 'LEASE_EXPIRED');
     }
-    const hb = await inject('POST', '/api/v1/heartbeat', { 'content-type': 'application/json' }, JSON.stringify({ heartbeats: [{ buildId: other.id, leaseKey: victim.leaseKey }] }));
+    const hb = await inject(
+      'POST',
+      '/api/v1/heartbeat',
+      { 'content-type': 'application/json' },
+      JSON.stringify({ heartbeats: [{ buildId: other.id, leaseKey: victim.leaseKey }] }),
+    );
     assert.equal(hb.json().results[0].error.code, 'LEASE_EXPIRED');
     assert.equal((await h.storage.getBuild(victim.id))?.status, 'STARTED');
     assert.equal((await h.storage.getBuild(other.id))?.status, 'SCHEDULED');

@@ -52,7 +52,10 @@ describe('HTTP API', () => {
     const r = await app.inject({
       method,
       url,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       payload: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
     return { status: r.statusCode, body: r.json() as Record<string, unknown> };
@@ -63,11 +66,19 @@ describe('HTTP API', () => {
   it('runs the whole lease cycle over HTTP', async () => {
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
-      const s = await call('POST', '/api/v1/builds', SCHEDULER, { builder, tags: ['buildset:commit/1'], requestId: 'r1' });
+      const s = await call('POST', '/api/v1/builds', SCHEDULER, {
+        builder,
+        tags: ['buildset:commit/1'],
+        requestId: 'r1',
+      });
       assert.equal(s.status, 200, JSON.stringify(s.body));
       const id = s.body.id as string;
       assert.equal(s.body.createdBy, 'cq');
-      const again = await call('POST', '/api/v1/builds', SCHEDULER, { builder, tags: ['buildset:commit/1'], requestId: 'r1' });
+      const again = await call('POST', '/api/v1/builds', SCHEDULER, {
+        builder,
+        tags: ['buildset:commit/1'],
+        requestId: 'r1',
+      });
       assert.equal(again.body.id, id);
 
       let peek = await call('POST', '/api/v1/peek', WRITER, { buckets: ['chromium/try'] });
@@ -76,7 +87,10 @@ describe('HTTP API', () => {
         peek = await call('POST', '/api/v1/peek', WRITER, { buckets: ['chromium/try'] });
       }
       assert.ok((peek.body.builds as { id: string }[]).some((b) => b.id === id));
-      const lease = await call('POST', `/api/v1/builds/${id}/lease`, WRITER, { holder: 'bot-1', leaseDurationSecs: 60 });
+      const lease = await call('POST', `/api/v1/builds/${id}/lease`, WRITER, {
+        holder: 'bot-1',
+        leaseDurationSecs: 60,
+      });
       assert.equal(lease.status, 200);
       const leaseKey = lease.body.leaseKey as string;
       const again2 = await call('POST', `/api/v1/builds/${id}/lease`, WRITER, {});
@@ -92,12 +106,18 @@ describe('HTTP API', () => {
       const results = hb.body.results as { leaseExpiration?: string; error?: { code: string } }[];
       assert.ok(results[0]?.leaseExpiration);
       assert.equal(results[1]?.error?.code, 'LEASE_EXPIRED');
-      const ok = await call('POST', `/api/v1/builds/${id}/succeed`, undefined, { leaseKey, output: { properties: { x: 1 } } });
+      const ok = await call('POST', `/api/v1/builds/${id}/succeed`, undefined, {
+        leaseKey,
+        output: { properties: { x: 1 } },
+      });
       assert.equal(ok.body.status, 'SUCCESS');
       const got = await call('GET', `/api/v1/builds/${id}`, READER);
       assert.equal(got.body.status, 'SUCCESS');
       const found = await call('GET', '/api/v1/builds?buildset=commit/1&status=SUCCESS', READER);
-      assert.deepEqual((found.body.builds as { id: string }[]).map((b) => b.id), [id]);
+      assert.deepEqual(
+        (found.body.builds as { id: string }[]).map((b) => b.id),
+        [id],
+      );
       const cancel = await call('POST', `/api/v1/builds/${id}/cancel`, SCHEDULER, { reason: 'late' });
       assert.equal(cancel.body.status, 'SUCCESS', 'cancel of an ended build changes nothing');
     });
@@ -120,9 +140,17 @@ describe('HTTP API', () => {
       assert.equal(r.body.code, code);
       assert.match(String(r.body.message), msg);
     }
-    const big = await call('POST', '/api/v1/builds', SCHEDULER, { builder, properties: { blob: 'x'.repeat(100 * 1024) } });
+    const big = await call('POST', '/api/v1/builds', SCHEDULER, {
+      builder,
+      properties: { blob: 'x'.repeat(100 * 1024) },
+    });
     assert.deepEqual([big.status, big.body.code], [413, 'PAYLOAD_TOO_LARGE']);
-    const r = await app.inject({ method: 'POST', url: '/api/v1/builds', headers: { authorization: `Bearer ${SCHEDULER}`, 'content-type': 'text/plain' }, payload: 'hi' });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/api/v1/builds',
+      headers: { authorization: `Bearer ${SCHEDULER}`, 'content-type': 'text/plain' },
+      payload: 'hi',
+    });
     assert.deepEqual([r.statusCode, r.json().code], [415, 'UNSUPPORTED_MEDIA_TYPE']);
     assert.equal((await call('GET', '/api/v1/builds/abc', READER)).body.code, 'INVALID_ARGUMENT');
     assert.equal((await call('GET', '/api/v1/builds/12345', READER)).body.code, 'BUILD_NOT_FOUND');
@@ -137,7 +165,11 @@ describe('HTTP API', () => {
     assert.deepEqual([noToken.status, noToken.body.code], [401, 'UNAUTHENTICATED']);
     const wrong = await call('POST', '/api/v1/builds', 'not-a-real-token-at-all', { builder });
     assert.deepEqual([wrong.status, wrong.body.code], [401, 'UNAUTHENTICATED']);
-    const malformed = await app.inject({ method: 'GET', url: '/api/v1/builds', headers: { authorization: 'Basic abc' } });
+    const malformed = await app.inject({
+      method: 'GET',
+      url: '/api/v1/builds',
+      headers: { authorization: 'Basic abc' },
+    });
     assert.equal(malformed.statusCode, 401);
     const reader = await call('POST', '/api/v1/builds', READER, { builder });
     assert.deepEqual([reader.status, reader.body.code], [403, 'PERMISSION_DENIED']);

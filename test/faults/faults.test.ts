@@ -106,7 +106,8 @@ workDir: ${dir}/runner-${i}
         return await fn();
       } catch (e) {
         const down = e instanceof KilnApiError && (e.code === 'UNAVAILABLE' || e.code === 'INTERNAL');
-        if (!down || Date.now() > deadline) throw e;
+        if (!down) throw e;
+        if (Date.now() > deadline) throw new Error(`${what}: Kiln still unavailable after 90 s`, { cause: e });
         await sleep(300);
       }
     }
@@ -116,7 +117,11 @@ workDir: ${dir}/runner-${i}
     const ids: string[] = [];
     const schedule = async (phase: string) => {
       for (let i = 0; i < BUILDS_PER_PHASE; i++) {
-        const b = await retrying(() => kiln.schedule({ builder: { project: 'fault', bucket: 'ci', builder: 'work' }, requestId: `${phase}-${i}` }), 'schedule');
+        const b = await retrying(
+          () =>
+            kiln.schedule({ builder: { project: 'fault', bucket: 'ci', builder: 'work' }, requestId: `${phase}-${i}` }),
+          'schedule',
+        );
         ids.push(b.id);
       }
     };
@@ -126,14 +131,23 @@ workDir: ${dir}/runner-${i}
     const tb = await retrying(() => kiln.schedule({ builder: tinderbox }), 'schedule tinderbox');
     let task: { buildId: string; leaseKey: string } | null = null;
     for (let i = 0; i < 50 && !task; i++) {
-      task = (await kiln.request<{ task: { buildId: string; leaseKey: string } | null }>('POST', '/api/v1/tinderbox/get-task', { platform: 'tinderbox', tinderboxId: 'tb-1' })).task;
+      task = (
+        await kiln.request<{ task: { buildId: string; leaseKey: string } | null }>(
+          'POST',
+          '/api/v1/tinderbox/get-task',
+          { platform: 'tinderbox', tinderboxId: 'tb-1' },
+        )
+      ).task;
       if (!task) await sleep(200);
     }
     assert.ok(task, 'the tinderbox got its task');
     assert.equal(task.buildId, tb.id);
 
     // A zombie holder leases a build and goes silent: its lease dies during the restarts.
-    const z = await retrying(() => kiln.schedule({ builder: { project: 'fault', bucket: 'ci', builder: 'zombie' } }), 'schedule zombie');
+    const z = await retrying(
+      () => kiln.schedule({ builder: { project: 'fault', bucket: 'ci', builder: 'zombie' } }),
+      'schedule zombie',
+    );
     let zombie: { leaseKey: string } | undefined;
     for (let i = 0; i < 50 && !zombie; i++) {
       zombie = await kiln.lease(z.id, { holder: 'zombie' }).catch(async () => {
@@ -194,7 +208,13 @@ workDir: ${dir}/runner-${i}
 
     // The tinderbox reports after every restart: accepted.
     const report = await retrying(
-      () => kiln.request<Build>('POST', '/api/v1/tinderbox/report', { buildId: task.buildId, leaseKey: task.leaseKey, outcome: 'SUCCESS', log: 'built fine\n' }),
+      () =>
+        kiln.request<Build>('POST', '/api/v1/tinderbox/report', {
+          buildId: task.buildId,
+          leaseKey: task.leaseKey,
+          outcome: 'SUCCESS',
+          log: 'built fine\n',
+        }),
       'tinderbox report',
     );
     assert.equal(report.status, 'SUCCESS');
@@ -212,15 +232,25 @@ workDir: ${dir}/runner-${i}
     }
     const after = await kiln.get(z.id);
     assert.equal(after.status, 'SCHEDULED');
-    assert.ok(after.events.some((e) => e.kind === 'STALE_REPORT_REFUSED'), 'the late report is noted');
+    assert.ok(
+      after.events.some((e) => e.kind === 'STALE_REPORT_REFUSED'),
+      'the late report is noted',
+    );
 
     // Storage and Temporal visibility agree: each build once, nothing extra.
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    const rows = (await client.query<{ id: string; n: string }>(`SELECT id::text AS id, count(*) OVER (PARTITION BY project, bucket, builder, number) AS n FROM builds WHERE builder = 'work'`)).rows;
+    const rows = (
+      await client.query<{ id: string; n: string }>(
+        `SELECT id::text AS id, count(*) OVER (PARTITION BY project, bucket, builder, number) AS n FROM builds WHERE builder = 'work'`,
+      )
+    ).rows;
     await client.end();
     assert.deepEqual(new Set(rows.map((r) => r.id)), new Set(ids), 'storage holds exactly the scheduled builds');
-    assert.ok(rows.every((r) => r.n === '1'), 'build numbers unique per builder');
+    assert.ok(
+      rows.every((r) => r.n === '1'),
+      'build numbers unique per builder',
+    );
     const connection = await Connection.connect({ address: `127.0.0.1:${temporalPort}` });
     const temporalClient = new Client({ connection });
     const closed = await temporalClient.workflow.count(`KilnBuilder = 'work' AND ExecutionStatus = 'Completed'`);

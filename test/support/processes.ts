@@ -59,7 +59,12 @@ function track(proc: ChildProcess): Child {
 
 /** Runs `kiln <args>` (bin/kiln.js) with extra env. */
 export function spawnKiln(args: string[], env: Record<string, string> = {}): Child {
-  return track(spawn(process.execPath, [KILN, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  return track(
+    spawn(process.execPath, [KILN, ...args], {
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 /** Starts the Temporal CLI dev server with Kiln's search attributes and a SQLite file (kept across restarts). */
@@ -67,7 +72,20 @@ export async function spawnDevServer(port: number, dbFile: string): Promise<Chil
   const child = track(
     spawn(
       TEMPORAL_CLI,
-      ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless', '--db-filename', dbFile, '--log-level', 'error', ...searchAttributeArgs()],
+      [
+        'server',
+        'start-dev',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--headless',
+        '--db-filename',
+        dbFile,
+        '--log-level',
+        'error',
+        ...searchAttributeArgs(),
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     ),
   );
@@ -79,7 +97,8 @@ export async function spawnDevServer(port: number, dbFile: string): Promise<Chil
       await c.close();
       return child;
     } catch (e) {
-      if (child.proc.exitCode !== null || Date.now() > deadline) throw new Error(`dev server did not start: ${(e as Error).message}\n${child.output()}`);
+      if (child.proc.exitCode !== null || Date.now() > deadline)
+        throw new Error(`dev server did not start: ${(e as Error).message}\n${child.output()}`);
       await sleep(200);
     }
   }
@@ -95,7 +114,8 @@ export async function waitForHttp(url: string, child?: Child, timeoutMs = 60_000
     } catch {
       // not up yet
     }
-    if (child && child.proc.exitCode !== null) throw new Error(`process exited before ${url} answered:\n${child.output()}`);
+    if (child && child.proc.exitCode !== null)
+      throw new Error(`process exited before ${url} answered:\n${child.output()}`);
     if (Date.now() > deadline) throw new Error(`${url} did not answer in time${child ? `:\n${child.output()}` : ''}`);
     await sleep(200);
   }

@@ -35,7 +35,13 @@ process.env[GERRIT_PASSWORD_ENV] = 'kiln-http-password';
 
 /** Accounts on the fake Gerrit. */
 export const ACCOUNTS = {
-  kiln: { _account_id: 1000, username: 'kiln', name: 'Kiln', email: 'kiln@example.org', password: 'kiln-http-password' },
+  kiln: {
+    _account_id: 1000,
+    username: 'kiln',
+    name: 'Kiln',
+    email: 'kiln@example.org',
+    password: 'kiln-http-password',
+  },
   alice: { _account_id: 1, username: 'alice', name: 'Alice', email: 'alice@example.org' },
   norbert: { _account_id: 2, username: 'norbert', name: 'Norbert', email: 'norbert@example.org' },
   bob: { _account_id: 3, username: 'bob', name: 'Bob', email: 'bob@example.org' },
@@ -45,7 +51,9 @@ export const ACCOUNTS = {
 export async function registerSearchAttributes(env: TestWorkflowEnvironment): Promise<void> {
   await env.connection.operatorService.addSearchAttributes({
     namespace: env.namespace ?? 'default',
-    searchAttributes: Object.fromEntries(KILN_SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)!])),
+    searchAttributes: Object.fromEntries(
+      KILN_SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)!]),
+    ),
   });
 }
 
@@ -82,9 +90,19 @@ export interface VerificationHarness {
   restartApi(): Promise<void>;
   close(): Promise<void>;
   /** POSTs a stream event; returns status and JSON body. */
-  sendEvent(event: unknown, secret?: string): Promise<{ status: number; body: { actions?: { action: string; reason: string; workflowId?: string }[]; code?: string; message?: string } }>;
+  sendEvent(
+    event: unknown,
+    secret?: string,
+  ): Promise<{
+    status: number;
+    body: { actions?: { action: string; reason: string; workflowId?: string }[]; code?: string; message?: string };
+  }>;
   getTask(platform: string, tinderboxId: string, capabilities?: string[]): Promise<TinderboxTask | null>;
-  report(task: Pick<TinderboxTask, 'buildId' | 'leaseKey'>, outcome: 'SUCCESS' | 'FAILURE', log?: string): Promise<{ status: number; body: Build & { code?: string } }>;
+  report(
+    task: Pick<TinderboxTask, 'buildId' | 'leaseKey'>,
+    outcome: 'SUCCESS' | 'FAILURE',
+    log?: string,
+  ): Promise<{ status: number; body: Build & { code?: string } }>;
   /** The verification's final state (waits for it to end). */
   result(change: number, patchset: number): Promise<VerificationState>;
   /** Kiln's messages on a change (marker line stripped), in order, with the votes they carried. */
@@ -95,7 +113,11 @@ export interface VerificationHarness {
 
 /** Stream-event JSON in Gerrit's wire format for changes on the fake. */
 export function eventFactory(project: string) {
-  const acct = (a: { name: string; email: string; username: string }) => ({ name: a.name, email: a.email, username: a.username });
+  const acct = (a: { name: string; email: string; username: string }) => ({
+    name: a.name,
+    email: a.email,
+    username: a.username,
+  });
   const base = (change: number, ps: Ps) => ({
     change: {
       project,
@@ -111,16 +133,37 @@ export function eventFactory(project: string) {
     eventCreatedOn: 1714557600,
   });
   return {
-    patchsetCreated: (change: number, ps: Ps) => ({ type: 'patchset-created', ...base(change, ps), uploader: acct(ACCOUNTS.alice) }),
-    commentAdded: (change: number, ps: Ps, author: keyof typeof ACCOUNTS, approvals: { type: string; value: number; oldValue?: number }[]) => ({
+    patchsetCreated: (change: number, ps: Ps) => ({
+      type: 'patchset-created',
+      ...base(change, ps),
+      uploader: acct(ACCOUNTS.alice),
+    }),
+    commentAdded: (
+      change: number,
+      ps: Ps,
+      author: keyof typeof ACCOUNTS,
+      approvals: { type: string; value: number; oldValue?: number }[],
+    ) => ({
       type: 'comment-added',
       ...base(change, ps),
       author: acct(ACCOUNTS[author]),
-      approvals: approvals.map((a) => ({ type: a.type, value: String(a.value), ...(a.oldValue !== undefined ? { oldValue: String(a.oldValue) } : {}) })),
+      approvals: approvals.map((a) => ({
+        type: a.type,
+        value: String(a.value),
+        ...(a.oldValue !== undefined ? { oldValue: String(a.oldValue) } : {}),
+      })),
       comment: 'Patch Set 1: Code-Review+2',
     }),
-    changeMerged: (change: number, ps: Ps) => ({ type: 'change-merged', ...base(change, ps), submitter: acct(ACCOUNTS.norbert) }),
-    changeAbandoned: (change: number, ps: Ps) => ({ type: 'change-abandoned', ...base(change, ps), abandoner: acct(ACCOUNTS.alice) }),
+    changeMerged: (change: number, ps: Ps) => ({
+      type: 'change-merged',
+      ...base(change, ps),
+      submitter: acct(ACCOUNTS.norbert),
+    }),
+    changeAbandoned: (change: number, ps: Ps) => ({
+      type: 'change-abandoned',
+      ...base(change, ps),
+      abandoner: acct(ACCOUNTS.alice),
+    }),
   };
 }
 
@@ -165,7 +208,10 @@ gerrit:
 }
 
 /** Starts a harness on `env`. */
-export async function verificationHarness(env: TestWorkflowEnvironment, o: VerificationHarnessOptions = {}): Promise<VerificationHarness> {
+export async function verificationHarness(
+  env: TestWorkflowEnvironment,
+  o: VerificationHarnessOptions = {},
+): Promise<VerificationHarness> {
   const n = ++counter;
   const host = `g${process.pid}-${n}.example.org`;
   const fake = await FakeGerritServer.start();
@@ -178,7 +224,14 @@ export async function verificationHarness(env: TestWorkflowEnvironment, o: Verif
   const taskQueue = `kiln-verify-${process.pid}-${n}`;
   const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
   const logDir = await mkdtemp(join(tmpdir(), 'kiln-verify-logs-'));
-  const intake = new GerritIntake({ client: env.client, registry, settings, taskQueue, logger: testLogger, publicUrl: PUBLIC_URL });
+  const intake = new GerritIntake({
+    client: env.client,
+    registry,
+    settings,
+    taskQueue,
+    logger: testLogger,
+    publicUrl: PUBLIC_URL,
+  });
 
   let app: FastifyInstance;
   const startApi = async (): Promise<string> => {
@@ -237,12 +290,19 @@ export async function verificationHarness(env: TestWorkflowEnvironment, o: Verif
       const res = await fetch(`${h.url}/api/v1/tinderbox/report`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ buildId: task.buildId, leaseKey: task.leaseKey, outcome, ...(log !== undefined ? { log } : {}) }),
+        body: JSON.stringify({
+          buildId: task.buildId,
+          leaseKey: task.leaseKey,
+          outcome,
+          ...(log !== undefined ? { log } : {}),
+        }),
       });
       return { status: res.status, body: (await res.json()) as never };
     },
     result: (change, patchset) =>
-      env.client.workflow.getHandle(verificationWorkflowId(host, change, patchset)).result() as Promise<VerificationState>,
+      env.client.workflow
+        .getHandle(verificationWorkflowId(host, change, patchset))
+        .result() as Promise<VerificationState>,
     kilnReviews(change) {
       return fake.reviews
         .filter((r) => r.change === change && r.accountId === ACCOUNTS.kiln._account_id)

@@ -7,13 +7,22 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { eventually } from '../support/temporal.ts';
-import { eventFactory, JAVA_TEST_SERVER, PUBLIC_URL, registerSearchAttributes, verificationHarness, type VerificationHarness } from '../support/verification.ts';
+import {
+  eventFactory,
+  JAVA_TEST_SERVER,
+  PUBLIC_URL,
+  registerSearchAttributes,
+  verificationHarness,
+  type VerificationHarness,
+} from '../support/verification.ts';
 
 describe('verification lease on the time-skipping server', () => {
   let env: TestWorkflowEnvironment;
   let h: VerificationHarness;
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: JAVA_TEST_SERVER } } });
+    env = await TestWorkflowEnvironment.createTimeSkipping({
+      server: { executable: { type: 'existing-path', path: JAVA_TEST_SERVER } },
+    });
     await registerSearchAttributes(env);
     h = await verificationHarness(env, { idleTimeoutSecs: 24 * 3600 });
   });
@@ -22,13 +31,17 @@ describe('verification lease on the time-skipping server', () => {
     await env?.teardown();
   });
 
-  it('silent for 4 h → rescheduled once; the first tinderbox\'s late report is refused; the second one\'s counts', async () => {
+  it("silent for 4 h → rescheduled once; the first tinderbox's late report is refused; the second one's counts", async () => {
     const online = eventFactory('online');
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
       const c = h.fake.createChange({ project: 'online', owner: 1 });
       assert.equal((await h.sendEvent(online.patchsetCreated(c.number, c.patchset))).status, 202);
-      const first = await eventually(async () => (await h.getTask('LINUX', 'tb-silent')) ?? false, 60_000, 'first task');
+      const first = await eventually(
+        async () => (await h.getTask('LINUX', 'tb-silent')) ?? false,
+        60_000,
+        'first task',
+      );
       await eventually(async () => h.kilnReviews(c.number).length >= 1, 60_000, 'taken message');
       await env.sleep(4 * 3600_000 + 60_000);
       await eventually(async () => h.kilnReviews(c.number).length >= 2, 60_000, 'rescheduled message');
@@ -40,7 +53,10 @@ describe('verification lease on the time-skipping server', () => {
       assert.equal(late.body.code, 'LEASE_EXPIRED');
       const done = await h.report(second, 'SUCCESS');
       assert.equal(done.status, 200);
-      assert.ok(done.body.events.some((e) => e.kind === 'STALE_REPORT_REFUSED'), 'late report noted in the build');
+      assert.ok(
+        done.body.events.some((e) => e.kind === 'STALE_REPORT_REFUSED'),
+        'late report noted in the build',
+      );
       assert.equal(done.body.leaseResets, 1);
       const r = await h.result(c.number, 1);
       assert.equal(r.vote, 1);

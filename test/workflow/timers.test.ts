@@ -23,10 +23,14 @@ describe('build timers and cancel', () => {
   });
 
   const ended = (id: string) =>
-    eventually(async () => {
-      const b = await h.storage.getBuild(id);
-      return b && ['SUCCESS', 'FAILURE', 'INFRA_FAILURE', 'CANCELED'].includes(b.status) && b;
-    }, 20_000, `build ${id} to end`);
+    eventually(
+      async () => {
+        const b = await h.storage.getBuild(id);
+        return b && ['SUCCESS', 'FAILURE', 'INFRA_FAILURE', 'CANCELED'].includes(b.status) && b;
+      },
+      20_000,
+      `build ${id} to end`,
+    );
 
   it('lease expiry returns the build to SCHEDULED with a new generation; the old key is dead', async () => {
     const worker = await h.newWorker();
@@ -35,12 +39,18 @@ describe('build timers and cancel', () => {
       const old = await h.service.lease(b.id, { holder: 'dies-soon' });
       await h.service.start(b.id, { leaseKey: old.leaseKey });
       // No heartbeat: the 2 s lease expires and the build is leasable again.
-      const again = await eventually(async () => {
-        const s = await h.storage.getBuild(b.id);
-        return s?.status === 'SCHEDULED' && s.leaseResets === 1 && s;
-      }, 15_000, 'lease reset');
+      const again = await eventually(
+        async () => {
+          const s = await h.storage.getBuild(b.id);
+          return s?.status === 'SCHEDULED' && s.leaseResets === 1 && s;
+        },
+        15_000,
+        'lease reset',
+      );
       assert.equal(again.leaseHolder, undefined);
-      assert.ok((await h.service.peek({ buckets: ['chromium/try'], builders: ['short-lease'] })).some((x) => x.id === b.id));
+      assert.ok(
+        (await h.service.peek({ buckets: ['chromium/try'], builders: ['short-lease'] })).some((x) => x.id === b.id),
+      );
       await rejectsWith(h.service.heartbeat(b.id, { leaseKey: old.leaseKey }), 'LEASE_EXPIRED');
       await rejectsWith(h.service.succeed(b.id, { leaseKey: old.leaseKey }), 'LEASE_EXPIRED');
       const fresh = await h.service.lease(b.id, { holder: 'second' });

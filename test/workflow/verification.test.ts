@@ -33,14 +33,20 @@ describe('change verification', () => {
 
   /** Waits until Kiln has posted `n` reviews on `change`, then returns them. */
   const reviews = (h: VerificationHarness, change: number, n: number) =>
-    eventually(async () => h.kilnReviews(change).length >= n && h.kilnReviews(change), 30_000, `${n} Kiln review(s) on change ${change}`);
+    eventually(
+      async () => h.kilnReviews(change).length >= n && h.kilnReviews(change),
+      30_000,
+      `${n} Kiln review(s) on change ${change}`,
+    );
 
   /** A tinderbox's get-task, retried until a task is pending. */
   const take = (h: VerificationHarness, platform: string, id: string, caps: string[] = []) =>
     eventually(async () => (await h.getTask(platform, id, caps)) ?? false, 30_000, `a ${platform} task for ${id}`);
 
   const buildsOf = async (h: VerificationHarness, change: number, ps: number): Promise<Build[]> => {
-    const res = await fetch(`${h.url}/api/v1/builds?buildset=${encodeURIComponent(`patch/gerrit/${h.host}/${change}/${ps}`)}`);
+    const res = await fetch(
+      `${h.url}/api/v1/builds?buildset=${encodeURIComponent(`patch/gerrit/${h.host}/${change}/${ps}`)}`,
+    );
     return ((await res.json()) as { builds: Build[] }).builds;
   };
 
@@ -55,9 +61,30 @@ describe('change verification', () => {
     const h = await harness();
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
-      const rows: { name: string; setup: (change: number) => void; author: 'norbert' | 'bob'; value: number; build: boolean; reason: RegExp }[] = [
-        { name: 'member CR+2', setup: (n) => h.fake.vote(n, 2, CR, 2), author: 'norbert', value: 2, build: true, reason: /Code-Review \+2 by norbert/ },
-        { name: 'non-member CR+2 only', setup: (n) => h.fake.vote(n, 3, CR, 2), author: 'bob', value: 2, build: false, reason: /no Code-Review > 0 by a member/ },
+      const rows: {
+        name: string;
+        setup: (change: number) => void;
+        author: 'norbert' | 'bob';
+        value: number;
+        build: boolean;
+        reason: RegExp;
+      }[] = [
+        {
+          name: 'member CR+2',
+          setup: (n) => h.fake.vote(n, 2, CR, 2),
+          author: 'norbert',
+          value: 2,
+          build: true,
+          reason: /Code-Review \+2 by norbert/,
+        },
+        {
+          name: 'non-member CR+2 only',
+          setup: (n) => h.fake.vote(n, 3, CR, 2),
+          author: 'bob',
+          value: 2,
+          build: false,
+          reason: /no Code-Review > 0 by a member/,
+        },
         {
           name: 'member CR+2 and someone CR-1',
           setup: (n) => (h.fake.vote(n, 2, CR, 2), h.fake.vote(n, 3, CR, -1)),
@@ -86,7 +113,9 @@ describe('change verification', () => {
       for (const row of rows) {
         const c = h.fake.createChange({ project: 'core', owner: 1 });
         row.setup(c.number);
-        const sent = await h.sendEvent(h.events.commentAdded(c.number, c.patchset, row.author, [{ type: CR, value: row.value, oldValue: 0 }]));
+        const sent = await h.sendEvent(
+          h.events.commentAdded(c.number, c.patchset, row.author, [{ type: CR, value: row.value, oldValue: 0 }]),
+        );
         assert.equal(sent.status, 202, row.name);
         assert.equal(sent.body.actions?.[0]?.action, 'evaluate', row.name);
         if (!row.build) {
@@ -96,10 +125,14 @@ describe('change verification', () => {
           assert.deepEqual(await buildsOf(h, c.number, 1), [], row.name);
           assert.deepEqual(h.kilnReviews(c.number), [], `${row.name}: nothing posted`);
         } else {
-          const builds = await eventually(async () => {
-            const b = await buildsOf(h, c.number, 1);
-            return b.length === 2 && b;
-          }, 30_000, 'two builds');
+          const builds = await eventually(
+            async () => {
+              const b = await buildsOf(h, c.number, 1);
+              return b.length === 2 && b;
+            },
+            30_000,
+            'two builds',
+          );
           assert.deepEqual(builds.map((b) => b.builder.builder).sort(), ['LINUX', 'WINDOWS']);
           // Abandoning ends it without a vote.
           await h.sendEvent(h.events.changeAbandoned(c.number, c.patchset));
@@ -107,7 +140,10 @@ describe('change verification', () => {
           assert.match(r.reason, row.reason, row.name);
           assert.equal(r.canceled, 'change abandoned');
           assert.deepEqual(h.kilnReviews(c.number), [
-            { message: 'Verification of patch set 1 canceled: change abandoned. Canceled: LINUX, WINDOWS.', patchset: 1 },
+            {
+              message: 'Verification of patch set 1 canceled: change abandoned. Canceled: LINUX, WINDOWS.',
+              patchset: 1,
+            },
           ]);
         }
       }
@@ -124,10 +160,14 @@ describe('change verification', () => {
       assert.equal(a.status, 202);
       assert.equal(b.status, 202);
       assert.equal(a.body.actions?.[0]?.workflowId, `verify/${h.host}/${c.number}/1`);
-      const builds = await eventually(async () => {
-        const x = await buildsOf(h, c.number, 1);
-        return x.length === 2 && x;
-      }, 30_000, 'builds');
+      const builds = await eventually(
+        async () => {
+          const x = await buildsOf(h, c.number, 1);
+          return x.length === 2 && x;
+        },
+        30_000,
+        'builds',
+      );
       const linuxBuild = builds.find((x) => x.builder.builder === 'LINUX')!;
       // CQ properties and the buildset tag.
       assert.equal(linuxBuild.input.properties['event.change.number'], c.number);
@@ -196,10 +236,13 @@ describe('change verification', () => {
         { message: `LINUX: SUCCESS on tb-linux. Log: ${PUBLIC_URL}/api/v1/builds/${linux.buildId}/log`, patchset: 1 },
         { message: 'Verified -1: failed on WINDOWS.', labels: { Verified: -1 }, patchset: 1 },
       ]);
-      assert.deepEqual(posted.slice(0, 2).map((x) => x.message).sort(), [
-        `LINUX: taken by tb-linux (build ${linux.buildId}).`,
-        `WINDOWS: taken by tb-win (build ${win.buildId}).`,
-      ]);
+      assert.deepEqual(
+        posted
+          .slice(0, 2)
+          .map((x) => x.message)
+          .sort(),
+        [`LINUX: taken by tb-linux (build ${linux.buildId}).`, `WINDOWS: taken by tb-win (build ${win.buildId}).`],
+      );
     });
   });
 
@@ -215,15 +258,23 @@ describe('change verification', () => {
       const r = await h.result(c.number, 1);
       assert.equal(r.vote, 0);
       const win = (await buildsOf(h, c.number, 1)).find((b) => b.builder.builder === 'WINDOWS')!;
-      const winNow = await eventually(async () => {
-        const b = await h.storage.getBuild(win.id);
-        return b?.status === 'CANCELED' && b;
-      }, 15_000, 'WINDOWS canceled');
+      const winNow = await eventually(
+        async () => {
+          const b = await h.storage.getBuild(win.id);
+          return b?.status === 'CANCELED' && b;
+        },
+        15_000,
+        'WINDOWS canceled',
+      );
       assert.equal(winNow.summaryMarkdown, 'no tinderbox took the task within 4s');
       assert.deepEqual(h.kilnReviews(c.number), [
         { message: `LINUX: taken by tb-linux (build ${linux.buildId}).`, patchset: 1 },
         { message: `LINUX: SUCCESS on tb-linux. Log: ${PUBLIC_URL}/api/v1/builds/${linux.buildId}/log`, patchset: 1 },
-        { message: 'Verified 0: no verdict. WINDOWS: no tinderbox took the task within 4s.', labels: { Verified: 0 }, patchset: 1 },
+        {
+          message: 'Verified 0: no verdict. WINDOWS: no tinderbox took the task within 4s.',
+          labels: { Verified: 0 },
+          patchset: 1,
+        },
       ]);
     });
   });
@@ -241,7 +292,11 @@ describe('change verification', () => {
       assert.equal(sent.body.actions?.[0]?.action, 'merged');
       await reviews(h, c.number, 2);
       const win = (await buildsOf(h, c.number, 1)).find((b) => b.builder.builder === 'WINDOWS')!;
-      await eventually(async () => (await h.storage.getBuild(win.id))?.status === 'CANCELED', 15_000, 'WINDOWS canceled');
+      await eventually(
+        async () => (await h.storage.getBuild(win.id))?.status === 'CANCELED',
+        15_000,
+        'WINDOWS canceled',
+      );
       // The running platform finishes and reports.
       assert.equal((await h.report(linux, 'FAILURE')).status, 200);
       const r = await h.result(c.number, 1);
@@ -321,7 +376,7 @@ describe('change verification', () => {
     ]);
   });
 
-  it('the intake refuses a wrong secret, malformed and unknown events, and ignores Kiln\'s own comments', async () => {
+  it("the intake refuses a wrong secret, malformed and unknown events, and ignores Kiln's own comments", async () => {
     const h = await harness();
     const c = h.fake.createChange({ project: 'core', owner: 1 });
     const ok = h.events.commentAdded(c.number, c.patchset, 'norbert', [{ type: CR, value: 2, oldValue: 0 }]);
@@ -337,9 +392,14 @@ describe('change verification', () => {
     const unknown = await h.sendEvent({ type: 'ref-updated', refUpdate: { refName: 'refs/heads/master' } });
     assert.equal(unknown.status, 400);
     assert.match(unknown.body.message ?? '', /ref-updated is not handled/);
-    const own = await h.sendEvent(h.events.commentAdded(c.number, c.patchset, 'kiln', [{ type: 'Verified', value: 1, oldValue: 0 }]));
+    const own = await h.sendEvent(
+      h.events.commentAdded(c.number, c.patchset, 'kiln', [{ type: 'Verified', value: 1, oldValue: 0 }]),
+    );
     assert.equal(own.status, 202);
-    assert.deepEqual(own.body.actions?.map((a) => a.action), ['ignore']);
+    assert.deepEqual(
+      own.body.actions?.map((a) => a.action),
+      ['ignore'],
+    );
     const other = await h.sendEvent({ ...ok, change: { ...ok.change, project: 'not-configured' } });
     assert.equal(other.status, 202);
     assert.deepEqual(other.body.actions, []);

@@ -11,7 +11,10 @@ import { parseInput } from '../validate.ts';
 export const completeBuildBody = z
   .object({
     leaseKey: leaseKeySchema,
-    output: z.object({ properties: propertiesSchema.optional(), summaryMarkdown: z.string().max(65536).optional() }).strict().optional(),
+    output: z
+      .object({ properties: propertiesSchema.optional(), summaryMarkdown: z.string().max(65536).optional() })
+      .strict()
+      .optional(),
     summaryMarkdown: z.string().max(65536).optional(),
     url: urlSchema.optional(),
   })

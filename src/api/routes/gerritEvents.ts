@@ -24,7 +24,8 @@ export interface GerritEventsResponse {
 export const gerritEvents: Route = (app, ctx) => {
   app.post('/api/v1/gerrit/events', async (req, reply): Promise<GerritEventsResponse> => {
     const intake = ctx.gerrit;
-    if (!intake) throw new KilnError('NOT_FOUND', 'Gerrit verification is not configured (no gerrit block in the config)');
+    if (!intake)
+      throw new KilnError('NOT_FOUND', 'Gerrit verification is not configured (no gerrit block in the config)');
     const secret = req.headers[GERRIT_SECRET_HEADER];
     if (!eventSecretMatches(intake.o.settings, typeof secret === 'string' ? secret : undefined)) {
       throw new KilnError('UNAUTHENTICATED', `missing or wrong ${GERRIT_SECRET_HEADER} header`);

@@ -7,7 +7,9 @@ import { type Route } from '../context.ts';
 import { buildIdParams, leaseDurationSecs, leaseKeySchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
-export const heartbeatBody = z.object({ leaseKey: leaseKeySchema, leaseDurationSecs: leaseDurationSecs.optional() }).strict();
+export const heartbeatBody = z
+  .object({ leaseKey: leaseKeySchema, leaseDurationSecs: leaseDurationSecs.optional() })
+  .strict();
 
 export const heartbeatBuild: Route = (app, ctx) => {
   app.post('/api/v1/builds/:id/heartbeat', async (req) => {

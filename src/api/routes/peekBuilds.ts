@@ -7,7 +7,10 @@ import { parseInput } from '../validate.ts';
 
 export const peekBuildsBody = z
   .object({
-    buckets: z.array(z.string().regex(/^[^/\s]+\/[^/\s]+$/, 'a "project/bucket" string')).min(1).max(100),
+    buckets: z
+      .array(z.string().regex(/^[^/\s]+\/[^/\s]+$/, 'a "project/bucket" string'))
+      .min(1)
+      .max(100),
     dimensions: z.array(dimensionSchema).max(128).optional(),
     builders: z.array(z.string().max(100)).max(1000).optional(),
     maxBuilds: z.number().int().min(1).max(100).default(10),
@@ -18,7 +21,12 @@ export const peekBuilds: Route = (app, ctx) => {
   app.post('/api/v1/peek', async (req) => {
     const body = parseInput(peekBuildsBody, req.body, 'body');
     for (const b of body.buckets) requireRole(ctx.registry, req, b, 'WRITER');
-    const builds = await ctx.service.peek({ buckets: body.buckets, dimensions: body.dimensions, builders: body.builders, limit: body.maxBuilds });
+    const builds = await ctx.service.peek({
+      buckets: body.buckets,
+      dimensions: body.dimensions,
+      builders: body.builders,
+      limit: body.maxBuilds,
+    });
     return { builds };
   });
 };

@@ -14,11 +14,24 @@ export const scheduleBuildBody = z
     priority: z.number().int().min(0).max(255).optional(),
     dimensions: z.array(dimensionSchema).max(64).optional(),
     requestId: z.string().min(1).max(200).optional(),
-    schedulingTimeoutSecs: z.number().int().positive().max(7 * 24 * 3600).optional(),
-    executionTimeoutSecs: z.number().int().positive().max(7 * 24 * 3600).optional(),
+    schedulingTimeoutSecs: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600)
+      .optional(),
+    executionTimeoutSecs: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600)
+      .optional(),
     /** Swarming buckets only: a JSONPB builder override applied last, and the canary template choice. */
     swarming: z
-      .object({ overrideBuilderCfg: z.record(z.string(), z.unknown()).optional(), canaryTemplate: z.boolean().optional() })
+      .object({
+        overrideBuilderCfg: z.record(z.string(), z.unknown()).optional(),
+        canaryTemplate: z.boolean().optional(),
+      })
       .strict()
       .optional(),
   })

@@ -19,7 +19,9 @@ export const searchBuildsQuery = z
     bucket: one(z.string().max(100)).optional(),
     builder: one(z.string().max(100)).optional(),
     status: one(z.enum(BUILD_STATUSES)).optional(),
-    tag: z.preprocess((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]), z.array(tagSchema).max(64)).optional(),
+    tag: z
+      .preprocess((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]), z.array(tagSchema).max(64))
+      .optional(),
     buildset: one(z.string().max(1024)).optional(),
     createdAfter: one(z.iso.datetime({ offset: true })).optional(),
     createdBefore: one(z.iso.datetime({ offset: true })).optional(),

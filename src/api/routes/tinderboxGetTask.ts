@@ -12,7 +12,11 @@ import { type Route } from '../context.ts';
 import { parseInput } from '../validate.ts';
 import { KilnError } from '../../domain/errors.ts';
 
-const word = z.string().min(1).max(100).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_", "-"');
+const word = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_", "-"');
 
 export const getTaskBody = z
   .object({

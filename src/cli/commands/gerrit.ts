@@ -43,7 +43,9 @@ export async function listen(o: ListenOptions): Promise<number> {
     for (let delay = 500; ; delay = Math.min(delay * 2, 30_000)) {
       try {
         const r = await postEvent(new URL(path, o.api), line, o.secret);
-        log(`kiln gerrit listen: ${type}: ${r.actions.map((a) => `${a.action} (${a.reason})`).join(', ') || 'not ours'}`);
+        log(
+          `kiln gerrit listen: ${type}: ${r.actions.map((a) => `${a.action} (${a.reason})`).join(', ') || 'not ours'}`,
+        );
         break;
       } catch (e) {
         if (e instanceof KilnApiError && e.code === 'UNAVAILABLE') {
@@ -60,7 +62,11 @@ export async function listen(o: ListenOptions): Promise<number> {
 }
 
 /** POSTs one event line as is (Gerrit's JSON) with the secret header; errors as `KilnApiError`. */
-async function postEvent(url: URL, line: string, secret: string): Promise<{ actions: { action: string; reason: string }[] }> {
+async function postEvent(
+  url: URL,
+  line: string,
+  secret: string,
+): Promise<{ actions: { action: string; reason: string }[] }> {
   let res: Response;
   try {
     res = await fetch(url, {
@@ -74,7 +80,11 @@ async function postEvent(url: URL, line: string, secret: string): Promise<{ acti
   }
   const body = (await res.json().catch(() => ({}))) as { code?: string; message?: string; actions?: [] };
   if (!res.ok) {
-    throw new KilnApiError(res.status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT', body.message ?? `HTTP ${res.status}`, res.status);
+    throw new KilnApiError(
+      res.status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT',
+      body.message ?? `HTTP ${res.status}`,
+      res.status,
+    );
   }
   return { actions: body.actions ?? [] };
 }

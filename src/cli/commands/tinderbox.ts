@@ -23,7 +23,9 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** Adds `kiln tinderbox …` to `program`. */
 export function registerTinderboxCommands(program: Command): void {
-  const tb = program.command('tinderbox').description('tinderbox commands: take a verification task, report its outcome');
+  const tb = program
+    .command('tinderbox')
+    .description('tinderbox commands: take a verification task, report its outcome');
 
   apiOpts(
     tb
@@ -62,7 +64,13 @@ export function registerTinderboxCommands(program: Command): void {
   ).action(
     async (
       buildId: string,
-      o: ApiFlags & { leaseKey: string; outcome: 'SUCCESS' | 'FAILURE'; logFile?: string; url?: string; summary?: string },
+      o: ApiFlags & {
+        leaseKey: string;
+        outcome: 'SUCCESS' | 'FAILURE';
+        logFile?: string;
+        url?: string;
+        summary?: string;
+      },
     ) => {
       const client = new KilnClient({ baseUrl: o.api, token: o.token });
       const build = await client.request<Build>('POST', '/api/v1/tinderbox/report', {
