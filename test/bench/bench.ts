@@ -32,7 +32,7 @@ const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedde
 const OPEN_BUILDS = Number(process.env.BENCH_OPEN_BUILDS ?? '1000');
 const BARE = process.env.BENCH_BARE !== '0';
 const LEVELS = (process.env.BENCH_LEVELS ?? '1,4,16').split(',').map(Number);
-const buildsAt = (c: number) => Math.max(20, c * 10) * SCALE;
+const buildsAt = (c: number) => Math.max(40, c * 20) * SCALE;
 
 type Samples = Record<string, number[]>;
 const pct = (xs: number[], p: number) => {
