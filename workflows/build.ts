@@ -109,12 +109,6 @@ export interface BuildWorkflowInput {
   /** Carried over by continue-as-new; absent on the first run. */
   state?: BuildWorkflowState;
   /**
-   * The caller (the API) has stored `build` (version 1) itself, so the first run skips its own
-   * write of it. Should the caller have died before storing it, the workflow stores it anyway once
-   * `STORE_CHECK_MS` pass with the build still unleased.
-   */
-  stored?: boolean;
-  /**
    * Continue as new once a run's history passes this many events, even before the server suggests
    * it. Tests lower it to force continue-as-new early.
    * @default 2000
@@ -136,8 +130,6 @@ export interface BuildWorkflowState {
   leaseKeyAtEnd?: string;
   /** Recent lease keys that are no longer current (bounded), so a late report from one can be noted. */
   pastLeaseKeys?: string[];
-  /** When the workflow writes the build if it has not yet (see `BuildWorkflowInput.stored`). */
-  storeCheckAtMs?: number;
   /** The lease holder's last sign of life (lease, start, heartbeat) as last put in search attributes. */
   lastContactMs?: number;
 }
@@ -151,6 +143,11 @@ export const setPriorityUpdate = defineUpdate<Build, [{ priority: number }]>('se
 export const cancelSignal = defineSignal<[CancelRequest]>('cancel');
 export const noteSignal = defineSignal<[NoteRequest]>('note');
 export const getBuildQuery = defineQuery<Build>('getBuild');
+/**
+ * Answers once storage holds the build (its first write), so `schedule` (update-with-start) returns
+ * a build that peek and GET already see, while storage stays written only by this workflow.
+ */
+export const storedUpdate = defineUpdate<Build>('stored');
 /**
  * Notes a late report from an earlier lease holder in the build's history. The validator refuses
  * keys this build never handed out, so a stranger's junk report changes nothing.
@@ -192,8 +189,6 @@ function refuse(code: ErrorCode, message: string): never {
 }
 
 const DEFAULT_MAX_HISTORY_EVENTS = 2000;
-/** See `BuildWorkflowInput.stored`. */
-const STORE_CHECK_MS = 30_000;
 /**
  * Heartbeats refresh `KilnLastHeartbeatAt`/`KilnLeaseExpiresAt` at most this often: each refresh is
  * a history event and a visibility write, and the stuck-build filters look minutes back, not seconds.
@@ -215,10 +210,6 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   };
   const b = st.build;
   const maxHistoryEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
-  if (input.state === undefined && input.stored) {
-    st.persistedVersion = b.version;
-    st.storeCheckAtMs = st.scheduledAtMs + STORE_CHECK_MS;
-  }
   // Runs started before this patch replay (and go on) the way they began.
   const lean = patched(LEAN_PATCH);
 
@@ -294,6 +285,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   // ---- handlers, registered before anything else ----
 
   setHandler(getBuildQuery, () => b);
+  setHandler(storedUpdate, async () => {
+    await persisted(1);
+    return b;
+  });
   setHandler(logWriterQuery, (leaseKey): LogWriterCheck => {
     if (isEnded(b.status)) {
       if (leaseKey === st.leaseKeyAtEnd || leaseKey === st.endedByLeaseKey) return { ok: true };
@@ -498,7 +493,6 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     const v = b.version;
     await recordBuild({ build: { ...b } });
     st.persistedVersion = Math.max(st.persistedVersion, v);
-    st.storeCheckAtMs = undefined;
     upsertSearchAttributes([
       { key: KilnStatus, value: b.status },
       { key: KilnLeaseHolder, value: b.leaseHolder ?? null },
@@ -514,11 +508,6 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   const fireDeadlines = (): void => {
     const now = Date.now();
     if (isEnded(b.status)) return;
-    if (st.storeCheckAtMs !== undefined && now >= st.storeCheckAtMs) {
-      // Nothing has stored the build since it was scheduled: make sure storage has it.
-      st.storeCheckAtMs = undefined;
-      st.persistedVersion = 0;
-    }
     if (st.leaseKey !== undefined && leaseExpiredNow()) {
       const holder = b.leaseHolder ?? 'unknown';
       if (b.leaseResets >= timeouts.maxLeaseResets) {
@@ -558,7 +547,6 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     if (b.leaseExpiration !== undefined) ds.push(Date.parse(b.leaseExpiration));
     if (b.status === 'SCHEDULED') ds.push(st.scheduledAtMs + timeouts.schedulingTimeoutMs);
     if (b.status === 'STARTED' && b.startTime) ds.push(Date.parse(b.startTime) + timeouts.executionTimeoutMs);
-    if (st.storeCheckAtMs !== undefined) ds.push(st.storeCheckAtMs);
     return ds.length > 0 ? Math.min(...ds) : Date.now() + 24 * 3600_000;
   };
 

@@ -6,6 +6,7 @@
 import { randomInt } from 'node:crypto';
 import {
   type Client,
+  WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
@@ -18,7 +19,6 @@ import { type Build, type BuilderId, type BuildTimeouts, bucketPath, builderPath
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
 import { isErrorCode, KilnError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
-import { type SwarmingBuildSpec } from '../domain/swarming/build.ts';
 import { parseTag } from '../domain/tags.ts';
 import { type BuildPage, type BuildQuery, type PeekQuery, type Storage } from '../storage/storage.ts';
 import {
@@ -36,6 +36,7 @@ import {
   staleReportUpdate,
   setPriorityUpdate,
   startUpdate,
+  storedUpdate,
   succeedUpdate,
 } from '../../workflows/build.ts';
 import { swarmingBuildWorkflow, swarmingNotifySignal } from '../../workflows/swarmingBuild.ts';
@@ -86,6 +87,12 @@ export interface BuildServiceOptions {
 }
 
 const CANCEL_WAIT_MS = 5000;
+/**
+ * How long `schedule` waits for a lease-mode build's workflow to store it. Longer only when no
+ * worker runs; the build is already durable then (its workflow exists) and is stored once one does.
+ * @default 3000
+ */
+const STORED_WAIT_MS = 3000;
 
 /** See the module comment. */
 export class BuildService {
@@ -111,11 +118,7 @@ export class BuildService {
     });
     if (!reservation.created) {
       const existing = await this.find(reservation.buildId);
-      if (existing) {
-        // The first request may have died between starting the workflow and storing the build.
-        await this.o.storage.recordBuild(existing);
-        return existing;
-      }
+      if (existing) return existing;
       // The first request reserved the number but died before starting the workflow: start it now.
     }
     const now = new Date().toISOString();
@@ -137,32 +140,65 @@ export class BuildService {
       events: [],
       version: 1,
     };
-    await this.startWorkflow(build, timeoutsOf(cfg, req), swarming?.spec);
-    // Stored here, so the build is leasable (visible to peek, readable by GET) the moment this call
-    // returns. Written after the start, so a row always has a workflow. A lease-mode workflow skips
-    // its own write of version 1 (`stored`) but makes it after STORE_CHECK_MS if nothing else has
-    // stored the build, in case this process died just here; the version guard makes repeats no-ops.
-    await this.o.storage.recordBuild(build);
-    return build;
+    const timeouts = timeoutsOf(cfg, req);
+    if (swarming) {
+      await this.startWorkflow(swarmingBuildWorkflow, build, [{ build, timeouts, swarming: swarming.spec }]);
+      return build;
+    }
+    return this.startLeaseBuild(build, { build, timeouts });
   }
 
-  private async startWorkflow(build: Build, timeouts: BuildTimeouts, swarming?: SwarmingBuildSpec): Promise<void> {
-    // `stored`: schedule() writes the build itself right after this start.
-    const input: BuildWorkflowInput = { build, timeouts, stored: true };
+  private workflowStartOptions(build: Build) {
+    return {
+      workflowId: buildWorkflowId(build.id),
+      taskQueue: this.o.taskQueue,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      typedSearchAttributes: initialBuildSearchAttributes(build),
+      staticSummary: `${builderPath(build.builder)} #${build.number} — build ${build.id}${build.createdBy ? `, scheduled by ${build.createdBy}` : ''}`,
+      staticDetails: `tags: ${build.tags.join(', ') || '(none)'}`,
+    };
+  }
+
+  /** Swarming buckets run `swarmingBuildWorkflow`: same ID, messages and storage, but pushed to Swarming. */
+  private async startWorkflow(
+    workflow: typeof swarmingBuildWorkflow,
+    build: Build,
+    args: Parameters<typeof swarmingBuildWorkflow>,
+  ): Promise<void> {
     try {
-      // Swarming buckets run `swarmingBuildWorkflow`: same ID, messages and storage, but pushed to Swarming.
-      await this.o.client.workflow.start(swarming ? swarmingBuildWorkflow : buildWorkflow, {
-        workflowId: buildWorkflowId(build.id),
-        taskQueue: this.o.taskQueue,
-        args: swarming ? [{ build, timeouts, swarming }] : [input],
-        workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-        typedSearchAttributes: initialBuildSearchAttributes(build),
-        staticSummary: `${builderPath(build.builder)} #${build.number} — build ${build.id}${build.createdBy ? `, scheduled by ${build.createdBy}` : ''}`,
-        staticDetails: `tags: ${build.tags.join(', ') || '(none)'}`,
-      });
+      await this.o.client.workflow.start(workflow, { ...this.workflowStartOptions(build), args });
     } catch (e) {
       if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+    }
+  }
+
+  /**
+   * Starts a lease-mode build with update-with-start and answers once its workflow has stored it,
+   * so the build is leasable (peek) and readable (GET) when `schedule` returns. Without a worker
+   * that takes `STORED_WAIT_MS`; the build is durable as soon as the start is acknowledged.
+   */
+  private async startLeaseBuild(build: Build, input: BuildWorkflowInput): Promise<Build> {
+    const start = new WithStartWorkflowOperation(buildWorkflow, { ...this.workflowStartOptions(build), args: [input] });
+    const abort = new AbortController();
+    const stored = this.o.client.withAbortSignal(abort.signal, () =>
+      this.o.client.workflow.executeUpdateWithStart(storedUpdate, { startWorkflowOperation: start }),
+    );
+    stored.catch(() => undefined); // awaited below once the start is known
+    try {
+      await start.workflowHandle();
+    } catch (e) {
+      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+      return build; // the same build, started by an earlier request with this requestId, has ended
+    }
+    const timer = setTimeout(() => abort.abort(), STORED_WAIT_MS);
+    try {
+      return await stored;
+    } catch (e) {
+      this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (is a worker running?)');
+      return build;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -170,10 +206,20 @@ export class BuildService {
   async find(id: string): Promise<Build | undefined> {
     const stored = await this.o.storage.getBuild(id);
     if (stored) return stored;
+    const deadline = Date.now() + STORED_WAIT_MS;
     try {
-      return await this.o.client.workflow.getHandle(buildWorkflowId(id)).query(getBuildQuery);
+      return await this.o.client.withDeadline(deadline, () =>
+        this.o.client.workflow.getHandle(buildWorkflowId(id)).query(getBuildQuery),
+      );
     } catch (e) {
       if (e instanceof WorkflowNotFoundError) return undefined;
+      // A query needs a worker; a build whose workflow no worker has run yet cannot answer one.
+      if (Date.now() >= deadline) {
+        throw new KilnError(
+          'UNAVAILABLE',
+          `build ${id} is not stored yet and its workflow did not answer within ${STORED_WAIT_MS} ms (is a worker running?); try again`,
+        );
+      }
       throw e;
     }
   }

@@ -67,21 +67,6 @@ describe('lease cycle', () => {
     });
   });
 
-  it('makes a build leasable the moment schedule returns, before any worker has run it', async () => {
-    // No worker runs here: only the API's own write can make the build visible.
-    const b = await h.service.schedule({ builder: linux });
-    const p = await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Linux'] });
-    assert.ok(p.some((x) => x.id === b.id));
-    assert.equal((await h.storage.getBuild(b.id))?.status, 'SCHEDULED');
-    // A worker that starts later picks the build up and it runs normally.
-    const worker = await h.newWorker();
-    await worker.runUntil(async () => {
-      const g = await h.service.lease(b.id, { holder: 'late' });
-      assert.equal((await h.service.succeed(b.id, { leaseKey: g.leaseKey })).status, 'SUCCESS');
-      assert.equal((await h.storage.getBuild(b.id))?.status, 'SUCCESS');
-    });
-  });
-
   it("puts the holder's last contact in visibility on lease and start; heartbeats refresh it at most every 15 s", async () => {
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
@@ -100,6 +85,30 @@ describe('lease cycle', () => {
       const startedAt = await contact();
       assert.ok(startedAt && startedAt.getTime() >= leasedAt.getTime());
       await h.service.succeed(b.id, { leaseKey: g.leaseKey });
+    });
+  });
+
+  it('answers schedule once the build is stored; without a worker it answers anyway, and the build is stored later', async () => {
+    const visible = async (id: string) =>
+      (await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Linux'] })).some((x) => x.id === id);
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await h.service.schedule({ builder: linux });
+      assert.equal((await h.storage.getBuild(b.id))?.status, 'SCHEDULED', 'stored before schedule returned');
+      assert.ok(await visible(b.id), 'leasable before schedule returned');
+      const g = await h.service.lease(b.id, { holder: 'r' });
+      await h.service.succeed(b.id, { leaseKey: g.leaseKey });
+    });
+    // No worker: schedule still answers (the workflow exists, so the build is not lost)…
+    const late = await h.service.schedule({ builder: linux });
+    assert.equal(await h.storage.getBuild(late.id), undefined);
+    await rejectsWith(h.service.get(late.id), 'UNAVAILABLE'); // a clear answer, not a hang
+    // …and once a worker runs, the build is stored and runs normally.
+    const again = await h.newWorker();
+    await again.runUntil(async () => {
+      await eventually(() => visible(late.id), 15_000, 'stored once a worker runs');
+      const g = await h.service.lease(late.id, { holder: 'r' });
+      assert.equal((await h.service.succeed(late.id, { leaseKey: g.leaseKey })).status, 'SUCCESS');
     });
   });
 
