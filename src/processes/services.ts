@@ -74,7 +74,8 @@ export async function startApi(opts: {
     service,
     registry: opts.registry,
     logger: opts.logger,
-    logs: new FileLogStore(join(opts.config.dataDir, 'logs')),
+    // PostgreSQL: every API process serves every log. Embedded: one process, files are cheaper.
+    logs: opts.storage.kind === 'postgres' ? opts.storage.logs : new FileLogStore(join(opts.config.dataDir, 'logs')),
     gerrit: gerrit
       ? new GerritIntake({
           client: opts.client,

@@ -50,6 +50,26 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'build_logs',
+    sql: `
+      CREATE TABLE build_logs (
+        build_id bigint NOT NULL,
+        attempt integer NOT NULL,
+        size bigint NOT NULL,
+        complete boolean NOT NULL,
+        PRIMARY KEY (build_id, attempt)
+      );
+      CREATE TABLE build_log_chunks (
+        build_id bigint NOT NULL,
+        attempt integer NOT NULL,
+        start_offset bigint NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (build_id, attempt, start_offset)
+      );
+    `,
+  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

@@ -4,6 +4,8 @@
  */
 import { type Build } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
+import { type LogStore } from '../logs/logStore.ts';
+import { SqlLogStore } from '../logs/sqlLogStore.ts';
 import { type SqlClient, type SqlExecutor } from './sqlClient.ts';
 import {
   type BuildPage,
@@ -18,10 +20,14 @@ const MAX_PAGE = 1000;
 
 /** Storage over any `SqlClient`; the backends differ only in how they connect. */
 export class SqlStorage implements Storage {
+  readonly logs: LogStore;
+
   constructor(
     private readonly db: SqlClient,
     readonly kind: Storage['kind'],
-  ) {}
+  ) {
+    this.logs = new SqlLogStore(db);
+  }
 
   async reserveBuild(req: ReserveBuildRequest): Promise<BuildReservation> {
     const { project, bucket, builder } = req.builder;

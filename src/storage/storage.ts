@@ -1,10 +1,12 @@
 /**
  * The storage interface: Kiln's searchable read model of builds and its counters. Written by
- * activities on each build transition (and by the API for schedule reservations), read by the API.
+ * activities on each build transition (and by the API for schedule reservations and build logs),
+ * read by the API.
  * Two backends implement it with the same SQL: embedded PGlite (default, one process) and
  * PostgreSQL (many processes and hosts).
  */
 import { type Build, type BuilderId, type BuildStatus } from '../domain/build.ts';
+import { type LogStore } from '../logs/logStore.ts';
 
 /** What `reserveBuild` needs: the build ID the API generated and the builder that gets a number. */
 export interface ReserveBuildRequest {
@@ -70,5 +72,7 @@ export interface Storage {
   peekBuilds(q: PeekQuery): Promise<Build[]>;
   /** Which backend this is, for logs and benchmarks. */
   readonly kind: 'embedded' | 'postgres';
+  /** Build logs kept in this database; what several API processes share (see `SqlLogStore`). */
+  readonly logs: LogStore;
   close(): Promise<void>;
 }

@@ -99,7 +99,7 @@ void describe('scale-out: 2 APIs, 2 workers, 3 runners on PostgreSQL', () => {
       (name) => `
           - name: ${name}
             leaseDurationSecs: 30
-            command: ["sh", "-c", "echo \\"$KILN_BUILD_ID $RUNNER_NAME\\" >> ${ledger}; sleep 0.2"]`,
+            command: ["sh", "-c", "echo \\"$KILN_BUILD_ID $RUNNER_NAME\\" >> ${ledger}; echo \\"built $KILN_BUILD_ID\\"; sleep 0.2"]`,
     ).join('');
     writeFileSync(
       join(dir, 'kiln.yaml'),
@@ -149,7 +149,10 @@ void describe('scale-out: 2 APIs, 2 workers, 3 runners on PostgreSQL', () => {
 
   void it('runs every build exactly once while a worker is killed', async () => {
     const ports = [await freePort(), await freePort()];
-    const apiProcs = ports.map((port, i) => kiln(`api-${i + 1}`, ['api'], { KILN_API_PORT: String(port) }));
+    // Each API has its own data dir, as on separate hosts: logs must come from the database.
+    const apiProcs = ports.map((port, i) =>
+      kiln(`api-${i + 1}`, ['api'], { KILN_API_PORT: String(port), KILN_DATA_DIR: join(dir, `api-${i + 1}-data`) }),
+    );
     const workers = [1, 2].map((i) => kiln(`worker-${i}`, ['worker']));
     await Promise.all([
       ...apiProcs.map((p) => started(p, /API listening/)),
@@ -257,11 +260,16 @@ void describe('scale-out: 2 APIs, 2 workers, 3 runners on PostgreSQL', () => {
       );
     }
 
-    // Either API answers for any build.
+    // Either API answers for any build, and serves its log whichever API the runner uploaded it to.
     for (const b of scheduled.slice(0, 10)) {
       const [a, c] = await Promise.all(apis.map((api) => api.get(b.id)));
       assert.equal(a?.status, 'SUCCESS');
       assert.deepEqual(a, c);
+      const logs = await Promise.all(apis.map((api) => api.readLog(b.id)));
+      for (const l of logs) {
+        assert.match(l.data.toString('utf8'), new RegExp(`built ${b.id}`), `log of ${b.id}`);
+        assert.equal(l.complete, true);
+      }
     }
     // The surviving processes are still up.
     for (const p of procs.filter((p) => p !== workers[0] && !p.name.startsWith('migrate'))) {
