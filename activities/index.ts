@@ -5,6 +5,7 @@
  */
 import type pino from 'pino';
 import { type Build } from '../src/domain/build.ts';
+import { type StoredVerification } from '../src/domain/verification.ts';
 import { type Storage } from '../src/storage/storage.ts';
 import { createSwarmingActivities, type SwarmingActivityDeps } from './swarming.ts';
 import { createGerritActivities, type GerritActivityDeps } from './gerrit.ts';
@@ -28,6 +29,10 @@ export function createActivities(deps: ActivityDeps) {
     /** Writes a build's current state to storage; older versions are ignored, so retries are safe. */
     async recordBuild(input: { build: Build }): Promise<void> {
       await storage.recordBuild(input.build);
+    },
+    /** Writes a change verification's current state; older versions are ignored, so retries are safe. */
+    async recordVerification(input: { verification: StoredVerification }): Promise<void> {
+      await storage.recordVerification(input.verification);
     },
   };
 }

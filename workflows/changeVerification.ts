@@ -23,7 +23,9 @@ import {
   getExternalWorkflowHandle,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   startChild,
   upsertSearchAttributes,
@@ -38,6 +40,7 @@ import type { GerritProjectConfig } from '../src/domain/gerrit/projectConfig.ts'
 import { cqBuildProperties, type GerritEventAction, type VerificationMode } from '../src/domain/gerrit/trigger.ts';
 import { initialBuildSearchAttributes, KilnStatus } from '../src/domain/searchAttributes.ts';
 import { gerritBuildset } from '../src/domain/tags.ts';
+import { type StoredVerification, type VerificationPhase } from '../src/domain/verification.ts';
 import { type BuildProgress, buildProgressSignal, buildWorkflow, cancelSignal } from './build.ts';
 
 /** One builder a verification schedules, resolved from config by the API when it starts the workflow. */
@@ -74,9 +77,6 @@ export interface VerificationEvent {
   reason: string;
   eventType?: string;
 }
-
-/** Where a verification stands. */
-export type VerificationPhase = 'EVALUATING' | 'NOT_TRIGGERED' | 'BUILDING' | 'ENDED';
 
 /** One platform (builder) of a verification. */
 export interface PlatformState {
@@ -131,6 +131,14 @@ const { reserveBuildNumber } = proxyActivities<KilnActivities>({
   retry: { initialInterval: '200ms', maximumInterval: '10s' },
 });
 
+const { recordVerification } = proxyLocalActivities<KilnActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', maximumInterval: '10s' },
+});
+
+/** Patch: the verification writes itself to storage (`recordVerification`) as it changes. */
+const STORE_PATCH = 'kiln-store-verifications';
+
 /** Search attribute values of `KilnStatus` on verification workflows (for `kiln stuck` and the UI). */
 export const VERIFICATION_STATUSES = {
   evaluating: 'EVALUATING',
@@ -156,6 +164,49 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   const keyPrefix = `${info.workflowId}/`;
   const keyBase = `${keyPrefix}${info.firstExecutionRunId.slice(0, 8)}`;
   const st: VerificationState = { phase: 'EVALUATING', reason: '', platforms: [], merged: false, messages: [] };
+  // Runs started before verifications were stored replay (and go on) without storing.
+  const storing = patched(STORE_PATCH);
+  const createTime = new Date(Date.now()).toISOString();
+  /** Bumped on every change of `st`; storage has seen `storedVersion`. */
+  let version = 1;
+  let storedVersion = 0;
+  const touch = (): void => {
+    version += 1;
+  };
+  const store = async (): Promise<void> => {
+    if (!storing || storedVersion >= version) return;
+    const v = version;
+    const verification: StoredVerification = {
+      id: `${info.workflowId}/${info.runId}`,
+      workflowId: info.workflowId,
+      runId: info.runId,
+      host: input.host,
+      project: input.project,
+      branch: input.branch,
+      change: input.change,
+      patchset: input.patchset,
+      phase: st.phase,
+      reason: st.reason,
+      mode: st.mode,
+      platforms: st.platforms.map((p) => ({
+        name: p.name,
+        builder: p.builder,
+        buildId: p.buildId,
+        number: p.number,
+        status: p.status,
+        holder: p.holder,
+      })),
+      merged: st.merged,
+      canceled: st.canceled,
+      vote: st.vote,
+      messages: [...st.messages],
+      createTime,
+      updateTime: new Date(Date.now()).toISOString(),
+      version: v,
+    };
+    await recordVerification({ verification });
+    storedVersion = Math.max(storedVersion, v);
+  };
   const inbox: VerificationEvent[] = [];
   const outbox: { key: string; message: string; vote?: number }[] = [];
 
@@ -174,6 +225,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     const p = byId(pr.buildId);
     if (!p || pr.version <= p.version) return;
     p.version = pr.version;
+    touch();
     if (!isEnded(p.status)) p.status = pr.status;
     if (pr.url !== undefined) p.url = pr.url;
     if (pr.leaseResets > p.leaseResets) {
@@ -199,7 +251,9 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
 
   const finish = async (phase: VerificationPhase): Promise<VerificationState> => {
     st.phase = phase;
+    touch();
     setStatus(VERIFICATION_STATUSES.ended);
+    await store();
     await condition(allHandlersFinished);
     return st;
   };
@@ -313,6 +367,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   const onEnded = (p: PlatformState, status: Build['status'], summary?: string, url?: string): void => {
     if (p.ended) return;
     p.ended = true;
+    touch();
     p.status = status;
     if (summary !== undefined) p.summary = summary;
     if (url !== undefined) p.url = url;
@@ -335,6 +390,8 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   };
 
   await Promise.all(input.builders.map(schedule));
+  touch();
+  await store();
 
   // ---- follow the builds ----
 
@@ -343,6 +400,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   const allEnded = (): boolean => st.platforms.every((p) => p.ended === true);
 
   const handleEvent = (ev: VerificationEvent): void => {
+    touch();
     if (ev.action === 'merged' && !st.merged && !st.canceled) {
       st.merged = true;
       const pending = st.platforms.filter((p) => p.status === 'SCHEDULED');
@@ -382,8 +440,13 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       await flush();
       continue;
     }
+    if (storing && storedVersion < version) {
+      await store();
+      continue;
+    }
     if (allEnded()) break;
-    const wake = (): boolean => inbox.length > 0 || outbox.length > 0 || allEnded();
+    const wake = (): boolean =>
+      inbox.length > 0 || outbox.length > 0 || allEnded() || (storing && storedVersion < version);
     if (idleChecked) await condition(wake);
     else await condition(wake, Math.max(1, idleDeadline - Date.now()));
   }
@@ -432,6 +495,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
         });
         st.messages.push(m.message);
         if (m.vote !== undefined) st.vote = m.vote;
+        touch();
       } catch (e) {
         log.error('could not post to Gerrit', { key: m.key, error: String(e) });
       }

@@ -18,6 +18,7 @@ import { leaseBuild } from './routes/leaseBuild.ts';
 import { peekBuilds } from './routes/peekBuilds.ts';
 import { scheduleBuild } from './routes/scheduleBuild.ts';
 import { searchBuilds } from './routes/searchBuilds.ts';
+import { searchVerifications } from './routes/searchVerifications.ts';
 import { setPriority } from './routes/setPriority.ts';
 import { startBuild } from './routes/startBuild.ts';
 import { swarmingNotify } from './routes/swarmingNotify.ts';
@@ -46,6 +47,7 @@ export const ROUTES: Route[] = [
   gerritEvents,
   tinderboxGetTask,
   tinderboxReport,
+  searchVerifications,
 ];
 
 /** Options of `buildApi`. */

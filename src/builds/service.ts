@@ -20,7 +20,14 @@ import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
 import { isErrorCode, KilnError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { parseTag } from '../domain/tags.ts';
-import { type BuildPage, type BuildQuery, type PeekQuery, type Storage } from '../storage/storage.ts';
+import { type StoredVerification } from '../domain/verification.ts';
+import {
+  type BuildPage,
+  type BuildQuery,
+  type PeekQuery,
+  type Storage,
+  type VerificationQuery,
+} from '../storage/storage.ts';
 import {
   type BuildWorkflowInput,
   buildWorkflow,
@@ -233,6 +240,11 @@ export class BuildService {
 
   search(q: BuildQuery): Promise<BuildPage> {
     return this.o.storage.searchBuilds(q);
+  }
+
+  /** A change's stored verifications; see `Storage.findVerifications`. */
+  findVerifications(q: VerificationQuery): Promise<StoredVerification[]> {
+    return this.o.storage.findVerifications(q);
   }
 
   /** Lease-mode builds only: Swarming buckets are never offered to runners. */

@@ -70,6 +70,24 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'verifications',
+    sql: `
+      CREATE TABLE verifications (
+        id text PRIMARY KEY,
+        host text NOT NULL,
+        change integer NOT NULL,
+        patchset integer NOT NULL,
+        phase text NOT NULL,
+        create_time timestamptz NOT NULL,
+        update_time timestamptz NOT NULL,
+        version bigint NOT NULL,
+        data jsonb NOT NULL
+      );
+      CREATE INDEX verifications_change ON verifications (host, change, patchset);
+    `,
+  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

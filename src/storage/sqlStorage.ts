@@ -14,7 +14,9 @@ import {
   type PeekQuery,
   type ReserveBuildRequest,
   type Storage,
+  type VerificationQuery,
 } from './storage.ts';
+import { type StoredVerification } from '../domain/verification.ts';
 
 const MAX_PAGE = 1000;
 
@@ -161,6 +163,36 @@ export class SqlStorage implements Storage {
     params.push(Math.min(Math.max(q.limit ?? 10, 1), MAX_PAGE));
     const r = await this.db.query<{ data: Build }>(
       `SELECT data FROM builds WHERE ${where.join(' AND ')} ORDER BY priority ASC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return r.rows.map((row) => row.data);
+  }
+
+  async recordVerification(v: StoredVerification): Promise<void> {
+    await this.db.query(
+      `INSERT INTO verifications (id, host, change, patchset, phase, create_time, update_time, version, data)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+       ON CONFLICT (id) DO UPDATE SET
+         phase = EXCLUDED.phase, update_time = EXCLUDED.update_time, version = EXCLUDED.version, data = EXCLUDED.data
+       WHERE verifications.version < EXCLUDED.version`,
+      [v.id, v.host, v.change, v.patchset, v.phase, v.createTime, v.updateTime, v.version, JSON.stringify(v)],
+    );
+  }
+
+  async getVerification(id: string): Promise<StoredVerification | undefined> {
+    const r = await this.db.query<{ data: StoredVerification }>('SELECT data FROM verifications WHERE id = $1', [id]);
+    return r.rows[0]?.data;
+  }
+
+  async findVerifications(q: VerificationQuery): Promise<StoredVerification[]> {
+    const params: unknown[] = [q.change];
+    const where = ['change = $1'];
+    if (q.host !== undefined) where.push(`host = $${params.push(q.host)}`);
+    if (q.patchset !== undefined) where.push(`patchset = $${params.push(q.patchset)}`);
+    params.push(Math.min(Math.max(q.limit ?? 100, 1), MAX_PAGE));
+    const r = await this.db.query<{ data: StoredVerification }>(
+      `SELECT data FROM verifications WHERE ${where.join(' AND ')}
+       ORDER BY patchset DESC, create_time DESC LIMIT $${params.length}`,
       params,
     );
     return r.rows.map((row) => row.data);

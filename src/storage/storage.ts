@@ -6,6 +6,7 @@
  * PostgreSQL (many processes and hosts).
  */
 import { type Build, type BuilderId, type BuildStatus } from '../domain/build.ts';
+import { type StoredVerification } from '../domain/verification.ts';
 import { type LogStore } from '../logs/logStore.ts';
 
 /** What `reserveBuild` needs: the build ID the API generated and the builder that gets a number. */
@@ -61,6 +62,15 @@ export interface PeekQuery {
   limit?: number;
 }
 
+/** What `findVerifications` filters on. */
+export interface VerificationQuery {
+  host?: string;
+  change: number;
+  patchset?: number;
+  /** @default 100 */
+  limit?: number;
+}
+
 /** The storage every Kiln process uses. */
 export interface Storage {
   /** Claims the request key (if any) and allocates the builder's next build number, atomically. */
@@ -70,6 +80,11 @@ export interface Storage {
   getBuild(id: string): Promise<Build | undefined>;
   searchBuilds(q: BuildQuery): Promise<BuildPage>;
   peekBuilds(q: PeekQuery): Promise<Build[]>;
+  /** Inserts or updates a change verification; a write whose `version` is not newer is ignored. */
+  recordVerification(v: StoredVerification): Promise<void>;
+  getVerification(id: string): Promise<StoredVerification | undefined>;
+  /** Verifications of a change (newest patch set first), optionally of one patch set. */
+  findVerifications(q: VerificationQuery): Promise<StoredVerification[]>;
   /** Which backend this is, for logs and benchmarks. */
   readonly kind: 'embedded' | 'postgres';
   /** Build logs kept in this database; what several API processes share (see `SqlLogStore`). */

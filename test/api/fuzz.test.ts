@@ -73,6 +73,7 @@ describe('HTTP API fuzzing', () => {
       ['POST', '/api/v1/heartbeat'],
       ['POST', `/api/v1/builds/${victim.id}/succeed`],
       ['POST', `/api/v1/builds/${victim.id}/fail`],
+      ['GET', '/api/v1/verifications?change=1'],
     ] as const;
 
   const validBodies = () => [

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Build, type BuilderId, type BuildStatus } from '../../src/domain/build.ts';
 import { newBuildId } from '../../src/domain/buildId.ts';
+import { type StoredVerification } from '../../src/domain/verification.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { scheduledBuild } from '../support/builds.ts';
@@ -173,6 +174,70 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       }));
       await Promise.all([...versions].reverse().map((v) => s.recordBuild(v)));
       assert.equal((await s.getBuild(base.id))?.summaryMarkdown, 'v30');
+    });
+  },
+
+  verifications: (ctx) => {
+    const verification = (
+      host: string,
+      change: number,
+      patchset: number,
+      run: string,
+      o: Partial<StoredVerification> = {},
+    ) => {
+      const workflowId = `verify/${host}/${change}/${patchset}`;
+      const v: StoredVerification = {
+        id: `${workflowId}/${run}`,
+        workflowId,
+        runId: run,
+        host,
+        project: 'core',
+        branch: 'master',
+        change,
+        patchset,
+        phase: 'BUILDING',
+        reason: 'Norbert approved',
+        platforms: [
+          {
+            name: 'LINUX',
+            builder: { project: 'p', bucket: 'b', builder: 'LINUX' },
+            buildId: buildId(T0),
+            number: 1,
+            status: 'SCHEDULED',
+          },
+        ],
+        merged: false,
+        messages: [],
+        createTime: new Date(T0 + patchset * 1000).toISOString(),
+        updateTime: new Date(T0 + patchset * 1000).toISOString(),
+        version: 1,
+      };
+      return { ...v, ...o };
+    };
+
+    void it('keeps the newest version of each attempt and lists a change newest patch set first', async () => {
+      const s = ctx.storage();
+      const host = `${ctx.project()}.example.org`;
+      const a = verification(host, 7, 1, 'run-a');
+      await s.recordVerification(a);
+      const ended = { ...a, phase: 'ENDED' as const, vote: 1, messages: ['Verified +1'], version: 5 };
+      await s.recordVerification(ended);
+      await s.recordVerification({ ...a, version: 3 }); // late, older
+      assert.deepEqual(await s.getVerification(a.id), ended);
+      const b = verification(host, 7, 2, 'run-b');
+      const other = verification(host, 8, 1, 'run-c');
+      await s.recordVerification(b);
+      await s.recordVerification(other);
+      assert.deepEqual(
+        (await s.findVerifications({ host, change: 7 })).map((v) => v.id),
+        [b.id, a.id],
+      );
+      assert.deepEqual(
+        (await s.findVerifications({ host, change: 7, patchset: 1 })).map((v) => v.id),
+        [a.id],
+      );
+      assert.deepEqual(await s.findVerifications({ host: 'elsewhere', change: 7 }), []);
+      assert.equal(await s.getVerification('verify/none/1/1/x'), undefined);
     });
   },
 

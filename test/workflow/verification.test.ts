@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Build } from '../../src/domain/build.ts';
+import { type StoredVerification } from '../../src/domain/verification.ts';
 import { eventually, startDevEnv } from '../support/temporal.ts';
 import { eventFactory, PUBLIC_URL, verificationHarness, type VerificationHarness } from '../support/verification.ts';
 
@@ -213,6 +214,30 @@ describe('change verification', () => {
       assert.match(r2.reason, /already verified/);
       assert.equal((await buildsOf(h, c.number, 1)).length, 2);
       assert.equal(h.kilnReviews(c.number).filter((x) => x.labels).length, 1, 'voted once');
+
+      // Storage keeps both attempts, newest first: the verification that voted, and the re-trigger.
+      const stored = await eventually(async () => {
+        const res = await fetch(`${h.url}/api/v1/verifications?change=${c.number}&host=${h.host}`);
+        const body = (await res.json()) as { verifications: StoredVerification[] };
+        return body.verifications.length === 2 && body.verifications;
+      });
+      const voted = stored.find((v) => v.phase === 'ENDED');
+      assert.ok(voted, JSON.stringify(stored));
+      assert.equal(voted.vote, 1);
+      assert.equal(voted.workflowId, `verify/${h.host}/${c.number}/1`);
+      assert.deepEqual(
+        voted.platforms.map((p) => [p.name, p.status, p.holder, p.buildId]),
+        [
+          ['LINUX', 'SUCCESS', 'tb-linux', linux.buildId],
+          ['WINDOWS', 'SUCCESS', 'tb-win', win.buildId],
+        ],
+      );
+      assert.equal(voted.messages.length, 5);
+      assert.equal(stored.find((v) => v.phase === 'NOT_TRIGGERED')?.reason, r2.reason);
+      // A bad query names the field.
+      const bad = await fetch(`${h.url}/api/v1/verifications?patchset=1`);
+      assert.equal(bad.status, 400);
+      assert.match(((await bad.json()) as { message: string }).message, /change/);
     });
   });
 
