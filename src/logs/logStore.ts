@@ -43,7 +43,7 @@ export interface LogStore {
 }
 
 /** Refuses anything that could step outside the log folder: build IDs are decimal, attempts integers. */
-function checkKey(key: LogKey): void {
+export function checkLogKey(key: LogKey): void {
   if (!isBuildId(key.buildId)) throw new KilnError('INVALID_ARGUMENT', `not a build ID: ${key.buildId}`);
   if (!Number.isSafeInteger(key.attempt) || key.attempt < 0)
     throw new KilnError('INVALID_ARGUMENT', `bad log attempt ${key.attempt}`);
@@ -67,7 +67,7 @@ export class FileLogStore implements LogStore {
   }
 
   private paths(key: LogKey): { log: string; done: string } {
-    checkKey(key);
+    checkLogKey(key);
     const d = this.dir(key.buildId);
     return { log: join(d, `${key.attempt}.log`), done: join(d, `${key.attempt}.complete`) };
   }

@@ -7,21 +7,14 @@
 import { isBuildId } from '../domain/buildId.ts';
 import { KilnError } from '../domain/errors.ts';
 import { type SqlClient } from '../storage/sqlClient.ts';
-import { type LogKey, type LogRead, type LogState, type LogStore } from './logStore.ts';
-
-function checkKey(key: LogKey): void {
-  if (!isBuildId(key.buildId)) throw new KilnError('INVALID_ARGUMENT', `not a build ID: ${key.buildId}`);
-  if (!Number.isSafeInteger(key.attempt) || key.attempt < 0) {
-    throw new KilnError('INVALID_ARGUMENT', `bad log attempt ${key.attempt}`);
-  }
-}
+import { checkLogKey, type LogKey, type LogRead, type LogState, type LogStore } from './logStore.ts';
 
 /** See the module comment. */
 export class SqlLogStore implements LogStore {
   constructor(private readonly db: SqlClient) {}
 
   async append(key: LogKey, offset: number, data: Buffer, complete: boolean): Promise<LogState> {
-    checkKey(key);
+    checkLogKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new KilnError('INVALID_ARGUMENT', 'offset must be a non-negative integer');
     }
@@ -67,7 +60,7 @@ export class SqlLogStore implements LogStore {
   ): Promise<LogRead | undefined> {
     const attempt = opts.attempt ?? (await this.attempts(buildId)).at(-1);
     if (attempt === undefined) return undefined;
-    checkKey({ buildId, attempt });
+    checkLogKey({ buildId, attempt });
     const head = (
       await this.db.query<{ size: string; complete: boolean }>(
         'SELECT size, complete FROM build_logs WHERE build_id = $1::bigint AND attempt = $2',
