@@ -1,5 +1,6 @@
 /** How the CLI prints builds for people (JSON with --json). */
 import { type Build, builderPath } from '../domain/build.ts';
+import { type StoredVerification } from '../domain/verification.ts';
 
 /** One line per build: id, builder #number, status (details), age. */
 export function buildLine(b: Build): string {
@@ -29,4 +30,18 @@ export function buildDetails(b: Build): string {
   lines.push(`priority: ${b.priority}`, `tags:     ${b.tags.join(' ') || '-'}`);
   if (b.events.length) lines.push('history:', ...b.events.map((e) => `  ${e.time} ${e.kind} ${e.message}`));
   return lines.join('\n');
+}
+
+/** A verification attempt, for `kiln gerrit verifications`: a header line, then one line per platform. */
+export function verificationLines(v: StoredVerification): string[] {
+  const vote = v.vote === undefined ? 'no vote' : `Verified ${v.vote > 0 ? '+' : ''}${v.vote}`;
+  const flags = [v.merged ? 'merged' : '', v.canceled ? `canceled: ${v.canceled}` : ''].filter(Boolean);
+  return [
+    `${v.host} change ${v.change} patch set ${v.patchset}  ${v.phase}  ${vote}  ${v.createTime}${flags.length ? `  (${flags.join('; ')})` : ''}`,
+    `  ${v.reason}`,
+    ...v.platforms.map(
+      (p) =>
+        `  ${p.name}  ${p.status}${p.holder ? ` on ${p.holder}` : ''}  build ${p.buildId} (${builderPath(p.builder)} #${p.number})`,
+    ),
+  ];
 }

@@ -4,6 +4,7 @@
  */
 import { type Build } from '../domain/build.ts';
 import { type ErrorCode, isErrorCode } from '../domain/errors.ts';
+import { type StoredVerification } from '../domain/verification.ts';
 
 /** An error answer from the API (or a transport failure, code UNAVAILABLE). */
 export class KilnApiError extends Error {
@@ -104,6 +105,18 @@ export class KilnClient {
     requestId?: string;
   }): Promise<Build> {
     return this.request('POST', '/api/v1/builds', req);
+  }
+
+  /** A change's stored verification attempts, newest patch set first. */
+  verifications(q: {
+    change: number;
+    host?: string;
+    patchset?: number;
+  }): Promise<{ verifications: StoredVerification[] }> {
+    const p = new URLSearchParams({ change: String(q.change) });
+    if (q.host !== undefined) p.set('host', q.host);
+    if (q.patchset !== undefined) p.set('patchset', String(q.patchset));
+    return this.request('GET', `/api/v1/verifications?${p.toString()}`);
   }
 
   get(id: string): Promise<Build> {

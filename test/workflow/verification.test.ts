@@ -5,6 +5,8 @@
  * asserted by content.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Build } from '../../src/domain/build.ts';
@@ -13,6 +15,8 @@ import { eventually, startDevEnv } from '../support/temporal.ts';
 import { eventFactory, PUBLIC_URL, verificationHarness, type VerificationHarness } from '../support/verification.ts';
 
 const online = eventFactory('online');
+const run = promisify(execFile);
+const KILN_BIN = new URL('../../bin/kiln.js', import.meta.url).pathname;
 
 const CR = 'Code-Review';
 
@@ -234,6 +238,20 @@ describe('change verification', () => {
       );
       assert.equal(voted.messages.length, 5);
       assert.equal(stored.find((v) => v.phase === 'NOT_TRIGGERED')?.reason, r2.reason);
+      // …and `kiln gerrit verifications` prints them.
+      const { stdout } = await run(process.execPath, [
+        KILN_BIN,
+        'gerrit',
+        'verifications',
+        String(c.number),
+        '--host',
+        h.host,
+        '--api',
+        h.url,
+      ]);
+      assert.match(stdout, new RegExp(`change ${c.number} patch set 1  ENDED  Verified \\+1`));
+      assert.match(stdout, new RegExp(`LINUX  SUCCESS on tb-linux  build ${linux.buildId}`));
+      assert.match(stdout, /NOT_TRIGGERED {2}no vote/);
       // A bad query names the field.
       const bad = await fetch(`${h.url}/api/v1/verifications?patchset=1`);
       assert.equal(bad.status, 400);

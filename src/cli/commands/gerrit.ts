@@ -7,8 +7,9 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { type Command } from 'commander';
-import { KilnApiError } from '../../client/kilnClient.ts';
+import { type Command, InvalidArgumentError } from 'commander';
+import { KilnApiError, KilnClient } from '../../client/kilnClient.ts';
+import { verificationLines } from '../format.ts';
 import { parseGerritEventLine } from '../../gerrit/events.ts';
 
 /** Options of `listen`. */
@@ -103,4 +104,29 @@ export function registerGerritCommands(program: Command): void {
       if (!secret) throw new Error(`environment variable ${o.secretEnv} (the event secret) is not set`);
       process.exitCode = await listen({ api: o.api, command: o.command, secret, host: o.host });
     });
+  g.command('verifications <change>')
+    .description("a change's verification attempts from storage: phase, platforms, vote")
+    .option('--host <host>', 'Gerrit host (when Kiln has several)')
+    .option('--patchset <n>', 'only this patch set', (v) => positiveInt(v, '--patchset'))
+    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
+    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN)
+    .option('--json', 'print JSON')
+    .action(
+      async (change: string, o: { host?: string; patchset?: number; api: string; token?: string; json?: boolean }) => {
+        const { verifications } = await new KilnClient({ baseUrl: o.api, token: o.token }).verifications({
+          change: positiveInt(change, '<change>'),
+          host: o.host,
+          patchset: o.patchset,
+        });
+        if (o.json) console.log(JSON.stringify(verifications, null, 2));
+        else if (verifications.length === 0) console.log(`no verifications of change ${change}`);
+        else console.log(verifications.flatMap(verificationLines).join('\n'));
+      },
+    );
+}
+
+function positiveInt(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${what} must be a positive integer`);
+  return n;
 }
