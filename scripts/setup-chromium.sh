@@ -8,11 +8,9 @@ set -euo pipefail
 
 CHROMIUM=/usr/bin/chromium
 
-log() { printf 'setup-chromium: %s\n' "$*" >&2; }
-die() {
-  printf 'setup-chromium: error: %s\n' "$*" >&2
-  exit 1
-}
+SETUP_NAME=setup-chromium
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ -x "$CHROMIUM" ]]; then
   exit 0

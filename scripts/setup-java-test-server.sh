@@ -19,19 +19,9 @@ LIB="$SERVER_DIR/lib"
 STAMP="$SERVER_DIR/.pom-sha256"
 WRAPPER="$ROOT/.tools/bin/temporal-test-server"
 
-log() { printf 'setup-java-test-server: %s\n' "$*" >&2; }
-die() {
-  printf 'setup-java-test-server: error: %s\n' "$*" >&2
-  exit 1
-}
-
-sha256_of() {
-  if command -v sha256sum >/dev/null 2>&1; then
-    sha256sum "$1" | cut -d' ' -f1
-  else
-    shasum -a 256 "$1" | cut -d' ' -f1
-  fi
-}
+SETUP_NAME=setup-java-test-server
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 want="$(sha256_of "$POM")"
 if [[ -x "$WRAPPER" && -f "$STAMP" && "$(<"$STAMP")" == "$want" ]]; then

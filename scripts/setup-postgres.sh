@@ -6,11 +6,9 @@
 # Run by scripts/setup.sh when KILN_SETUP_EXTRAS has postgres.
 set -euo pipefail
 
-log() { printf 'setup-postgres: %s\n' "$*" >&2; }
-die() {
-  printf 'setup-postgres: error: %s\n' "$*" >&2
-  exit 1
-}
+SETUP_NAME=setup-postgres
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 has_server_binaries() { [[ -x "$1/initdb" && -x "$1/pg_ctl" && -x "$1/postgres" ]]; }
 

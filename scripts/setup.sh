@@ -21,19 +21,9 @@ TEMPORAL_CLI_VERSION=1.5.1
 TOOLS_DIR="$ROOT/.tools"
 TOOLS_BIN="$TOOLS_DIR/bin"
 
-log() { printf 'setup: %s\n' "$*" >&2; }
-die() {
-  printf 'setup: error: %s\n' "$*" >&2
-  exit 1
-}
-
-sha256_of() {
-  if command -v sha256sum >/dev/null 2>&1; then
-    sha256sum "$1" | cut -d' ' -f1
-  else
-    shasum -a 256 "$1" | cut -d' ' -f1
-  fi
-}
+SETUP_NAME=setup
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- 1. node_modules -------------------------------------------------------------------------------
 ensure_node_modules() {
