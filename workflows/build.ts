@@ -35,7 +35,8 @@ import {
   type StatusDetails,
   builderPath,
   isEnded,
-  MAX_BUILD_EVENTS,
+  noteBuildEvent,
+  touchBuild,
 } from '../src/domain/build.ts';
 import { type ErrorCode } from '../src/domain/errors.ts';
 import {
@@ -216,16 +217,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   const nowIso = (): string => new Date(Date.now()).toISOString();
 
   /** Every state change goes through here: bumps the version so the main loop persists it. */
-  const touch = (): number => {
-    b.version += 1;
-    b.updateTime = nowIso();
-    return b.version;
-  };
-
-  const note = (kind: BuildEvent['kind'], message: string): void => {
-    b.events.push({ time: nowIso(), kind, message });
-    if (b.events.length > MAX_BUILD_EVENTS) b.events.splice(0, b.events.length - MAX_BUILD_EVENTS);
-  };
+  const touch = (): number => touchBuild(b, Date.now());
+  const note = (kind: BuildEvent['kind'], message: string): void => noteBuildEvent(b, kind, message, Date.now());
 
   /** Ends the current lease key's life; it stays known (bounded) so a late report from it can be noted. */
   const retireKey = (): void => {

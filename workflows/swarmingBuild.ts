@@ -33,7 +33,8 @@ import {
   type StatusDetails,
   builderPath,
   isEnded,
-  MAX_BUILD_EVENTS,
+  noteBuildEvent,
+  touchBuild,
 } from '../src/domain/build.ts';
 import { KilnError } from '../src/domain/errors.ts';
 import { KilnStatus, KilnTags } from '../src/domain/searchAttributes.ts';
@@ -167,15 +168,8 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
   let tagsChanged = input.state === undefined;
 
   const nowIso = (): string => new Date(Date.now()).toISOString();
-  const touch = (): number => {
-    b.version += 1;
-    b.updateTime = nowIso();
-    return b.version;
-  };
-  const note = (kind: BuildEvent['kind'], message: string): void => {
-    b.events.push({ time: nowIso(), kind, message });
-    if (b.events.length > MAX_BUILD_EVENTS) b.events.splice(0, b.events.length - MAX_BUILD_EVENTS);
-  };
+  const touch = (): number => touchBuild(b, Date.now());
+  const note = (kind: BuildEvent['kind'], message: string): void => noteBuildEvent(b, kind, message, Date.now());
   const end = (status: Build['status'], details: StatusDetails, summary: string | undefined): void => {
     if (isEnded(b.status)) return;
     b.status = status;

@@ -123,3 +123,19 @@ export interface Build {
 
 /** Most notes a build keeps in `events`. */
 export const MAX_BUILD_EVENTS = 50;
+
+/**
+ * Records a change to `b` (a build a workflow owns): bumps its version, so the workflow knows to
+ * store it, and its update time. Returns the new version. Pure: the caller passes the time.
+ */
+export function touchBuild(b: Build, nowMs: number): number {
+  b.version += 1;
+  b.updateTime = new Date(nowMs).toISOString();
+  return b.version;
+}
+
+/** Adds an event to `b`'s history, keeping the newest `MAX_BUILD_EVENTS`. Pure: the caller passes the time. */
+export function noteBuildEvent(b: Build, kind: BuildEvent['kind'], message: string, nowMs: number): void {
+  b.events.push({ time: new Date(nowMs).toISOString(), kind, message });
+  if (b.events.length > MAX_BUILD_EVENTS) b.events.splice(0, b.events.length - MAX_BUILD_EVENTS);
+}
