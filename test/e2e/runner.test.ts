@@ -12,7 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { KilnClient } from '../../src/client/kilnClient.ts';
 import { type Build } from '../../src/domain/build.ts';
-import { freePort, groupAlive, kiln, type KilnProcess, startKiln } from '../support/kilnDev.ts';
+import { groupAlive } from '../../src/runner/processTree.ts';
+import { freePort, kiln, type KilnProcess, startKiln } from '../support/kilnDev.ts';
 
 /** The dev runner's heartbeat interval in this test: a canceled build must be gone within it. */
 const HEARTBEAT_SECS = 3;

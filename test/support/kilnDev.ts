@@ -85,13 +85,3 @@ export function kiln(args: string[], env: Record<string, string> = {}): Promise<
     );
   });
 }
-
-/** True while any process of group `pgid` exists. */
-export function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

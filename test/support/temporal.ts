@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
+import { after, before } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker } from '@temporalio/worker';
 import pino from 'pino';
@@ -88,6 +89,24 @@ export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CO
         deps: { storage, logger: testLogger },
       }),
   };
+}
+
+/**
+ * For a `describe` block: starts a dev server and a harness on it before the block's tests (handed
+ * to `use`), and stops both after them.
+ */
+export function withDevHarness(use: (env: TestWorkflowEnvironment, h: Harness) => void): void {
+  let env: TestWorkflowEnvironment | undefined;
+  let h: Harness | undefined;
+  before(async () => {
+    env = await startDevEnv();
+    h = await harness(env);
+    use(env, h);
+  });
+  after(async () => {
+    await h?.storage.close();
+    await env?.teardown();
+  });
 }
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */

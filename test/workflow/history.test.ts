@@ -3,23 +3,19 @@
  * run's history reaches the server's continue-as-new suggestion (~4K events), carrying its state.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
-import { harness, type Harness, startDevEnv } from '../support/temporal.ts';
+import { type Harness, withDevHarness } from '../support/temporal.ts';
 
 const HEARTBEATS = 900; // 10 s apart, that is 2.5 hours of a runner's heartbeats
 
 describe('history bound', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
-  before(async () => {
-    env = await startDevEnv();
-    h = await harness(env);
-  });
-  after(async () => {
-    await h?.storage.close();
-    await env?.teardown();
+  withDevHarness((e, x) => {
+    env = e;
+    h = x;
   });
 
   it(`${HEARTBEATS} heartbeats: continues as new, no run over 4,096 events, lease survives`, async () => {

@@ -3,25 +3,21 @@
  * heartbeat → succeed/fail, racing leasers, requestId idempotency, priority changes.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { KilnError } from '../../src/domain/errors.ts';
 import { KilnLastHeartbeatAt } from '../../src/domain/searchAttributes.ts';
-import { eventually, harness, type Harness, rejectsWith, startDevEnv } from '../support/temporal.ts';
+import { eventually, type Harness, rejectsWith, withDevHarness } from '../support/temporal.ts';
 
 const linux = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
 
 describe('lease cycle', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
-  before(async () => {
-    env = await startDevEnv();
-    h = await harness(env);
-  });
-  after(async () => {
-    await h?.storage.close();
-    await env?.teardown();
+  withDevHarness((e, x) => {
+    env = e;
+    h = x;
   });
 
   it('runs schedule → lease → start → heartbeat → succeed, visible in storage at each step', async () => {

@@ -3,23 +3,19 @@
  * with short configured durations (seconds), plus a worker stopped mid-build and replaced.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
-import { eventually, harness, type Harness, rejectsWith, startDevEnv } from '../support/temporal.ts';
+import { eventually, type Harness, rejectsWith, withDevHarness } from '../support/temporal.ts';
 
 const builder = (name: string) => ({ project: 'chromium', bucket: 'try', builder: name });
 
 describe('build timers and cancel', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
-  before(async () => {
-    env = await startDevEnv();
-    h = await harness(env);
-  });
-  after(async () => {
-    await h?.storage.close();
-    await env?.teardown();
+  withDevHarness((e, x) => {
+    env = e;
+    h = x;
   });
 
   const ended = (id: string) =>
