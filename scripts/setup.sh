@@ -2,7 +2,7 @@
 # Prepares the repo for `npm start`, `npm test` and `npm run bench` (package.json runs it first).
 # Idempotent and quiet: when everything is already in place it only checks and exits (well under a second).
 #
-#   1. node_modules: `npm install` when missing or when package-lock.json changed since the last install
+#   1. node_modules: `npm ci` when missing or when package-lock.json changed since the last install
 #      (sha256 stamp in node_modules/.kiln-lock-sha).
 #   2. Temporal CLI v1.5.1 (dev server) in .tools/bin/temporal, built with `go install`; skipped when
 #      TEMPORAL_ADDRESS points at an existing server.
@@ -34,14 +34,13 @@ ensure_node_modules() {
     return 0
   fi
   if [[ -d node_modules ]]; then
-    log "package-lock.json changed since the last install: running npm install"
+    log "package-lock.json changed since the last install: running npm ci"
   else
-    log "node_modules is missing: running npm install"
+    log "node_modules is missing: running npm ci"
   fi
-  # `npm install` (not `npm ci`): it installs the locked versions all the same, but npm 11's `ci`
-  # refuses a lock that lacks other platforms' optional native packages (@swc/core-*), which
-  # npm writes that way under this machine's npmrc.
-  npm install --no-audit --no-fund --loglevel=error
+  # `npm ci`: exactly the lockfile, never rewriting it, so a fresh clone stays clean. The lockfile
+  # lists every platform's optional native packages (@swc/core-*), which `npm ci` requires.
+  npm ci --no-audit --no-fund --loglevel=error
   sha256_of package-lock.json >"$stamp"
 }
 
