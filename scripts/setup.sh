@@ -10,6 +10,7 @@
 #        java-test-server  -> scripts/setup-java-test-server.sh (time-skipping test server)
 #        postgres          -> scripts/setup-postgres.sh         (PostgreSQL server binaries)
 #        chromium          -> scripts/setup-chromium.sh         (/usr/bin/chromium)
+#        temporal-server   -> scripts/setup-temporal-server.sh  (Temporal server + SQL tool, for a real cluster)
 #
 # Example: KILN_SETUP_EXTRAS="java-test-server postgres chromium" bash scripts/setup.sh
 set -euo pipefail
@@ -107,8 +108,8 @@ run_extras() {
   local extra
   for extra in ${KILN_SETUP_EXTRAS:-}; do
     case "$extra" in
-      java-test-server | postgres | chromium) bash "$ROOT/scripts/setup-$extra.sh" ;;
-      *) die "unknown KILN_SETUP_EXTRAS entry '$extra' (known: java-test-server postgres chromium)" ;;
+      java-test-server | postgres | chromium | temporal-server) bash "$ROOT/scripts/setup-$extra.sh" ;;
+      *) die "unknown KILN_SETUP_EXTRAS entry '$extra' (known: java-test-server postgres chromium temporal-server)" ;;
     esac
   done
 }

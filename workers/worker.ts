@@ -2,6 +2,7 @@
  * Kiln's worker: hosts every workflow and activity on one task queue. Stateless, so run as many as
  * the load needs; each shares storage and the Temporal server with the others.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   bundleWorkflowCode,
@@ -10,19 +11,41 @@ import {
   type NativeConnection,
   Runtime,
   Worker,
-  type WorkflowBundleWithSourceMap,
+  type WorkflowBundle,
 } from '@temporalio/worker';
 import type pino from 'pino';
 import { type ActivityDeps, createActivities } from '../activities/index.ts';
 
 const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/**
+ * The workflow bundle `npm run build` writes beside the compiled code (`dist/workflow-bundle.js`). Only compiled
+ * code uses it: from the sources (tsx) the bundle is made at start, so it always matches the sources.
+ */
+export const PREBUILT_WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
+const RUNNING_COMPILED = import.meta.url.endsWith('.js');
 
-/** Bundles workflow code once per process (webpack takes seconds; every worker reuses it). */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+/** Bundles Kiln's workflow code with webpack (seconds of CPU); `npm run build` runs it once, at build time. */
+export function bundleKilnWorkflows(): Promise<WorkflowBundle> {
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+}
+
+let bundle: Promise<WorkflowBundle> | undefined;
+
+/**
+ * The workflow bundle every worker of this process uses: the prebuilt one when running compiled, else bundled once
+ * per process from the sources.
+ */
+export function workflowBundle(): Promise<WorkflowBundle> {
+  bundle ??= RUNNING_COMPILED ? readPrebuiltBundle() : bundleKilnWorkflows();
   return bundle;
+}
+
+async function readPrebuiltBundle(): Promise<WorkflowBundle> {
+  if (!existsSync(PREBUILT_WORKFLOW_BUNDLE)) {
+    throw new Error(`${PREBUILT_WORKFLOW_BUNDLE} is missing: the build is incomplete, run \`npm run build\` again`);
+  }
+  return { code: readFileSync(PREBUILT_WORKFLOW_BUNDLE, 'utf8') };
 }
 
 let runtimeInstalled = false;

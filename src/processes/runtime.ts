@@ -3,7 +3,7 @@
  * the logger, open storage, connect to Temporal.
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join } from 'node:path';
 import { type Client } from '@temporalio/client';
 import pino from 'pino';
 import { loadConfigFile, loadEnv, Registry } from '../config/load.ts';
@@ -11,9 +11,10 @@ import { type KilnConfig } from '../config/schema.ts';
 import { openStorage } from '../storage/open.ts';
 import { type Storage } from '../storage/storage.ts';
 import { connectClient } from '../temporal/connection.ts';
+import { PACKAGE_ROOT } from '../packageRoot.ts';
 
 /** The config shipped with Kiln, used when none is given and ./kiln.yaml does not exist. */
-export const DEMO_CONFIG = resolve(import.meta.dirname, '../../config/demo.yaml');
+export const DEMO_CONFIG = join(PACKAGE_ROOT, 'config/demo.yaml');
 
 /** Picks the config file: --config, then KILN_CONFIG, then ./kiln.yaml, then the demo config. */
 export function configPath(flag: string | undefined): string {

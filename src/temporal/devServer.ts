@@ -4,14 +4,15 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import type pino from 'pino';
 import { KILN_SEARCH_ATTRIBUTES } from '../domain/searchAttributes.ts';
+import { PACKAGE_ROOT } from '../packageRoot.ts';
 
 /** Where `scripts/setup.sh` installs the Temporal CLI. */
-export const TEMPORAL_CLI = resolve(import.meta.dirname, '../../.tools/bin/temporal');
+export const TEMPORAL_CLI = join(PACKAGE_ROOT, '.tools/bin/temporal');
 
 /** `--search-attribute` arguments for every Kiln search attribute. */
 export function searchAttributeArgs(): string[] {

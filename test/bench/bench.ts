@@ -8,14 +8,19 @@
  *   BENCH_OPEN_BUILDS=1000            builds held open for the RSS figure (0 skips it)
  *   BENCH_LEVELS=1,4,16               runner counts to measure
  *   BENCH_BARE=0                      skips the bare-Temporal baseline (for profiling Kiln alone)
- * CPU per build is this process (API, worker, clients: all threads) and the Temporal dev server;
- * on a saturated machine it, not latency, sets the ratio.
+ *   BENCH_TEMPORAL=dev|cluster        the Temporal dev server (default), or a multi-process Temporal cluster on
+ *                                     a throwaway PostgreSQL (test/support/temporalCluster.ts; `npm run bench:cluster`)
+ *   BENCH_STARTUP=0                   skips the start time and idle RSS of `kiln api` / `kiln worker` (sources vs
+ *                                     the production build; needs PostgreSQL, test/bench/startup.ts)
+ * CPU per build is this process (API, worker, clients: all threads) and the Temporal server's processes (the
+ * dev server, or the cluster's four; not PostgreSQL's); on a saturated machine it, not latency, sets the ratio.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from '@temporalio/worker';
+import pgClient from 'pg';
 import { buildApi, listenApi } from '../../src/api/server.ts';
 import { KilnClient } from '../../src/client/kilnClient.ts';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
@@ -23,7 +28,10 @@ import { openStorage } from '../../src/storage/open.ts';
 import { BuildService } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { startDevEnv, testLogger } from '../support/temporal.ts';
-import { startPostgres } from '../support/postgres.ts';
+import { type RunningPostgres, startPostgres } from '../support/postgres.ts';
+import { connectToCluster, startTemporalCluster } from '../support/temporalCluster.ts';
+import { compiledMode, measureStartup, startupTable, TSX_MODE } from './startup.ts';
+import { buildKiln } from '../../scripts/build.ts';
 import { createKilnWorker, workflowBundle } from '../../workers/worker.ts';
 import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
 
@@ -32,6 +40,8 @@ const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedde
 const OPEN_BUILDS = Number(process.env.BENCH_OPEN_BUILDS ?? '1000');
 const BARE = process.env.BENCH_BARE !== '0';
 const LEVELS = (process.env.BENCH_LEVELS ?? '1,4,16').split(',').map(Number);
+const TEMPORAL = process.env.BENCH_TEMPORAL === 'cluster' ? 'cluster' : 'dev';
+const STARTUP = process.env.BENCH_STARTUP !== '0';
 const buildsAt = (c: number) => Math.max(40, c * 20) * SCALE;
 
 type Samples = Record<string, number[]>;
@@ -42,19 +52,26 @@ const pct = (xs: number[], p: number) => {
 };
 const ms = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
 
-/** CPU seconds used so far by the Temporal dev server (a child of this process); NaN off Linux. */
+/** CPU seconds used so far by the Temporal server's processes (children of this one); NaN off Linux. */
 function serverCpuSecs(): number {
+  let secs = 0;
+  let found = false;
   try {
     for (const k of readdirSync('/proc')) {
       if (!/^\d+$/.test(k)) continue;
-      const f = readFileSync(`/proc/${k}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      if (Number(f[1]) !== process.pid || !readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('temporal')) continue;
-      return (Number(f[11]) + Number(f[12])) / 100;
+      try {
+        const f = readFileSync(`/proc/${k}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+        if (Number(f[1]) !== process.pid || !readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('temporal')) continue;
+        secs += (Number(f[11]) + Number(f[12])) / 100;
+        found = true;
+      } catch {
+        // gone meanwhile
+      }
     }
   } catch {
     /* not Linux */
   }
-  return NaN;
+  return found ? secs : NaN;
 }
 const cpuNow = () => ({ node: process.cpuUsage(), server: serverCpuSecs(), t: performance.now() });
 const cpuSince = (a: ReturnType<typeof cpuNow>) => {
@@ -84,8 +101,21 @@ projects:
 `;
 
 async function main(): Promise<void> {
-  const env = await startDevEnv();
-  const pg = STORAGE === 'postgres' ? await startPostgres() : undefined;
+  // --- Temporal: the dev server, or a cluster on PostgreSQL (BENCH_TEMPORAL=cluster) ---
+  const pg = STORAGE === 'postgres' || TEMPORAL === 'cluster' ? await startPostgres() : undefined;
+  const cluster = TEMPORAL === 'cluster' ? await startTemporalCluster({ postgresUrl: pg!.url }) : undefined;
+  if (cluster) {
+    console.error(
+      `  Temporal cluster (${cluster.historyShards} history shards) up in ${((cluster.startupMs.schema + cluster.startupMs.services) / 1000).toFixed(1)} s`,
+    );
+  }
+  const env = cluster
+    ? await connectToCluster(cluster).then((c) => ({
+        ...c,
+        teardown: async () => (await c.close(), await cluster.stop()),
+      }))
+    : await startDevEnv();
+  // --- end Temporal ---
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
   const storage = pg
     ? await openStorage({ kind: 'postgres', url: pg.url })
@@ -232,13 +262,40 @@ async function main(): Promise<void> {
 
   await app.close();
   await storage.close();
+
+  // --- start time and idle RSS of kiln api / kiln worker: the sources (tsx) vs the production build ---
+  if (STARTUP) {
+    const startupPg: RunningPostgres | undefined = pg ?? (await startPostgres().catch(() => undefined));
+    if (!startupPg) {
+      console.error('  startup figures skipped: they need PostgreSQL (npm run bench:postgres installs it)');
+    } else {
+      const build = await buildKiln({
+        outDir: 'node_modules/.cache/kiln-bench-build',
+        typecheck: false,
+        log: () => {},
+      });
+      const pool = new pgClient.Pool({ connectionString: startupPg.url });
+      await pool.query('CREATE DATABASE kiln_startup').finally(() => pool.end());
+      const figures = await measureStartup({
+        temporalAddress: env.address,
+        namespace: env.namespace ?? 'default',
+        databaseUrl: startupPg.url.replace(/\/kiln$/, '/kiln_startup'),
+        modes: [TSX_MODE, compiledMode(build.outDir)],
+      });
+      results.push({ startup: figures });
+      if (startupPg !== pg) await startupPg.stop();
+      rmSync(build.outDir, { recursive: true, force: true });
+    }
+  }
+  // --- end startup ---
+
   await env.teardown();
   await pg?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 
   const lines = [
     '',
-    `Kiln lease-cycle benchmark — storage: ${STORAGE}, Temporal dev server on 127.0.0.1, one process (API + worker + clients)`,
+    `Kiln lease-cycle benchmark — storage: ${STORAGE}, ${TEMPORAL === 'cluster' ? `Temporal cluster (frontend, history, matching, worker processes; ${cluster?.historyShards} shards) on PostgreSQL` : 'Temporal dev server'} on 127.0.0.1, one process (API + worker + clients)`,
     '',
     '| runners | builds | Kiln builds/s | bare Temporal builds/s | ratio | CPU ms/build Kiln (process + server) | CPU ms/build bare | schedule→leasable p50/p99 ms | schedule p50/p99 | lease p50/p99 | start p50/p99 | heartbeat p50/p99 | succeed p50/p99 |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -259,11 +316,21 @@ async function main(): Promise<void> {
       `| ${r.runners} | ${r.builds} | ${r.kilnBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.ratio.toFixed(2)} | ${cpu(r.cpuMsPerBuild.kiln)} | ${cpu(r.cpuMsPerBuild.bare)} | ${l('schedule→leasable')} | ${l('schedule')} | ${l('lease')} | ${l('start')} | ${l('heartbeat')} | ${l('succeed')} |`,
     );
   }
-  for (const r of results.filter((x) => !('runners' in x)))
+  for (const r of results.filter((x) => !('runners' in x) && !('startup' in x)))
     lines.push('', ...Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'number' ? v.toFixed(1) : String(v)}`));
+  for (const r of results.filter((x) => 'startup' in x))
+    lines.push(
+      '',
+      'Start time and idle RSS (separate processes, PostgreSQL storage):',
+      '',
+      startupTable(r.startup as never),
+    );
   console.log(lines.join('\n'));
-  const out = `bench-results${STORAGE === 'postgres' ? '-postgres' : ''}.json`;
-  writeFileSync(out, JSON.stringify({ storage: STORAGE, when: new Date().toISOString(), results }, null, 2));
+  const out = `bench-results${STORAGE === 'postgres' ? '-postgres' : ''}${TEMPORAL === 'cluster' ? '-cluster' : ''}.json`;
+  writeFileSync(
+    out,
+    JSON.stringify({ storage: STORAGE, temporal: TEMPORAL, when: new Date().toISOString(), results }, null, 2),
+  );
   console.log(`\nwrote ${out}`);
   process.exit(0);
 }

@@ -15,6 +15,7 @@ import { envSchema, loadEnv, parseConfig } from '../../src/config/load.ts';
 import { buildProgram } from '../../src/cli/program.ts';
 import { KILN_SEARCH_ATTRIBUTES } from '../../src/domain/searchAttributes.ts';
 import { parseRunnerConfig } from '../../src/runner/config.ts';
+import { BUILD_INPUTS } from '../../scripts/build.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -308,18 +309,44 @@ void describe('docker-compose.yml', () => {
     assert.deepEqual([...ns], ['default']);
   });
 
-  void it('builds an image that runs the kiln CLI with every source folder it imports', () => {
+  void it('builds an image that runs the production build, made in a build stage from every source folder', () => {
     const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-    assert.match(dockerfile, /^ENTRYPOINT \["node", "bin\/kiln\.js"\]$/m);
-    assert.match(dockerfile, /npm ci --omit=dev/);
-    const copied = [...dockerfile.matchAll(/^COPY (.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
-    for (const dir of ['bin', 'config', 'src', 'workflows', 'activities', 'workers', 'package-lock.json']) {
-      assert.ok(copied.includes(dir), `the image lacks ${dir}`);
+    const stages = dockerfile.split(/^(?=FROM )/m).filter((st) => st.startsWith('FROM '));
+    assert.ok(stages.length >= 2, 'a build stage and the image');
+    const build = stages.find((st) => /^FROM \S+ AS build$/m.test(st));
+    const image = stages.at(-1)!;
+    assert.ok(build && build !== image, 'a stage named build, before the image');
+    const copies = (st: string) => [...st.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+
+    // The build stage: every dev dependency (tsc, the bundler), every folder the build compiles, and the build.
+    assert.match(build, /^RUN npm ci(?! .*--omit=dev)/m, 'the build stage needs the dev dependencies');
+    const tsconfigBuild = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
+    for (const input of [...tsconfigBuild.include, ...BUILD_INPUTS, 'tsconfig.build.json', 'scripts/build.ts']) {
+      assert.ok(copies(build).includes(input), `the build stage lacks ${input}`);
     }
+    assert.match(build, /^RUN node --import tsx scripts\/build\.ts/m, 'the build stage runs the build');
+    const buildDir = /^WORKDIR (\S+)$/m.exec(build)?.[1];
+
+    // The image: production dependencies, the CLI entry point, the shipped config and the build; no sources.
+    assert.match(image, /^ENTRYPOINT \["node", "bin\/kiln\.js"\]$/m);
+    assert.match(image, /npm ci --omit=dev/);
+    assert.match(image, /^ENV KILN_RUN_FROM=dist$/m, 'bin/kiln.js must run the build, never look for sources');
+    for (const f of ['bin', 'config', 'package.json', 'package-lock.json']) {
+      assert.ok(copies(image).includes(f), `the image lacks ${f}`);
+    }
+    assert.ok(
+      new RegExp(`^COPY --from=build ${buildDir}/dist \\./dist$`, 'm').test(image),
+      'the image takes dist/ from the build stage',
+    );
+    for (const source of tsconfigBuild.include) {
+      assert.ok(!copies(image).includes(source), `the image copies the TypeScript sources of ${source}`);
+    }
+
     const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
       .split('\n')
       .map((l) => l.trim());
-    for (const dir of ['bin', 'config', 'src', 'workflows', 'activities', 'workers']) assert.ok(!ignored.includes(dir));
+    for (const dir of ['bin', 'config', 'scripts', ...tsconfigBuild.include]) assert.ok(!ignored.includes(dir), dir);
     assert.ok(ignored.includes('node_modules'), 'host node_modules stay out of the image');
+    assert.ok(ignored.includes('dist'), 'a local build stays out of the image (the build stage makes its own)');
   });
 });
