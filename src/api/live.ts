@@ -70,6 +70,14 @@ export class LiveFeed {
     };
   }
 
+  /**
+   * Makes sure the feed has its starting cursor, so every change after this call reaches the pages
+   * subscribed now (a page says hello after this, then fetches what it shows).
+   */
+  async ready(): Promise<void> {
+    if (this.cursors.length === 0) this.cursors.push({ at: Date.now(), cursor: await this.o.storage.changeCursor() });
+  }
+
   /** Stops polling and forgets every page (the API is closing). */
   close(): void {
     this.closed = true;
@@ -91,7 +99,7 @@ export class LiveFeed {
     try {
       const now = Date.now();
       if (this.cursors.length === 0) {
-        this.cursors.push({ at: now, cursor: await this.o.storage.changeCursor() });
+        await this.ready();
         return;
       }
       while (this.cursors.length > 1 && (this.cursors[1]?.at ?? now) <= now - this.overlapMs) this.cursors.shift();

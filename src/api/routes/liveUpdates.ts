@@ -37,13 +37,22 @@ export function liveUpdates(feed: LiveFeed | undefined): Route {
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
-      res.write(`event: hello\ndata: ${JSON.stringify({ now: new Date().toISOString() })}\n\n`);
       const unsubscribe = feed.subscribe({
         readable,
         send: (frame) => {
           if (!res.writableEnded) res.write(frame);
         },
       });
+      // The feed's cursor is taken before hello: whatever the page fetches after hello, later changes follow.
+      try {
+        await feed.ready();
+      } catch (e) {
+        ctx.logger.warn({ err: e }, 'live updates: storage did not answer');
+        res.end();
+        unsubscribe();
+        return;
+      }
+      res.write(`event: hello\ndata: ${JSON.stringify({ now: new Date().toISOString() })}\n\n`);
       const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
       const end = () => {
         open.delete(end);
