@@ -2,7 +2,7 @@
 import { lazy, Suspense, useEffect, useState } from 'react';
 import { BrowserRouter, NavLink, Route, Routes, useLocation } from 'react-router';
 import { NotFound } from './components.tsx';
-import { onLiveStatus, liveConnected } from './live.ts';
+import { liveConnected, liveWanted, onLiveStatus } from './live.ts';
 import { BuildPage } from './pages/Build.tsx';
 import { BuildsPage } from './pages/Builds.tsx';
 import { ChangePage, ChangesPage } from './pages/Changes.tsx';
@@ -16,6 +16,7 @@ const StatsPage = lazy(() => import('./pages/Stats.tsx'));
 function LiveDot() {
   const [on, setOn] = useState(liveConnected());
   useEffect(() => onLiveStatus(setOn), []);
+  if (!on && !liveWanted()) return null;
   return (
     <span className={on ? 'live on' : 'live'} title={on ? 'live updates on' : 'live updates reconnecting'}>
       {on ? '● live' : '○ offline'}

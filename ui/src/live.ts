@@ -30,6 +30,11 @@ function setConnected(c: boolean): void {
   for (const fn of statusListeners) fn(c);
 }
 
+/** True while some component listens (the stream is wanted). */
+export function liveWanted(): boolean {
+  return listeners.size > 0;
+}
+
 /** True while the stream is open. */
 export function liveConnected(): boolean {
   return connected;

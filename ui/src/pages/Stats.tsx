@@ -51,8 +51,17 @@ export default function StatsPage() {
     setParams({ builder: form.builder, days: form.days });
   };
   const w = stats.data?.window;
+  // Every UTC day of the window, days without builds as zeros, so the axis spans the window.
+  const byDay = new Map(stats.data?.days.map((d) => [d.day, d]) ?? []);
+  const allDays: BuilderStatsResponse['days'] = [];
+  if (stats.data) {
+    for (let t = Date.parse(stats.data.from.slice(0, 10)); t < Date.parse(stats.data.to); t += 86_400_000) {
+      const day = new Date(t).toISOString().slice(0, 10);
+      allDays.push(byDay.get(day) ?? { day, total: 0, success: 0, failure: 0, infraFailure: 0, canceled: 0, open: 0 });
+    }
+  }
   const data =
-    stats.data?.days.map((d) => ({
+    allDays.map((d) => ({
       ...d,
       queueP50: d.queueP50Ms !== undefined ? d.queueP50Ms / 1000 : undefined,
       queueP95: d.queueP95Ms !== undefined ? d.queueP95Ms / 1000 : undefined,
