@@ -14,6 +14,10 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers
 RUN node --import tsx scripts/build.ts
+# The web UI (ui/ → ui/dist), built with the dev dependencies this stage has.
+COPY scripts/lib.sh scripts/build-ui.sh ./scripts/
+COPY ui ./ui
+RUN bash scripts/build-ui.sh --force
 
 # --- the image: production dependencies, the build, the CLI entry point and the shipped config -----------------
 FROM node:20-bookworm-slim
@@ -30,6 +34,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY bin ./bin
 COPY config ./config
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/ui/dist ./ui/dist
 
 # Data dirs the named volumes mount over; they inherit this ownership on first use.
 RUN mkdir -p /var/lib/kiln /var/lib/kiln-runner /etc/kiln && chown node:node /var/lib/kiln /var/lib/kiln-runner

@@ -28,7 +28,7 @@ const nodeBuiltins = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.tools/**', '.kiln/**', 'dist/**'] },
+  { ignores: ['node_modules/**', '.tools/**', '.kiln/**', 'dist/**', 'ui/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

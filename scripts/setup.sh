@@ -4,6 +4,7 @@
 #
 #   1. node_modules: `npm ci` when missing or when package-lock.json changed since the last install
 #      (sha256 stamp in node_modules/.kiln-lock-sha).
+#   1b. The web UI (ui/ → ui/dist) by scripts/build-ui.sh, when its sources changed (content stamp).
 #   2. Temporal CLI v1.5.1 (dev server) in .tools/bin/temporal, built with `go install`; skipped when
 #      TEMPORAL_ADDRESS points at an existing server.
 #   3. Optional extras named in KILN_SETUP_EXTRAS (space-separated), each in its own script:
@@ -115,5 +116,6 @@ run_extras() {
 }
 
 ensure_node_modules
+bash "$ROOT/scripts/build-ui.sh" # web UI assets (ui/dist), rebuilt only when ui/ or the lockfile changed
 ensure_temporal_cli
 run_extras

@@ -5,6 +5,8 @@ import { type BuildService } from '../builds/service.ts';
 import { type Registry } from '../config/load.ts';
 import { type LogStore } from '../logs/logStore.ts';
 import { type GerritIntake } from '../gerrit/intake.ts';
+import { type Client } from '@temporalio/client';
+import { type Storage } from '../storage/storage.ts';
 
 export interface ApiContext {
   service: BuildService;
@@ -14,6 +16,11 @@ export interface ApiContext {
   logs?: LogStore;
   /** Gerrit event intake; the Gerrit events route answers NOT_FOUND without one. */
   gerrit?: GerritIntake;
+  // --- web UI (issue 14) ---
+  /** Storage, for the web UI's read endpoints and live updates; they answer UNAVAILABLE without it. */
+  storage?: Storage;
+  /** Temporal client, for the stuck-build report (visibility queries); UNAVAILABLE without it. */
+  client?: Client;
 }
 
 /** A route module: registers one route on the app. */

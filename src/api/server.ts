@@ -25,6 +25,18 @@ import { swarmingNotify } from './routes/swarmingNotify.ts';
 import { tinderboxGetTask } from './routes/tinderboxGetTask.ts';
 import { tinderboxReport } from './routes/tinderboxReport.ts';
 import { uploadLog } from './routes/uploadLog.ts';
+// --- web UI (issue 14) ---
+import { LiveFeed } from './live.ts';
+import { getBuilderStats } from './routes/getBuilderStats.ts';
+import { getConsole } from './routes/getConsole.ts';
+import { getPipeline } from './routes/getPipeline.ts';
+import { getSession } from './routes/getSession.ts';
+import { getStuck } from './routes/getStuck.ts';
+import { getVerification } from './routes/getVerification.ts';
+import { listBuilders } from './routes/listBuilders.ts';
+import { liveUpdates } from './routes/liveUpdates.ts';
+import { rebuildBuild } from './routes/rebuildBuild.ts';
+import { registerUi } from './ui.ts';
 
 /** Every route; a later issue's routes are added here. */
 export const ROUTES: Route[] = [
@@ -48,6 +60,15 @@ export const ROUTES: Route[] = [
   tinderboxGetTask,
   tinderboxReport,
   searchVerifications,
+  // --- web UI read endpoints and actions (issue 14); live updates are added in buildApi ---
+  getSession,
+  listBuilders,
+  getConsole,
+  getBuilderStats,
+  getPipeline,
+  getStuck,
+  getVerification,
+  rebuildBuild,
 ];
 
 /** Options of `buildApi`. */
@@ -56,6 +77,8 @@ export interface ApiOptions {
   bodyLimitBytes?: number;
   /** Extra routes (e.g. Swarming notifications, Gerrit events, logs). */
   routes?: Route[];
+  /** Serve the web UI under `/` (from ui/dist, or `{dist}`); false: API only. @default the config's `ui.enabled` */
+  ui?: boolean | { dist: string };
 }
 
 /** Builds the Fastify app (not listening). */
@@ -88,6 +111,15 @@ export function buildApi(ctx: ApiContext, opts: ApiOptions = {}): FastifyInstanc
   });
   app.get('/healthz', async () => ({ ok: true }));
   for (const r of [...ROUTES, ...(opts.routes ?? [])]) r(app, ctx);
+  // --- web UI (issue 14): one storage poll per process for every open page, and the pages themselves ---
+  const uiConfig = ctx.registry.config.ui;
+  const feed = ctx.storage
+    ? new LiveFeed({ storage: ctx.storage, logger: ctx.logger, intervalMs: uiConfig?.liveIntervalMs })
+    : undefined;
+  if (feed) app.addHook('onClose', (_app, done) => (feed.close(), done()));
+  liveUpdates(feed)(app, ctx);
+  const ui = opts.ui ?? uiConfig?.enabled ?? true;
+  if (ui !== false) void app.register(async (scope) => registerUi(scope, typeof ui === 'object' ? ui.dist : undefined));
   return app;
 }
 

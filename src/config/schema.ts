@@ -8,6 +8,7 @@ import { devRunnerSchema } from '../runner/settings.ts';
 import { gerritConfigSchema } from './gerrit.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
+import { UI_DEFAULTS, uiConfigSchema } from './ui.ts';
 
 /** Access levels on a bucket; each includes the ones before it. */
 export const ROLES = ['READER', 'SCHEDULER', 'WRITER'] as const;
@@ -140,6 +141,8 @@ export const configSchema = z
     swarming: swarmingServiceSchema.optional(),
     /** Gerrit change verification (hosts, event secret, per-project triggers); absent → off. */
     gerrit: gerritConfigSchema.optional(),
+    /** The web UI served under `/` (src/config/ui.ts). */
+    ui: uiConfigSchema.default(UI_DEFAULTS),
   })
   .strict()
   .superRefine((cfg, ctx) => {

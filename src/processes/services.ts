@@ -74,6 +74,9 @@ export async function startApi(opts: {
     service,
     registry: opts.registry,
     logger: opts.logger,
+    // The web UI's read endpoints and live updates (storage), and its stuck-build report (Temporal).
+    storage: opts.storage,
+    client: opts.client,
     // PostgreSQL: every API process serves every log. Embedded: one process, files are cheaper.
     logs: opts.storage.kind === 'postgres' ? opts.storage.logs : new FileLogStore(join(opts.config.dataDir, 'logs')),
     gerrit: gerrit

@@ -88,6 +88,40 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX verifications_change ON verifications (host, change, patchset);
     `,
   },
+  // --- web UI read model (issue 14): a change feed for live pages, and indexes for its read endpoints ---
+  {
+    version: 4,
+    name: 'ui_read_model',
+    sql: `
+      -- Every write to a build or verification row takes the next value of one sequence, so live pages
+      -- can ask storage "what changed since N" (src/api/live.ts) whichever process wrote the row.
+      CREATE SEQUENCE kiln_change_seq;
+      ALTER TABLE builds ADD COLUMN change_seq bigint;
+      ALTER TABLE verifications ADD COLUMN change_seq bigint;
+      CREATE FUNCTION kiln_bump_change_seq() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        NEW.change_seq := nextval('kiln_change_seq');
+        RETURN NEW;
+      END
+      $$;
+      UPDATE builds SET change_seq = nextval('kiln_change_seq');
+      UPDATE verifications SET change_seq = nextval('kiln_change_seq');
+      CREATE TRIGGER builds_change_seq BEFORE INSERT OR UPDATE ON builds
+        FOR EACH ROW EXECUTE FUNCTION kiln_bump_change_seq();
+      CREATE TRIGGER verifications_change_seq BEFORE INSERT OR UPDATE ON verifications
+        FOR EACH ROW EXECUTE FUNCTION kiln_bump_change_seq();
+      CREATE INDEX builds_change_seq ON builds (change_seq);
+      CREATE INDEX verifications_change_seq ON verifications (change_seq);
+      -- A builder's builds by status (queue, running, last green) and by creation time (statistics).
+      CREATE INDEX builds_builder_status ON builds (project, bucket, builder, status, id);
+      CREATE INDEX builds_builder_created ON builds (project, bucket, builder, create_time);
+      -- What is pending or running now, across builders (pipeline).
+      CREATE INDEX builds_live ON builds (project, bucket, builder, priority, id DESC) WHERE status IN ('SCHEDULED', 'STARTED');
+      -- Verifications in flight and the newest ones (pipeline, changes list).
+      CREATE INDEX verifications_active ON verifications (create_time) WHERE phase IN ('EVALUATING', 'BUILDING');
+      CREATE INDEX verifications_created ON verifications (create_time);
+    `,
+  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

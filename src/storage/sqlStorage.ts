@@ -2,14 +2,20 @@
  * `Storage` in SQL that runs unchanged on PGlite and PostgreSQL. Build rows keep the whole build as
  * JSON plus the columns that searches and peeks filter on.
  */
-import { type Build } from '../domain/build.ts';
+import { type Build, type BuilderId } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
 import { type LogStore } from '../logs/logStore.ts';
 import { SqlLogStore } from '../logs/sqlLogStore.ts';
 import { type SqlClient, type SqlExecutor } from './sqlClient.ts';
 import {
+  type BuilderRecentBuilds,
+  type BuilderStats,
+  type BuilderSummary,
   type BuildPage,
   type BuildQuery,
+  type BuildStatsFigures,
+  type BuildSummary,
+  type ChangeFeedPage,
   type BuildReservation,
   type PeekQuery,
   type ReserveBuildRequest,
@@ -198,6 +204,152 @@ export class SqlStorage implements Storage {
     return r.rows.map((row) => row.data);
   }
 
+  // --- web UI read model (issue 14): summaries, grids, statistics, change feed ---
+
+  async getBuilds(ids: string[]): Promise<Build[]> {
+    if (ids.length === 0) return [];
+    const r = await this.db.query<{ data: Build }>('SELECT data FROM builds WHERE id = ANY($1::bigint[])', [ids]);
+    return r.rows.map((row) => row.data);
+  }
+
+  async builderSummaries(builders: BuilderId[], opts: { queueLimit?: number } = {}): Promise<BuilderSummary[]> {
+    if (builders.length === 0) return [];
+    const queueLimit = Math.min(Math.max(opts.queueLimit ?? 10, 0), MAX_PAGE);
+    // One statement: per builder, index lookups on (project, bucket, builder, status, id).
+    const r = await this.db.query<{
+      project: string;
+      bucket: string;
+      builder: string;
+      pending: number;
+      running: number;
+      oldest: string | null;
+      last_build: BuildSummary | null;
+      last_green: BuildSummary | null;
+      queue: BuildSummary[] | null;
+    }>(
+      `SELECT b.project, b.bucket, b.builder,
+         (SELECT count(*)::int FROM builds x WHERE ${SAME_BUILDER} AND x.status = 'SCHEDULED') AS pending,
+         (SELECT count(*)::int FROM builds x WHERE ${SAME_BUILDER} AND x.status = 'STARTED') AS running,
+         (SELECT x.data->>'createTime' FROM builds x WHERE ${SAME_BUILDER} AND x.status = 'SCHEDULED'
+            ORDER BY x.id DESC LIMIT 1) AS oldest,
+         (SELECT ${SUMMARY} FROM builds x WHERE ${SAME_BUILDER} ORDER BY x.id ASC LIMIT 1) AS last_build,
+         (SELECT ${SUMMARY} FROM builds x WHERE ${SAME_BUILDER} AND x.status = 'SUCCESS'
+            ORDER BY x.id ASC LIMIT 1) AS last_green,
+         (SELECT jsonb_agg(q.s ORDER BY q.priority, q.id DESC) FROM (
+            SELECT ${SUMMARY} AS s, x.priority, x.id FROM builds x
+            WHERE ${SAME_BUILDER} AND x.status = 'SCHEDULED' ORDER BY x.priority ASC, x.id DESC LIMIT $4) q) AS queue
+       FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS b(project, bucket, builder, n)
+       ORDER BY b.n`,
+      [...builderArrays(builders), queueLimit],
+    );
+    return r.rows.map((row) => ({
+      builder: { project: row.project, bucket: row.bucket, builder: row.builder },
+      pending: row.pending,
+      running: row.running,
+      ...(row.oldest !== null ? { oldestPendingTime: row.oldest } : {}),
+      ...(row.last_build ? { lastBuild: row.last_build } : {}),
+      ...(row.last_green ? { lastGreen: row.last_green } : {}),
+      queue: row.queue ?? [],
+    }));
+  }
+
+  async recentBuildsByBuilder(builders: BuilderId[], perBuilder: number): Promise<BuilderRecentBuilds[]> {
+    if (builders.length === 0) return [];
+    const r = await this.db.query<{ project: string; bucket: string; builder: string; builds: BuildSummary[] | null }>(
+      `SELECT b.project, b.bucket, b.builder,
+         (SELECT jsonb_agg(q.s ORDER BY q.id ASC) FROM (
+            SELECT ${SUMMARY} AS s, x.id FROM builds x WHERE ${SAME_BUILDER} ORDER BY x.id ASC LIMIT $4) q) AS builds
+       FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS b(project, bucket, builder, n)
+       ORDER BY b.n`,
+      [...builderArrays(builders), Math.min(Math.max(perBuilder, 1), MAX_PAGE)],
+    );
+    return r.rows.map((row) => ({
+      builder: { project: row.project, bucket: row.bucket, builder: row.builder },
+      builds: row.builds ?? [],
+    }));
+  }
+
+  async builderStats(builder: BuilderId, from: string, to: string): Promise<BuilderStats> {
+    // Percentiles in SQL over the builder's builds in the window (index on builder + create_time);
+    // GROUPING SETS gives each day and the whole window in one pass.
+    const r = await this.db.query<StatsRow & { day: string | null }>(
+      `WITH w AS (
+         SELECT status, create_time,
+           extract(epoch FROM (data->>'startTime')::timestamptz - create_time) * 1000 AS queue_ms,
+           extract(epoch FROM (data->>'endTime')::timestamptz - (data->>'startTime')::timestamptz) * 1000 AS duration_ms
+         FROM builds
+         WHERE project = $1 AND bucket = $2 AND builder = $3 AND create_time >= $4 AND create_time < $5)
+       SELECT to_char(date_trunc('day', create_time AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day, ${STATS_COLUMNS}
+       FROM w GROUP BY GROUPING SETS ((date_trunc('day', create_time AT TIME ZONE 'UTC')), ())
+       ORDER BY 1 NULLS FIRST`,
+      [builder.project, builder.bucket, builder.builder, from, to],
+    );
+    const whole = r.rows.find((row) => row.day === null);
+    return {
+      window: whole ? statsFigures(whole) : { ...EMPTY_FIGURES },
+      days: r.rows.filter((row) => row.day !== null).map((row) => ({ day: row.day as string, ...statsFigures(row) })),
+    };
+  }
+
+  async openBuilds(buckets: string[], limit: number): Promise<BuildSummary[]> {
+    if (buckets.length === 0) return [];
+    const pairs = buckets.map((b) => b.split('/'));
+    const r = await this.db.query<{ s: BuildSummary }>(
+      `SELECT ${SUMMARY.replaceAll('x.', '')} AS s FROM builds
+       WHERE status IN ('SCHEDULED', 'STARTED') AND (project, bucket) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+       ORDER BY priority ASC, id DESC LIMIT $3`,
+      [pairs.map((p) => p[0] ?? ''), pairs.map((p) => p[1] ?? ''), Math.min(Math.max(limit, 1), MAX_PAGE)],
+    );
+    return r.rows.map((row) => row.s);
+  }
+
+  async recentVerifications(opts: { active?: boolean; limit?: number }): Promise<StoredVerification[]> {
+    const r = await this.db.query<{ data: StoredVerification }>(
+      `SELECT data FROM verifications ${opts.active ? `WHERE phase IN ('EVALUATING', 'BUILDING')` : ''}
+       ORDER BY create_time DESC LIMIT $1`,
+      [Math.min(Math.max(opts.limit ?? 100, 1), MAX_PAGE)],
+    );
+    return r.rows.map((row) => row.data);
+  }
+
+  async changeCursor(): Promise<string> {
+    const r = await this.db.query<{ c: string }>(
+      `SELECT greatest((SELECT coalesce(max(change_seq), 0) FROM builds),
+                       (SELECT coalesce(max(change_seq), 0) FROM verifications))::text AS c`,
+    );
+    return r.rows[0]?.c ?? '0';
+  }
+
+  async changesSince(cursor: string, limit = 1000): Promise<ChangeFeedPage> {
+    const n = Math.min(Math.max(limit, 1), MAX_PAGE);
+    const [b, v] = await Promise.all([
+      this.db.query<{ seq: string; s: BuildSummary }>(
+        `SELECT change_seq::text AS seq, ${SUMMARY.replaceAll('x.', '')} AS s FROM builds
+         WHERE change_seq > $1::bigint ORDER BY change_seq LIMIT $2`,
+        [cursor, n],
+      ),
+      this.db.query<{ seq: string; data: StoredVerification }>(
+        `SELECT change_seq::text AS seq, data FROM verifications WHERE change_seq > $1::bigint ORDER BY change_seq LIMIT $2`,
+        [cursor, n],
+      ),
+    ]);
+    // A full page of one table caps the cursor there, so the rest of it comes next time.
+    let next = BigInt(cursor);
+    const lastOf = (rows: { seq: string }[]) => BigInt(rows[rows.length - 1]?.seq ?? cursor);
+    const full = [b.rows.length === n ? lastOf(b.rows) : undefined, v.rows.length === n ? lastOf(v.rows) : undefined];
+    const cap = full
+      .filter((x): x is bigint => x !== undefined)
+      .reduce<bigint | undefined>((m, x) => (m === undefined || x < m ? x : m), undefined);
+    for (const rows of [b.rows, v.rows]) for (const row of rows) if (BigInt(row.seq) > next) next = BigInt(row.seq);
+    if (cap !== undefined && cap < next) next = cap;
+    const upTo = (seq: string) => BigInt(seq) <= next;
+    return {
+      cursor: next.toString(),
+      builds: b.rows.filter((row) => upTo(row.seq)).map((row) => row.s),
+      verifications: v.rows.filter((row) => upTo(row.seq)).map((row) => row.data),
+    };
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }
@@ -205,3 +357,57 @@ export class SqlStorage implements Storage {
 
 /** Internal: a concurrent schedule with the same request key committed first. */
 class LostRace extends Error {}
+
+// --- web UI read model helpers (issue 14) ---
+
+/** A build row `x` as a `BuildSummary` (JSON without the bulky parts). */
+const SUMMARY = `(x.data - 'input' - 'output' - 'events')`;
+/** Row `x` belongs to the builder `b` of an unnest over builder arrays. */
+const SAME_BUILDER = 'x.project = b.project AND x.bucket = b.bucket AND x.builder = b.builder';
+
+function builderArrays(builders: BuilderId[]): [string[], string[], string[]] {
+  return [builders.map((b) => b.project), builders.map((b) => b.bucket), builders.map((b) => b.builder)];
+}
+
+interface StatsRow extends Record<string, unknown> {
+  total: number;
+  success: number;
+  failure: number;
+  infra_failure: number;
+  canceled: number;
+  open: number;
+  queue_p50: number | null;
+  queue_p95: number | null;
+  duration_p50: number | null;
+  duration_p95: number | null;
+}
+
+const STATS_COLUMNS = `
+  count(*)::int AS total,
+  (count(*) FILTER (WHERE status = 'SUCCESS'))::int AS success,
+  (count(*) FILTER (WHERE status = 'FAILURE'))::int AS failure,
+  (count(*) FILTER (WHERE status = 'INFRA_FAILURE'))::int AS infra_failure,
+  (count(*) FILTER (WHERE status = 'CANCELED'))::int AS canceled,
+  (count(*) FILTER (WHERE status IN ('SCHEDULED', 'STARTED')))::int AS open,
+  (percentile_cont(0.5) WITHIN GROUP (ORDER BY queue_ms))::float8 AS queue_p50,
+  (percentile_cont(0.95) WITHIN GROUP (ORDER BY queue_ms))::float8 AS queue_p95,
+  (percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms))::float8 AS duration_p50,
+  (percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms))::float8 AS duration_p95`;
+
+const EMPTY_FIGURES: BuildStatsFigures = { total: 0, success: 0, failure: 0, infraFailure: 0, canceled: 0, open: 0 };
+
+function statsFigures(row: StatsRow): BuildStatsFigures {
+  const ms = (v: number | null) => (v === null ? undefined : Math.round(v));
+  const f: BuildStatsFigures = {
+    total: row.total,
+    success: row.success,
+    failure: row.failure,
+    infraFailure: row.infra_failure,
+    canceled: row.canceled,
+    open: row.open,
+  };
+  const opt = { queueP50Ms: ms(row.queue_p50), queueP95Ms: ms(row.queue_p95) };
+  const dur = { durationP50Ms: ms(row.duration_p50), durationP95Ms: ms(row.duration_p95) };
+  for (const [k, v] of Object.entries({ ...opt, ...dur })) if (v !== undefined) f[k as keyof typeof opt] = v;
+  return f;
+}
