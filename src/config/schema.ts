@@ -168,7 +168,19 @@ export const configSchema = z
     );
   });
 
-/** The loaded config; `swarmingTemplates` holds the task templates read from `swarming.taskTemplate*`. */
-export type KilnConfig = z.infer<typeof configSchema> & { swarmingTemplates?: SwarmingServiceConfig };
+/** Something a process logs once at start about its config: not an error, but worth a look. */
+export interface ConfigNotice {
+  level: 'info' | 'warn';
+  message: string;
+}
+
+/**
+ * The loaded config; `swarmingTemplates` holds the task templates read from `swarming.taskTemplate*`,
+ * `notices` what the process logs about the config at start.
+ */
+export type KilnConfig = z.infer<typeof configSchema> & {
+  swarmingTemplates?: SwarmingServiceConfig;
+  notices?: ConfigNotice[];
+};
 export type BuilderConfig = z.infer<typeof builderSchema>;
 export type BucketConfig = z.infer<typeof bucketSchema>;
