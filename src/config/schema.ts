@@ -8,18 +8,20 @@ import { devRunnerSchema } from '../runner/settings.ts';
 import { gerritConfigSchema } from './gerrit.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
+import { BUILDER_NAME_RE, BUILDER_NAME_RULE } from '../domain/names.ts';
 
 /** Access levels on a bucket; each includes the ones before it. */
 export const ROLES = ['READER', 'SCHEDULER', 'WRITER'] as const;
 export type Role = (typeof ROLES)[number];
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, 'letters, digits, ".", "_", "-"');
+const builderName = z.string().regex(BUILDER_NAME_RE, BUILDER_NAME_RULE);
 const dimension = z.string().regex(/^[^:\s]+:\S.*$/, 'a "key:value" dimension');
 
 /** One builder in a bucket. */
 export const builderSchema = z
   .object({
-    name,
+    name: builderName,
     /** Dimensions a runner must cover to lease this builder's builds. */
     dimensions: z.array(dimension).default([]),
     /** Lower runs first (0–255, as Buildbucket and Swarming). @default 30 */
