@@ -1,6 +1,7 @@
 /** Request pieces several routes share. */
 import { z } from 'zod';
 import { isBuildId } from '../domain/buildId.ts';
+import { BUILDER_NAME_RE, BUILDER_NAME_RULE } from '../domain/names.ts';
 
 const part = z
   .string()
@@ -8,8 +9,11 @@ const part = z
   .max(100)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_", "-"');
 
+/** A builder's name (LUCI's rule, shared with the config). */
+export const builderNameSchema = z.string().regex(BUILDER_NAME_RE, BUILDER_NAME_RULE);
+
 /** `{project, bucket, builder}`. */
-export const builderIdSchema = z.object({ project: part, bucket: part, builder: part }).strict();
+export const builderIdSchema = z.object({ project: part, bucket: part, builder: builderNameSchema }).strict();
 
 /** `:id` path parameter. */
 export const buildIdParams = z.object({

@@ -40,6 +40,7 @@ export function planSwarmingBuild(
     dimensions?: string[];
     tags?: string[];
     properties?: Record<string, unknown>;
+    priority?: number;
   },
 ): SwarmingPlan | undefined {
   const bucket = registry.bucket(bucketPath(req.builder))?.swarming;
@@ -57,6 +58,9 @@ export function planSwarmingBuild(
       'dimensions: a Swarming build takes its dimensions from the builder; use swarming.overrideBuilderCfg.dimensions',
     );
   }
+  if (req.priority === 0) {
+    throw new KilnError('INVALID_ARGUMENT', 'priority: a Swarming task takes 1 (most important) to 255');
+  }
   const service = registry.config.swarming;
   const templates = registry.config.swarmingTemplates;
   if (!service || !templates) throw new KilnError('INTERNAL', 'Swarming bucket without loaded task templates');
@@ -70,6 +74,7 @@ export function planSwarmingBuild(
     ...(service.pubsubTopic !== undefined ? { pubsubTopic: service.pubsubTopic } : {}),
     ...(req.swarming?.overrideBuilderCfg !== undefined ? { overrideBuilderCfg: req.swarming.overrideBuilderCfg } : {}),
     ...(req.swarming?.canaryTemplate !== undefined ? { canaryTemplate: req.swarming.canaryTemplate } : {}),
+    ...(req.priority !== undefined ? { priority: req.priority } : {}),
   };
   // The workflow trusts the override (no zod in workflow code), so it is checked here, once.
   parseOverrideBuilderCfg(spec.overrideBuilderCfg);

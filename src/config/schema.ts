@@ -9,18 +9,20 @@ import { gerritConfigSchema } from './gerrit.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
 import { UI_DEFAULTS, uiConfigSchema } from './ui.ts';
+import { BUILDER_NAME_RE, BUILDER_NAME_RULE } from '../domain/names.ts';
 
 /** Access levels on a bucket; each includes the ones before it. */
 export const ROLES = ['READER', 'SCHEDULER', 'WRITER'] as const;
 export type Role = (typeof ROLES)[number];
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, 'letters, digits, ".", "_", "-"');
+const builderName = z.string().regex(BUILDER_NAME_RE, BUILDER_NAME_RULE);
 const dimension = z.string().regex(/^[^:\s]+:\S.*$/, 'a "key:value" dimension');
 
 /** One builder in a bucket. */
 export const builderSchema = z
   .object({
-    name,
+    name: builderName,
     /** Dimensions a runner must cover to lease this builder's builds. */
     dimensions: z.array(dimension).default([]),
     /** Lower runs first (0–255, as Buildbucket and Swarming). @default 30 */
@@ -171,7 +173,19 @@ export const configSchema = z
     );
   });
 
-/** The loaded config; `swarmingTemplates` holds the task templates read from `swarming.taskTemplate*`. */
-export type KilnConfig = z.infer<typeof configSchema> & { swarmingTemplates?: SwarmingServiceConfig };
+/** Something a process logs once at start about its config: not an error, but worth a look. */
+export interface ConfigNotice {
+  level: 'info' | 'warn';
+  message: string;
+}
+
+/**
+ * The loaded config; `swarmingTemplates` holds the task templates read from `swarming.taskTemplate*`,
+ * `notices` what the process logs about the config at start.
+ */
+export type KilnConfig = z.infer<typeof configSchema> & {
+  swarmingTemplates?: SwarmingServiceConfig;
+  notices?: ConfigNotice[];
+};
 export type BuilderConfig = z.infer<typeof builderSchema>;
 export type BucketConfig = z.infer<typeof bucketSchema>;

@@ -14,8 +14,9 @@ import {
   type TaskTemplate,
   TaskTemplateSchema,
 } from '../domain/swarming/config.ts';
+import { passedThroughPlaceholders } from '../domain/swarming/template.ts';
 import { builderHash } from '../swarming/client.ts';
-import { type KilnConfig } from './schema.ts';
+import { type ConfigNotice, type KilnConfig } from './schema.ts';
 
 /** A Swarming config problem; the message names the file and the key. `parseConfig` rethrows it as a ConfigError. */
 export class SwarmingConfigError extends Error {
@@ -99,6 +100,7 @@ export function resolveSwarmingConfig(cfg: KilnConfig, file: string, env: NodeJS
       ? { task_template_canary: loadTaskTemplate(service.taskTemplateCanary, file, 'swarming.taskTemplateCanary') }
       : {}),
   };
+  const notices = templateNotices(templates, service, file);
   const kilnHostname = kilnHostnameOf(cfg);
   for (const b of swarmingBuckets) {
     const bucket = b.bucket.swarming!;
@@ -135,5 +137,41 @@ export function resolveSwarmingConfig(cfg: KilnConfig, file: string, env: NodeJS
       }
     });
   }
-  return { ...cfg, swarmingTemplates: templates };
+  return { ...cfg, swarmingTemplates: templates, notices: [...(cfg.notices ?? []), ...notices] };
+}
+
+/**
+ * What a start log says about the task templates: the placeholders Kiln leaves for Swarming's bots
+ * (listed once), and a warning for each one that looks like a typo of a parameter Kiln fills in.
+ */
+function templateNotices(
+  templates: SwarmingServiceConfig,
+  service: NonNullable<KilnConfig['swarming']>,
+  file: string,
+): ConfigNotice[] {
+  const notices: ConfigNotice[] = [];
+  const files = [
+    { t: templates.task_template, key: 'swarming.taskTemplate', path: service.taskTemplate },
+    ...(templates.task_template_canary && service.taskTemplateCanary !== undefined
+      ? [{ t: templates.task_template_canary, key: 'swarming.taskTemplateCanary', path: service.taskTemplateCanary }]
+      : []),
+  ];
+  for (const f of files) {
+    const where = `${resolve(dirname(file), f.path)} (${file}: ${f.key})`;
+    const found = passedThroughPlaceholders(f.t.template);
+    const names = [...new Set(found.map((p) => p.name))];
+    if (names.length > 0) {
+      notices.push({
+        level: 'info',
+        message: `${where}: placeholders left for Swarming to fill in: ${names.map((n) => `\${${n}}`).join(', ')}`,
+      });
+    }
+    for (const p of found.filter((p) => p.looksLike !== undefined)) {
+      notices.push({
+        level: 'warn',
+        message: `${where}: placeholder "${p.name}" at ${p.at} is not one Kiln fills in; did you mean "${p.looksLike}"?`,
+      });
+    }
+  }
+  return notices;
 }

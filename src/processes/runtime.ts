@@ -39,6 +39,7 @@ export function load(flag: string | undefined, component: string): Loaded {
   const file = configPath(flag);
   const config = loadConfigFile(file, env);
   const logger = pino({ level: env.LOG_LEVEL, base: { component } });
+  for (const n of config.notices ?? []) logger[n.level](n.message);
   return { config, registry: new Registry(config), logger, file };
 }
 

@@ -103,22 +103,44 @@ describe('Swarming config', () => {
     );
   });
 
-  it('refuses bad bucket fields and unknown template parameters with their keys', () => {
+  it('refuses bad bucket fields with their keys', () => {
     fails(
       bucket(
         '            - name: linux\n              recipe: { name: chromium }\n              dimensions: ["nocolon"]\n',
       ) + service(),
       /projects\[0\]\.buckets\[0\]\.swarming\.builders\[0\]\.dimensions/,
     );
+  });
+
+  it('lists the placeholders left for Swarming once, and warns on one that looks like a typo', () => {
     writeFileSync(
-      join(dir, 'tpl/unknown.json'),
-      JSON.stringify({ revision: 'r', template: { task_slices: [{ properties: { command: ['${nope}'] } }] } }),
+      join(dir, 'tpl/passthrough.json'),
+      JSON.stringify({
+        revision: 'r',
+        template: {
+          task_slices: [
+            {
+              expiration_secs: '60',
+              properties: {
+                command: ['kitchen${EXECUTABLE_SUFFIX}', '${ISOLATED_OUTDIR}', '${EXECUTABLE_SUFFIX}', '$recipie'],
+                execution_timeout_secs: '60',
+                dimensions: [{ key: 'pool', value: 'p' }],
+              },
+            },
+          ],
+        },
+      }),
     );
-    fails(
-      bucket('            - name: linux\n              recipe: { name: chromium }\n') + service('tpl/unknown.json'),
-      /builders\[0\] \(linux\)/,
-      /unknown parameter "nope"/,
+    const cfg = load(
+      bucket('            - name: linux\n              recipe: { name: chromium }\n') + service('tpl/passthrough.json'),
     );
+    const notices = cfg.notices ?? [];
+    assert.equal(notices.length, 2, JSON.stringify(notices));
+    assert.equal(notices[0]?.level, 'info');
+    assert.match(notices[0]!.message, /passthrough\.json \(.*: swarming\.taskTemplate\)/);
+    assert.match(notices[0]!.message, /\$\{EXECUTABLE_SUFFIX\}, \$\{ISOLATED_OUTDIR\}, \$\{recipie\}$/);
+    assert.equal(notices[1]?.level, 'warn');
+    assert.match(notices[1]!.message, /"recipie" at task_slices\[0\]\.properties\.command\[3\].*did you mean "recipe"/);
   });
 
   it('resolves notifyTokenEnv and refuses it when unset', () => {

@@ -16,6 +16,8 @@ import {
   renderTaskTemplate,
   requestUuidForBuild,
   substituteTemplateString,
+  passedThroughPlaceholders,
+  closeTemplateParameter,
   swarmingBuildTags,
   swarmingTaskUrl,
 } from '../../src/domain/swarming/template.ts';
@@ -122,7 +124,7 @@ void test('every template parameter is rendered, in both ${name} and $name forms
   const hash = builderHash('try', 'linux-rel');
   assert.match(hash, /^[0-9a-f]{64}$/);
   assert.notEqual(hash, builderHash('try', 'linux-dbg'));
-  assert.ok(cmd.includes(`-repository ${REPO} -revision HEAD -recipe chromium_trybot`), cmd);
+  assert.ok(cmd.includes(`-repository ${REPO} -revision  -recipe chromium_trybot`), cmd);
   assert.ok(cmd.includes(`-cache-dir cache/builder_${hash}`), cmd);
   assert.ok(cmd.includes('-logdog-project chromium'), cmd);
   assert.ok(cmd.includes('-prefix bb/try/linux-rel/swarm.example.org'), cmd);
@@ -155,29 +157,53 @@ void test('the renderer knows all ten parameters and leaves keys and non-string 
   assert.equal(TEMPLATE_PARAMETERS.length, 10);
 });
 
-void test('an unknown placeholder is an error naming it and where it is', () => {
+void test('placeholders Kiln does not know are left for Swarming, as Buildbucket renders templates', () => {
   const svc = SwarmingServiceConfigSchema.parse({
     task_template: {
       revision: 'r',
       template: {
-        task_slices: [{ properties: { cipd_input: { packages: [{ package_name: 'vpython/${platform}' }] } } }],
+        task_slices: [
+          {
+            expiration_secs: '60',
+            properties: {
+              execution_timeout_secs: '60',
+              command: ['kitchen${EXECUTABLE_SUFFIX}', '-output-result-json', '${ISOLATED_OUTDIR}/out.json'],
+              cipd_input: { packages: [{ package_name: 'vpython/${platform}' }] },
+            },
+          },
+        ],
       },
     },
   });
   const chosen = chooseTaskTemplate(svc, { canaryPercentage: 0, random100: 50 });
-  assert.throws(
-    () => newTaskRequest(input({ template: chosen })),
-    kilnError(
-      'INVALID_ARGUMENT',
-      /unknown parameter "platform" at task_slices\[0\]\.properties\.cipd_input\.packages\[0\]\.package_name/,
-    ),
-  );
-  assert.throws(
-    () => substituteTemplateString('$buildername', { builder: 'x' }),
-    kilnError('INVALID_ARGUMENT', /"buildername"/),
-  );
-  assert.throws(() => substituteTemplateString('cost: $5', {}), kilnError('INVALID_ARGUMENT', /invalid placeholder/));
+  const props = newTaskRequest(input({ template: chosen })).task_slices[0]!.properties;
+  assert.deepEqual(props['command'], [
+    'kitchen${EXECUTABLE_SUFFIX}',
+    '-output-result-json',
+    '${ISOLATED_OUTDIR}/out.json',
+  ]);
+  assert.deepEqual(props['cipd_input'], { packages: [{ package_name: 'vpython/${platform}' }] });
+  // Python's safe_substitute: `$$` is `$`, a stray `$` and unknown names stay, known ones in both forms are filled.
+  assert.equal(substituteTemplateString('$buildername/$builder/${builder}', { builder: 'x' }), '$buildername/x/x');
+  assert.equal(substituteTemplateString('cost: $5, $', {}), 'cost: $5, $');
   assert.equal(substituteTemplateString('vpython/$${platform}', {}), 'vpython/${platform}');
+});
+
+void test('passed-through placeholders are listed with the known parameter a typo looks like', () => {
+  const found = passedThroughPlaceholders({
+    task_slices: [
+      { properties: { command: ['kitchen${EXECUTABLE_SUFFIX}', '$propeties_json', '${Builder}', '$hostname'] } },
+    ],
+  });
+  assert.deepEqual(found, [
+    { name: 'EXECUTABLE_SUFFIX', at: 'task_slices[0].properties.command[0]' },
+    { name: 'propeties_json', at: 'task_slices[0].properties.command[1]', looksLike: 'properties_json' },
+    { name: 'Builder', at: 'task_slices[0].properties.command[2]', looksLike: 'builder' },
+    { name: 'hostname', at: 'task_slices[0].properties.command[3]' },
+  ]);
+  assert.equal(closeTemplateParameter('recipie'), 'recipe');
+  assert.equal(closeTemplateParameter('ISOLATED_OUTDIR'), undefined);
+  assert.equal(closeTemplateParameter('cache'), undefined);
 });
 
 void test('input properties win over derived ones, but may not rename the builder', () => {
@@ -208,7 +234,7 @@ void test('canary: true forces it, false forbids it, absent follows the percenta
 
   const canaryReq = newTaskRequest(input({ template: pick(true, 50) }));
   assert.equal(canaryReq.name, 'canary-linux-rel');
-  assert.ok(canaryReq.tags.includes('buildbucket_template_canary:1'));
+  assert.ok(canaryReq.tags.includes('buildbucket_template_canary:true'));
   assert.ok(canaryReq.tags.includes('buildbucket_template_revision:canary-rev'));
 });
 
@@ -228,7 +254,7 @@ void test('the NewTask request carries tags, dimensions, caches, timeouts, prior
     'buildbucket_bucket:chromium/try',
     `buildbucket_build_id:${BUILD_ID}`,
     'buildbucket_hostname:kiln.example.org',
-    'buildbucket_template_canary:0',
+    'buildbucket_template_canary:false',
     'buildbucket_template_revision:stable-rev',
     'buildset:patch/gerrit/review.example.org/123/4',
     'from_template:yes',
@@ -251,7 +277,8 @@ void test('the NewTask request carries tags, dimensions, caches, timeouts, prior
   assert.equal(slice.expiration_secs, 3600, 'builder expiration beats the template');
   assert.equal(slice.properties.execution_timeout_secs, 10800, 'template timeout when the builder sets none');
   assert.equal(slice.wait_for_capacity, false, 'other template fields pass through');
-  assert.equal(req.priority, 30);
+  assert.equal(req.priority, 30, 'builder priority beats the template');
+  assert.equal(newTaskRequest(input({ priority: 7 })).priority, 7, "the build's requested priority beats both");
   assert.equal(req.service_account, 'builder@example.iam.gserviceaccount.com');
   assert.equal(req.pubsub_topic, 'projects/kiln/topics/swarming');
   assert.equal(req.pubsub_auth_token, 'tok');

@@ -183,7 +183,7 @@ describe('Swarming builds', () => {
       'buildbucket_hostname:kiln.example.org',
       'buildbucket_bucket:chromium/ci',
       `buildbucket_build_id:${b.id}`,
-      'buildbucket_template_canary:0',
+      'buildbucket_template_canary:false',
       'buildbucket_template_revision:rev-stable-1',
       'recipe_repository:https://example.org/recipes',
       'recipe_revision:HEAD',
@@ -413,10 +413,12 @@ describe('Swarming builds', () => {
     const b = await service.schedule({
       builder: linux,
       swarming: { canaryTemplate: true, overrideBuilderCfg: { dimensions: ['cores:64', 'os:'] } },
+      priority: 12,
     });
     const task = await taskOf(b.id);
+    assert.equal(task.request['priority'], 12, "the build's priority, not the template's 100");
     const tags = task.request['tags'] as string[];
-    assert.ok(tags.includes('buildbucket_template_canary:1'));
+    assert.ok(tags.includes('buildbucket_template_canary:true'));
     assert.ok(tags.includes('buildbucket_template_revision:rev-canary-2'));
     assert.ok(tags.includes('template:canary'));
     const slice = (task.request['task_slices'] as { properties: { dimensions: unknown[] } }[])[0]!;
@@ -444,6 +446,7 @@ describe('Swarming builds', () => {
     );
     await rejectsWith(service.schedule({ builder: { ...linux, builder: 'nope' } }), 'BUILDER_NOT_FOUND');
     await rejectsWith(service.schedule({ builder: linux, dimensions: ['os:Mac'] }), 'INVALID_ARGUMENT');
+    await rejectsWith(service.schedule({ builder: linux, priority: 0 }), 'INVALID_ARGUMENT');
   });
 
   it('the notify route refuses malformed pushes, wrong tokens and unknown builds', async () => {

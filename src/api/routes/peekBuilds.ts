@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { dimensionSchema } from '../schemas.ts';
+import { builderNameSchema, dimensionSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 export const peekBuildsBody = z
@@ -12,7 +12,7 @@ export const peekBuildsBody = z
       .min(1)
       .max(100),
     dimensions: z.array(dimensionSchema).max(128).optional(),
-    builders: z.array(z.string().max(100)).max(1000).optional(),
+    builders: z.array(builderNameSchema).max(1000).optional(),
     maxBuilds: z.number().int().min(1).max(100).default(10),
   })
   .strict();

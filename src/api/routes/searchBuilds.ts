@@ -8,7 +8,7 @@ import { BUILD_STATUSES } from '../../domain/build.ts';
 import { KilnError } from '../../domain/errors.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { tagSchema } from '../schemas.ts';
+import { builderNameSchema, tagSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 const one = <T extends z.ZodType>(s: T) => z.preprocess((v) => (Array.isArray(v) ? v[v.length - 1] : v), s);
@@ -17,7 +17,7 @@ export const searchBuildsQuery = z
   .object({
     project: one(z.string().max(100)).optional(),
     bucket: one(z.string().max(100)).optional(),
-    builder: one(z.string().max(100)).optional(),
+    builder: one(builderNameSchema).optional(),
     status: one(z.enum(BUILD_STATUSES)).optional(),
     tag: z
       .preprocess((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]), z.array(tagSchema).max(64))

@@ -37,6 +37,8 @@ export interface SwarmingBuildSpec {
   pubsubTopic?: string;
   /** How long the build waits for a notification before it polls the task anyway. */
   syncIntervalMs: number;
+  /** The priority the schedule request asked for (1–255); the task gets it instead of the builder's or template's. */
+  priority?: number;
 }
 
 /** A rendered request and the template it came from. */
@@ -77,6 +79,7 @@ export function prepareSwarmingTask(
     buildTags: build.tags,
     inputProperties: build.input.properties,
     ...(spec.pubsubTopic !== undefined ? { pubsub: { topic: spec.pubsubTopic } } : {}),
+    ...(spec.priority !== undefined ? { priority: spec.priority } : {}),
   });
   return { request, template: { canary: template.canary, revision: template.revision } };
 }

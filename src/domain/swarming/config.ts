@@ -5,6 +5,7 @@
  * build service): workflow code imports only types from here, so zod stays out of its bundle.
  */
 import { z } from 'zod';
+import { BUILDER_NAME_RE, BUILDER_NAME_RULE } from '../names.ts';
 import { KilnError } from '../errors.ts';
 import { overrideProtoNames, splitKeyValue } from './keys.ts';
 
@@ -115,7 +116,7 @@ export const BuilderMixinSchema = z.strictObject({
 
 /** One builder of a swarming bucket, before defaults and mixins are applied. */
 export const BuilderConfigSchema = z.strictObject({
-  name: z.string().min(1),
+  name: z.string().regex(BUILDER_NAME_RE, BUILDER_NAME_RULE),
   ...layerShape,
   mixins: z.array(z.string().min(1)).optional(),
 });

@@ -28,47 +28,88 @@ export type TemplateParameters = Record<TemplateParameter, string>;
 /** Task-rundir-relative directory holding named caches; builder cache paths are placed under it. */
 export const CACHE_DIR = 'cache';
 
-/** Python `string.Template` syntax: `$$`, `$name`, `${name}`; anything else after `$` is invalid. */
-const PLACEHOLDER_RE = /\$(?:(\$)|([_a-z][_a-z0-9]*)|\{([_a-z][_a-z0-9]*)\}|())/gi;
+/** Python `string.Template` syntax: `$$`, `$name`, `${name}`; anything else after `$` is left as it is. */
+const PLACEHOLDER_RE = /\$(?:(\$)|([_a-z][_a-z0-9]*)|\{([_a-z][_a-z0-9]*)\})/gi;
 
 /**
- * Substitutes placeholders in one string like Python's `string.Template.substitute`: `$$` is a
- * literal `$`; an unknown name or a stray `$` throws `INVALID_ARGUMENT` naming it and `where`.
+ * Substitutes placeholders in one string the way Buildbucket renders task templates (Python's
+ * `string.Template.safe_substitute`): `$$` is a literal `$`, a known `$name` or `${name}` is replaced,
+ * and every other placeholder (`${EXECUTABLE_SUFFIX}`, `${ISOLATED_OUTDIR}`, … meant for Swarming's
+ * bots) and any stray `$` stay as they are.
  */
-export function substituteTemplateString(text: string, params: Readonly<Record<string, string>>, where = ''): string {
-  const at = where ? ` at ${where}` : '';
-  return text.replace(
-    PLACEHOLDER_RE,
-    (_m, escaped?: string, named?: string, braced?: string, _invalid?: string, offset?: number) => {
-      if (escaped) return '$';
-      const name = named ?? braced;
-      if (name === undefined) {
-        throw new KilnError(
-          'INVALID_ARGUMENT',
-          `task template: invalid placeholder${at} (column ${offset ?? 0} of ${JSON.stringify(text)}); write $$ for a literal $`,
-        );
-      }
-      if (!Object.hasOwn(params, name)) {
-        throw new KilnError(
-          'INVALID_ARGUMENT',
-          `task template: unknown parameter "${name}"${at}; known: ${Object.keys(params).join(', ')}`,
-        );
-      }
-      return params[name]!;
-    },
-  );
+export function substituteTemplateString(text: string, params: Readonly<Record<string, string>>): string {
+  return text.replace(PLACEHOLDER_RE, (m, escaped?: string, named?: string, braced?: string) => {
+    if (escaped) return '$';
+    const name = (named ?? braced)!;
+    return Object.hasOwn(params, name) ? params[name]! : m;
+  });
 }
 
-/** Renders every string value (not key) of a JSON template; throws like `substituteTemplateString`. */
-export function renderTaskTemplate(template: unknown, params: Readonly<Record<string, string>>, path = ''): unknown {
-  if (typeof template === 'string') return substituteTemplateString(template, params, path || '(root)');
-  if (Array.isArray(template)) return template.map((v, i) => renderTaskTemplate(v, params, `${path}[${i}]`));
+/** Renders every string value (not key) of a JSON template; see `substituteTemplateString`. */
+export function renderTaskTemplate(template: unknown, params: Readonly<Record<string, string>>): unknown {
+  if (typeof template === 'string') return substituteTemplateString(template, params);
+  if (Array.isArray(template)) return template.map((v) => renderTaskTemplate(v, params));
   if (template !== null && typeof template === 'object') {
-    return Object.fromEntries(
-      Object.entries(template).map(([k, v]) => [k, renderTaskTemplate(v, params, path ? `${path}.${k}` : k)]),
-    );
+    return Object.fromEntries(Object.entries(template).map(([k, v]) => [k, renderTaskTemplate(v, params)]));
   }
   return template;
+}
+
+/** A placeholder of a task template that Kiln does not fill in, and where it is. */
+export interface PassedThroughPlaceholder {
+  name: string;
+  /** JSON path of the string holding it, e.g. `task_slices[0].properties.command[0]`. */
+  at: string;
+  /** The known parameter it looks like a typo of (differs only in case, or by one or two edits). */
+  looksLike?: TemplateParameter;
+}
+
+/** Edit distance (insertions, deletions, substitutions) of two short strings. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The known parameter `name` is probably a typo of, if any. */
+export function closeTemplateParameter(name: string): TemplateParameter | undefined {
+  const lower = name.toLowerCase();
+  // Swarming's own placeholders are upper case (EXECUTABLE_SUFFIX, ISOLATED_OUTDIR): never typos of ours.
+  if (name === name.toUpperCase() && name !== lower) return undefined;
+  let best: { p: TemplateParameter; d: number } | undefined;
+  for (const p of TEMPLATE_PARAMETERS) {
+    const d = lower === p ? 0 : editDistance(lower, p);
+    if (d <= (p.length > 5 ? 2 : 1) && (best === undefined || d < best.d)) best = { p, d };
+  }
+  return best?.p;
+}
+
+/**
+ * Every placeholder of `template` that rendering leaves untouched (not one of `TEMPLATE_PARAMETERS`),
+ * in document order, each with the known parameter it may be a typo of. Kiln reports these at start.
+ */
+export function passedThroughPlaceholders(template: unknown, path = ''): PassedThroughPlaceholder[] {
+  if (typeof template === 'string') {
+    const out: PassedThroughPlaceholder[] = [];
+    for (const m of template.matchAll(PLACEHOLDER_RE)) {
+      const name = m[2] ?? m[3];
+      if (name === undefined || (TEMPLATE_PARAMETERS as readonly string[]).includes(name)) continue;
+      const looksLike = closeTemplateParameter(name);
+      out.push({ name, at: path || '(root)', ...(looksLike ? { looksLike } : {}) });
+    }
+    return out;
+  }
+  if (Array.isArray(template)) return template.flatMap((v, i) => passedThroughPlaceholders(v, `${path}[${i}]`));
+  if (template !== null && typeof template === 'object') {
+    return Object.entries(template).flatMap(([k, v]) => passedThroughPlaceholders(v, path ? `${path}.${k}` : k));
+  }
+  return [];
 }
 
 /** The template a build uses, with whether it is the canary and the revision to tag the task with. */
@@ -178,6 +219,8 @@ export interface NewTaskInput {
   inputProperties: Readonly<Record<string, unknown>>;
   /** Emails of the authors of the changes under test. */
   blamelist?: readonly string[];
+  /** The priority the schedule request asked for; it wins over the builder's and the template's. */
+  priority?: number;
   /** Where Swarming publishes task updates; omitted → no notifications, Kiln relies on polling. */
   pubsub?: { topic: string; authToken?: string };
 }
@@ -250,7 +293,9 @@ function templatePairs(v: unknown, what: string): StringPair[] {
  */
 export function newTaskRequest(input: NewTaskInput): SwarmingNewTaskRequest {
   const { builderCfg: cfg, builder, template } = input;
-  const revision = cfg.recipe.revision ?? 'HEAD';
+  // `$revision` is the recipe revision as configured, empty when none is (the recipe runs at FETCH_HEAD);
+  // the `recipe_revision` tag says HEAD then.
+  const revision = cfg.recipe.revision ?? '';
   const params: TemplateParameters = {
     bucket: builder.bucket,
     builder: cfg.name,
@@ -319,19 +364,19 @@ export function newTaskRequest(input: NewTaskInput): SwarmingNewTaskRequest {
       `${who}: expiration_secs is set neither by the builder nor the task template`,
     );
   }
-  const priority = cfg.priority ?? intField(rendered['priority'], 'priority');
+  const priority = input.priority ?? cfg.priority ?? intField(rendered['priority'], 'priority');
   const serviceAccount = cfg.service_account ?? (rendered['service_account'] as string | undefined);
 
   const recipeTags = [
     `recipe_repository:${cfg.recipe.repository}`,
-    `recipe_revision:${revision}`,
+    `recipe_revision:${revision || 'HEAD'}`,
     `recipe_name:${cfg.recipe.name}`,
   ];
   const kilnTags = [
     `buildbucket_hostname:${input.kilnHostname}`,
     `buildbucket_bucket:${builder.project}/${builder.bucket}`,
     `buildbucket_build_id:${input.buildId}`,
-    `buildbucket_template_canary:${template.canary ? '1' : '0'}`,
+    `buildbucket_template_canary:${template.canary ? 'true' : 'false'}`,
     `buildbucket_template_revision:${template.revision}`,
   ];
   const templateTags = Array.isArray(rendered['tags'])
