@@ -15,12 +15,9 @@ import { registerTinderboxCommands } from './commands/tinderbox.ts';
 import { WAIT_FAILED_EXIT_CODE, waitForBuild } from './commands/wait.ts';
 import { buildDetails, buildLine } from './format.ts';
 import { runApi, runDev, runMigrate, runWorker } from './serve.ts';
+import { apiOption, tokenOption } from './options.ts';
 
-const apiOpts = (c: Command) =>
-  c
-    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
-    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN)
-    .option('--json', 'print JSON');
+const apiOpts = (c: Command) => c.addOption(apiOption()).addOption(tokenOption()).option('--json', 'print JSON');
 
 const client = (o: { api: string; token?: string }) => new KilnClient({ baseUrl: o.api, token: o.token });
 
