@@ -46,6 +46,10 @@ class Parts {
 
   stopAll(): Promise<void> {
     this.stopping ??= (async () => {
+      // Calls still in flight fail as their connections close; that must not crash the shutdown.
+      const ignore = (e: unknown) => this.logger.debug({ err: (e as Error).message }, 'error while shutting down');
+      process.on('unhandledRejection', ignore);
+      process.on('uncaughtException', ignore);
       for (const p of [...this.parts].reverse()) {
         const done = p.stop().then(
           () => true,
@@ -151,7 +155,7 @@ export async function runDev(configFlag: string | undefined): Promise<void> {
     const client = await temporalClient(config, address);
     parts.add('Temporal client', () => client.connection.close(), 5_000);
     const worker = await startWorker({ config, address, storage, logger });
-    parts.add('worker', () => worker.stop(), 15_000);
+    parts.add('worker', () => worker.stop(), 8_000);
     const api = await startApi({ config, registry, client, storage, logger });
     parts.add('API', () => api.stop(), 10_000);
     apiUrl = api.url;
@@ -207,7 +211,7 @@ export async function runWorker(configFlag: string | undefined): Promise<void> {
     const storage = await openConfiguredStorage(config);
     parts.add('storage', () => storage.close());
     const worker = await startWorker({ config, address, storage, logger });
-    parts.add('worker', () => worker.stop(), 15_000);
+    parts.add('worker', () => worker.stop(), 8_000);
   });
 }
 

@@ -4,9 +4,11 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import YAML from 'yaml';
-import { type BuilderId } from '../domain/build.ts';
+import { type BuilderId, builderPath } from '../domain/build.ts';
+import { KilnError } from '../domain/errors.ts';
 import { envReferences, missingVariables } from './envReferences.ts';
 import { type BucketConfig, type BuilderConfig, configSchema, type KilnConfig, type Role } from './schema.ts';
 import { resolveSwarmingConfig, SwarmingConfigError } from './swarming.ts';
@@ -113,6 +115,28 @@ export class Registry {
   /** The builder's config, or undefined when no such builder is configured. */
   builder(id: BuilderId): BuilderConfig | undefined {
     return this.builders.get(`${id.project}/${id.bucket}/${id.builder}`);
+  }
+
+  /**
+   * Configured builders whose `project/bucket/builder` is nearest to `id`'s (a typo, a wrong
+   * bucket), best first; none when nothing is close.
+   */
+  nearestBuilders(id: BuilderId, max = 3): string[] {
+    const wanted = builderPath(id);
+    const limit = Math.max(3, Math.floor(wanted.length / 3));
+    return [...this.builders.keys()]
+      .map((path) => ({ path, d: distance(wanted, path) }))
+      .filter((c) => c.d <= limit)
+      .sort((a, b) => a.d - b.d || a.path.localeCompare(b.path))
+      .slice(0, max)
+      .map((c) => c.path);
+  }
+
+  /** BUILDER_NOT_FOUND for `id`, suggesting the nearest configured names. */
+  builderNotFound(id: BuilderId): KilnError {
+    const near = this.nearestBuilders(id);
+    const hint = near.length ? `; did you mean ${near.join(' or ')}?` : '';
+    return new KilnError('BUILDER_NOT_FOUND', `builder ${builderPath(id)} is not configured${hint}`);
   }
 
   /** The bucket's config (`project/bucket`). */

@@ -25,11 +25,19 @@ export interface KilnProcess {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<void>;
 }
 
-/** Starts `kiln <args>` in the background. */
-export function startKiln(args: string[], env: Record<string, string> = {}): KilnProcess {
+/**
+ * Starts `kiln <args>` in the background. `ownGroup`: in its own process group, as a shell runs a
+ * foreground command, so a test can send the terminal's Ctrl-C to the whole group (`kill(-pid)`).
+ */
+export function startKiln(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { ownGroup?: boolean } = {},
+): KilnProcess {
   const proc = spawn(process.execPath, [KILN, ...args], {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.ownGroup ?? false,
   });
   live.add(proc);
   let out = '';
