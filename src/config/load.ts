@@ -124,10 +124,13 @@ export class Registry {
   nearestBuilders(id: BuilderId, max = 3): string[] {
     const wanted = builderPath(id);
     const limit = Math.max(3, Math.floor(wanted.length / 3));
-    return [...this.builders.keys()]
+    const close = [...this.builders.keys()]
       .map((path) => ({ path, d: distance(wanted, path) }))
       .filter((c) => c.d <= limit)
-      .sort((a, b) => a.d - b.d || a.path.localeCompare(b.path))
+      .sort((a, b) => a.d - b.d || a.path.localeCompare(b.path));
+    const best = close[0]?.d ?? 0;
+    return close
+      .filter((c) => c.d <= best + 1)
       .slice(0, max)
       .map((c) => c.path);
   }
