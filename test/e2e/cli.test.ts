@@ -311,7 +311,11 @@ workDir: ${join(cwd, 'work')}
       assert.ok(!log.includes(SCHEDULER_TOKEN), 'KILN_TOKEN is in the build log');
       assert.doesNotMatch(log, /KILN_RUNNER_TOKEN|KILN_TOKEN=/);
     } finally {
-      process.kill(-(proc.pid ?? 0), 'SIGTERM');
+      try {
+        process.kill(-(proc.pid ?? 0), 'SIGTERM');
+      } catch {
+        // already gone
+      }
     }
   });
 });
