@@ -11,8 +11,9 @@ export { freePort };
 
 const KILN = resolve(import.meta.dirname, '../../bin/kiln.js');
 const live = new Set<ChildProcess>();
+// SIGTERM, not SIGKILL: a kiln dev then stops its Temporal dev server (in its own process group) itself.
 process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
+  for (const c of live) c.kill('SIGTERM');
 });
 
 /** A long-running kiln process. */
