@@ -69,22 +69,9 @@ ensure_temporal_cli() {
   fi
   temporal_cli_ok && return 0
 
-  if ! command -v go >/dev/null 2>&1; then
-    die "the Temporal CLI v$TEMPORAL_CLI_VERSION is built from source and needs Go >= 1.22 (https://go.dev/dl/).
-       Install Go, or set TEMPORAL_ADDRESS=host:port to use an existing Temporal server instead."
-  fi
-  local gover minor
-  gover="$(go env GOVERSION)" # e.g. go1.26.8
-  minor="$(sed -E 's/^go1\.([0-9]+).*/\1/' <<<"$gover")"
-  [[ "$minor" =~ ^[0-9]+$ ]] || minor=0
-  if ((minor < 22)); then
-    die "Go >= 1.22 is needed to build the Temporal CLI (found $gover).
-       Upgrade Go, or set TEMPORAL_ADDRESS=host:port to use an existing Temporal server instead."
-  fi
-  # cli v1.5.1's go.mod says `go 1.25.0`; older Go (>= 1.21) fetches that toolchain itself when allowed to.
-  local toolchain
-  toolchain="$(go env GOTOOLCHAIN)"
-  if ((minor < 25)); then toolchain=auto; fi
+  require_go "Or set TEMPORAL_ADDRESS=host:port to use an existing Temporal server instead."
+  local gover
+  gover="$(go env GOVERSION)"
 
   log "building Temporal CLI v$TEMPORAL_CLI_VERSION with $gover (first time only; a few minutes)"
   mkdir -p "$TOOLS_BIN"
@@ -92,7 +79,7 @@ ensure_temporal_cli() {
   local tmp
   tmp="$(mktemp -d "$TOOLS_DIR/.temporal-cli.XXXXXX")"
   # Same ldflags as the upstream release build: stripped, and `temporal --version` reports the real version.
-  if ! GOBIN="$tmp" GOTOOLCHAIN="$toolchain" go install \
+  if ! GOBIN="$tmp" GOTOOLCHAIN=local go install \
     -ldflags "-s -w -X github.com/temporalio/cli/temporalcli.Version=$TEMPORAL_CLI_VERSION" \
     "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_CLI_VERSION" >"$tmp/go-install.log" 2>&1; then
     tail -n 30 "$tmp/go-install.log" >&2

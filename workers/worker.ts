@@ -57,6 +57,9 @@ export function installRuntimeLogger(logger: pino.Logger): void {
   const level = (logger.level.toUpperCase() === 'SILENT' ? 'ERROR' : logger.level.toUpperCase()) as LogLevel;
   const sdk = logger.child({ component: 'temporal-sdk' });
   Runtime.install({
+    // Kiln's processes stop their workers themselves, in order (kiln dev: runner, API, then the
+    // worker), so a build being stopped is still reported; the SDK must not stop them on a signal.
+    shutdownSignals: [],
     logger: new DefaultLogger(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(level) ? level : 'INFO', (entry) => {
       const fn = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
       sdk[fn](entry.meta ?? {}, entry.message);

@@ -5,6 +5,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { KilnError } from '../domain/errors.ts';
 import { type ApiContext, type Route } from './context.ts';
+import { loopbackAddresses, noAuthBeyondLoopback } from './auth.ts';
 import { toErrorResponse } from './errors.ts';
 import { cancelBuild } from './routes/cancelBuild.ts';
 import { failBuild, succeedBuild } from './routes/completeBuild.ts';
@@ -123,20 +124,16 @@ export function buildApi(ctx: ApiContext, opts: ApiOptions = {}): FastifyInstanc
   return app;
 }
 
-/** True for addresses only this machine can reach. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
-
 /** Listens on host:port; refuses a non-loopback host when auth is off. Returns the base URL. */
 export async function listenApi(app: FastifyInstance, ctx: ApiContext, host: string, port: number): Promise<string> {
-  if (ctx.registry.authDisabled && !isLoopback(host)) {
-    throw new KilnError(
-      'PERMISSION_DENIED',
-      `refusing to listen on ${host}: no bucket has a token, so anyone could schedule and lease builds; add acls with tokens or bind 127.0.0.1`,
-    );
+  let bind = host;
+  if (ctx.registry.authDisabled) {
+    // Resolved once and bound by address, so the name cannot resolve elsewhere between check and listen.
+    const loopback = await loopbackAddresses(host);
+    if (!loopback) throw new KilnError('PERMISSION_DENIED', noAuthBeyondLoopback(host));
+    bind = loopback[0] ?? host;
   }
-  await app.listen({ host, port });
+  await app.listen({ host: bind, port });
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   return `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;

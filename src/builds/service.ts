@@ -109,7 +109,7 @@ export class BuildService {
   async schedule(req: ScheduleRequest): Promise<Build> {
     const swarming = planSwarmingBuild(this.o.registry, req);
     const cfg = swarming?.builderConfig ?? this.o.registry.builder(req.builder);
-    if (!cfg) throw new KilnError('BUILDER_NOT_FOUND', `builder ${builderPath(req.builder)} is not configured`);
+    if (!cfg) throw this.o.registry.builderNotFound(req.builder);
     const properties = { ...cfg.properties, ...(req.properties ?? {}) };
     for (const k of RESERVED_PROPERTIES) {
       if (req.properties && k in req.properties) throw new KilnError('INVALID_ARGUMENT', `properties.${k} is reserved`);

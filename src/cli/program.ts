@@ -12,15 +12,12 @@ import { registerLogCommand } from './commands/log.ts';
 import { registerRunnerCommand } from './commands/runner.ts';
 import { registerStuckCommand } from './commands/stuck.ts';
 import { registerTinderboxCommands } from './commands/tinderbox.ts';
-import { WAIT_FAILED_EXIT_CODE, waitForBuild } from './commands/wait.ts';
+import { failureReport, WAIT_FAILED_EXIT_CODE, waitForBuild } from './commands/wait.ts';
 import { buildDetails, buildLine } from './format.ts';
 import { runApi, runDev, runMigrate, runWorker } from './serve.ts';
+import { apiOption, tokenOption } from './options.ts';
 
-const apiOpts = (c: Command) =>
-  c
-    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
-    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN)
-    .option('--json', 'print JSON');
+const apiOpts = (c: Command) => c.addOption(apiOption()).addOption(tokenOption()).option('--json', 'print JSON');
 
 const client = (o: { api: string; token?: string }) => new KilnClient({ baseUrl: o.api, token: o.token });
 
@@ -119,7 +116,10 @@ export function buildProgram(): Command {
       if (!o.json) console.log(`build ${build.id}`);
       const ended = await waitForBuild(client(o), build, { print: o.json ? () => undefined : undefined });
       if (o.json) console.log(JSON.stringify(ended, null, 2));
-      if (ended.status !== 'SUCCESS') process.exitCode = WAIT_FAILED_EXIT_CODE;
+      if (ended.status !== 'SUCCESS') {
+        if (!o.json) for (const l of await failureReport(client(o), ended)) console.log(l);
+        process.exitCode = WAIT_FAILED_EXIT_CODE;
+      }
     },
   );
 
@@ -156,7 +156,8 @@ export function buildProgram(): Command {
     }) => {
       const b = o.builder ? builderArg(o.builder) : undefined;
       const [project, bucket] = o.bucket ? o.bucket.split('/') : [b?.project, b?.bucket];
-      const page = await client(o).search({
+      const c = client(o);
+      const page = await c.search({
         project,
         bucket,
         builder: b?.builder,
@@ -166,6 +167,8 @@ export function buildProgram(): Command {
         limit: o.limit,
         cursor: o.cursor,
       });
+      // No builds of a builder that is not configured: say so (BUILDER_NOT_FOUND, with the nearest names).
+      if (b && page.builds.length === 0 && !o.cursor) await c.getBuilder(b);
       print(
         o,
         page,

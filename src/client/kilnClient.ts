@@ -6,16 +6,68 @@ import { type Build } from '../domain/build.ts';
 import { type ErrorCode, isErrorCode } from '../domain/errors.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 
-/** An error answer from the API (or a transport failure, code UNAVAILABLE). */
+/** An error answer from the API (or a transport failure: code UNAVAILABLE, status 0). */
 export class KilnApiError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly status: number,
+    /** What a person can do about it, for the CLI to print. */
+    readonly hint?: string,
   ) {
     super(message);
     this.name = 'KilnApiError';
   }
+
+  /**
+   * True when the same request may succeed later: Kiln or what it depends on (Temporal, storage)
+   * was unreachable or failed (any 5xx, 429, or no answer). 4xx answers are final.
+   */
+  get retryable(): boolean {
+    return (
+      this.code === 'UNAVAILABLE' ||
+      this.code === 'INTERNAL' ||
+      this.status === 0 ||
+      this.status === 429 ||
+      this.status >= 500
+    );
+  }
+}
+
+/** True for an error worth retrying the same request for (see `KilnApiError.retryable`). */
+export function isRetryable(e: unknown): boolean {
+  return e instanceof KilnApiError && e.retryable;
+}
+
+/** The error for a request that got no answer. */
+function unreachable(baseUrl: string, e: unknown): KilnApiError {
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  const why =
+    err.name === 'TimeoutError'
+      ? 'no answer in time'
+      : [err.message, err.cause?.code ?? err.cause?.message].filter(Boolean).join(': ');
+  return new KilnApiError(
+    'UNAVAILABLE',
+    `cannot reach Kiln at ${baseUrl} (${why})`,
+    0,
+    'is Kiln running there? `npm start` runs it on this machine; --api or KILN_API names another',
+  );
+}
+
+/** The error for a non-2xx answer, from its `{code, message}` body when it has one. */
+function answerError(baseUrl: string, status: number, body: unknown): KilnApiError {
+  const e = body as { code?: unknown; message?: unknown } | undefined;
+  const code = isErrorCode(e?.code) ? e.code : status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT';
+  const message = typeof e?.message === 'string' ? e.message : `HTTP ${status}`;
+  const hint =
+    code === 'UNAVAILABLE'
+      ? `Kiln at ${baseUrl} cannot serve this right now; try again`
+      : code === 'INTERNAL'
+        ? `Kiln at ${baseUrl} failed (the details are in its log); try again, and report it if it persists`
+        : code === 'UNAUTHENTICATED'
+          ? "set KILN_TOKEN (or --token) to a token from the config's acls"
+          : undefined;
+  return new KilnApiError(code, message, status, hint);
 }
 
 /** A granted lease. */
@@ -79,20 +131,21 @@ export class KilnClient {
         signal: AbortSignal.timeout(this.o.timeoutMs ?? 30_000),
       });
     } catch (e) {
-      throw new KilnApiError('UNAVAILABLE', `cannot reach Kiln at ${this.o.baseUrl}: ${(e as Error).message}`, 0);
+      throw unreachable(this.o.baseUrl, e);
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      throw unreachable(this.o.baseUrl, e);
+    }
     let json: unknown;
     try {
       json = text.length ? JSON.parse(text) : undefined;
     } catch {
       json = undefined;
     }
-    if (!res.ok) {
-      const e = json as { code?: unknown; message?: unknown } | undefined;
-      const code = isErrorCode(e?.code) ? e.code : res.status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT';
-      throw new KilnApiError(code, typeof e?.message === 'string' ? e.message : `HTTP ${res.status}`, res.status);
-    }
+    if (!res.ok) throw answerError(this.o.baseUrl, res.status, json);
     return json as T;
   }
 
@@ -210,18 +263,22 @@ export class KilnClient {
         signal: AbortSignal.timeout(this.o.timeoutMs ?? 30_000),
       });
     } catch (e) {
-      throw new KilnApiError('UNAVAILABLE', `cannot reach Kiln at ${this.o.baseUrl}: ${(e as Error).message}`, 0);
+      throw unreachable(this.o.baseUrl, e);
     }
-    const data = Buffer.from(await res.arrayBuffer());
+    let data: Buffer;
+    try {
+      data = Buffer.from(await res.arrayBuffer());
+    } catch (e) {
+      throw unreachable(this.o.baseUrl, e);
+    }
     if (!res.ok) {
-      let e: { code?: unknown; message?: unknown } | undefined;
+      let body: unknown;
       try {
-        e = JSON.parse(data.toString('utf8')) as typeof e;
+        body = JSON.parse(data.toString('utf8'));
       } catch {
-        e = undefined;
+        body = undefined;
       }
-      const code = isErrorCode(e?.code) ? e.code : res.status >= 500 ? 'UNAVAILABLE' : 'INVALID_ARGUMENT';
-      throw new KilnApiError(code, typeof e?.message === 'string' ? e.message : `HTTP ${res.status}`, res.status);
+      throw answerError(this.o.baseUrl, res.status, body);
     }
     const attempt = res.headers.get('x-kiln-log-attempt');
     return {

@@ -4,9 +4,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import YAML from 'yaml';
-import { type BuilderId } from '../domain/build.ts';
+import { type BuilderId, builderPath } from '../domain/build.ts';
+import { KilnError } from '../domain/errors.ts';
+import { envReferences, missingVariables } from './envReferences.ts';
 import { type BucketConfig, type BuilderConfig, configSchema, type KilnConfig, type Role } from './schema.ts';
 import { resolveSwarmingConfig, SwarmingConfigError } from './swarming.ts';
 
@@ -29,6 +32,8 @@ export const envSchema = z.object({
   TEMPORAL_TASK_QUEUE: z.string().optional(),
   DATABASE_URL: z.string().optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** `json`, `pretty`, or `auto` (pretty on a terminal). */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).optional(),
 });
 export type KilnEnv = z.infer<typeof envSchema>;
 
@@ -69,22 +74,12 @@ export function parseConfig(text: string, file: string, env: KilnEnv = loadEnv()
   if (env.TEMPORAL_NAMESPACE) cfg.temporal.namespace = env.TEMPORAL_NAMESPACE;
   if (env.TEMPORAL_TASK_QUEUE) cfg.temporal.taskQueue = env.TEMPORAL_TASK_QUEUE;
   if (env.DATABASE_URL) cfg.storage = { kind: 'postgres', url: env.DATABASE_URL };
-  // Token env references resolve now, so a missing variable fails at start.
-  cfg.projects.forEach((p, pi) =>
-    p.buckets.forEach((b, bi) =>
-      b.acls.forEach((a, ai) => {
-        if (a.tokenEnv !== undefined) {
-          const v = process.env[a.tokenEnv];
-          if (!v) {
-            throw new ConfigError(
-              `${file}: projects[${pi}].buckets[${bi}].acls[${ai}].tokenEnv: environment variable ${a.tokenEnv} is not set`,
-            );
-          }
-          a.token = v;
-        }
-      }),
-    ),
-  );
+  // Secrets named by `…Env` keys resolve now, so a missing variable fails at start, all of them at once.
+  const missing = missingVariables(file, envReferences(cfg), process.env);
+  if (missing.length > 0) throw new ConfigError(missing.join('\n'));
+  for (const b of cfg.projects.flatMap((p) => p.buckets)) {
+    for (const a of b.acls) if (a.tokenEnv !== undefined) a.token = process.env[a.tokenEnv];
+  }
   try {
     return resolveSwarmingConfig(cfg, file);
   } catch (e) {
@@ -120,6 +115,31 @@ export class Registry {
   /** The builder's config, or undefined when no such builder is configured. */
   builder(id: BuilderId): BuilderConfig | undefined {
     return this.builders.get(`${id.project}/${id.bucket}/${id.builder}`);
+  }
+
+  /**
+   * Configured builders whose `project/bucket/builder` is nearest to `id`'s (a typo, a wrong
+   * bucket), best first; none when nothing is close.
+   */
+  nearestBuilders(id: BuilderId, max = 3): string[] {
+    const wanted = builderPath(id);
+    const limit = Math.max(3, Math.floor(wanted.length / 3));
+    const close = [...this.builders.keys()]
+      .map((path) => ({ path, d: distance(wanted, path) }))
+      .filter((c) => c.d <= limit)
+      .sort((a, b) => a.d - b.d || a.path.localeCompare(b.path));
+    const best = close[0]?.d ?? 0;
+    return close
+      .filter((c) => c.d <= best + 1)
+      .slice(0, max)
+      .map((c) => c.path);
+  }
+
+  /** BUILDER_NOT_FOUND for `id`, suggesting the nearest configured names. */
+  builderNotFound(id: BuilderId): KilnError {
+    const near = this.nearestBuilders(id);
+    const hint = near.length ? `; did you mean ${near.join(' or ')}?` : '';
+    return new KilnError('BUILDER_NOT_FOUND', `builder ${builderPath(id)} is not configured${hint}`);
   }
 
   /** The bucket's config (`project/bucket`). */

@@ -3,6 +3,7 @@
  * end-to-end tests start them the same way. Each returns a `stop()` for a clean shutdown.
  */
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client } from '@temporalio/client';
 import { type FastifyInstance } from 'fastify';
 import type pino from 'pino';
@@ -17,6 +18,10 @@ import { type Storage } from '../storage/storage.ts';
 import { swarmingDepsFromConfig } from '../swarming/deps.ts';
 import { connectWorker } from '../temporal/connection.ts';
 import { createKilnWorker, installRuntimeLogger } from '../../workers/worker.ts';
+import { temporalUnreachable } from './runtime.ts';
+
+/** How long a stopping API waits for calls in flight before it closes their connections. */
+const API_DRAIN_MS = 3000;
 
 /** A started part of Kiln. */
 export interface Running {
@@ -31,7 +36,12 @@ export async function startWorker(opts: {
   logger: pino.Logger;
 }): Promise<Running> {
   installRuntimeLogger(opts.logger);
-  const connection = await connectWorker({ ...opts.config.temporal, address: opts.address });
+  let connection;
+  try {
+    connection = await connectWorker({ ...opts.config.temporal, address: opts.address });
+  } catch (e) {
+    throw temporalUnreachable(opts.address, e);
+  }
   const worker = await createKilnWorker({
     connection,
     namespace: opts.config.temporal.namespace,
@@ -93,7 +103,22 @@ export async function startApi(opts: {
   const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');
-  return { url, app, service, stop: () => app.close() };
+  return {
+    url,
+    app,
+    service,
+    // Calls in flight get a moment to finish; then their connections are closed (a call waiting on
+    // an unreachable Temporal must not hold the shutdown for its whole timeout).
+    stop: async () => {
+      const closed = app.close();
+      const drained = await Promise.race([closed.then(() => true), sleep(API_DRAIN_MS).then(() => false)]);
+      if (!drained) {
+        opts.logger.warn('API calls still in flight at shutdown: closing their connections');
+        app.server.closeAllConnections();
+        await Promise.race([closed, sleep(API_DRAIN_MS)]);
+      }
+    },
+  };
 }
 
 /** The Gerrit clients a worker's activities use, when the config has a `gerrit` block. */

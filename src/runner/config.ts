@@ -40,6 +40,11 @@ export interface RunnerSettings {
   gracePeriodSecs: number;
   killTimeoutSecs: number;
   workDir: string;
+  /**
+   * Variables holding Kiln's credentials (the runner's `tokenEnv`; in `kiln dev`, every `…Env` of
+   * Kiln's config): never passed to build commands. See `commandEnv`.
+   */
+  secretEnv?: string[];
 }
 
 /** The default runner name: this host and process. */
@@ -64,7 +69,12 @@ export function parseRunnerConfig(text: string, file: string, env: NodeJS.Proces
     if (!token) throw new ConfigError(`${file}: tokenEnv: environment variable ${c.tokenEnv} is not set`);
   }
   const { tokenEnv: _t, ...rest } = c;
-  return { ...rest, token, name: c.name ?? defaultRunnerName() };
+  return {
+    ...rest,
+    token,
+    name: c.name ?? defaultRunnerName(),
+    ...(c.tokenEnv !== undefined ? { secretEnv: [c.tokenEnv] } : {}),
+  };
 }
 
 /** Reads and parses a runner config file. */

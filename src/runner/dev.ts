@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path';
 import type pino from 'pino';
+import { envReferences } from '../config/envReferences.ts';
 import { type KilnConfig } from '../config/schema.ts';
 import { defaultRunnerName, type RunnerSettings } from './config.ts';
 import { Runner } from './runner.ts';
@@ -35,6 +36,8 @@ export function devRunnerSettings(config: KilnConfig, apiUrl: string): RunnerSet
     serve,
     dimensions,
     workDir: d.workDir ?? join(config.dataDir, 'runner'),
+    // This runner lives in Kiln's own process: every secret of Kiln's config is in its env.
+    secretEnv: [...envReferences(config).map((r) => r.variable), 'DATABASE_URL'],
   };
 }
 

@@ -11,8 +11,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type pino from 'pino';
-import { type BuilderInfo, KilnApiError, KilnClient, type LeaseResponse } from '../client/kilnClient.ts';
+import { type BuilderInfo, isRetryable, KilnApiError, KilnClient, type LeaseResponse } from '../client/kilnClient.ts';
 import { type Build, builderPath } from '../domain/build.ts';
+import { commandEnv } from './commandEnv.ts';
 import { type RunnerSettings } from './config.ts';
 import { LogStream } from './logStream.ts';
 import { type CommandExit, runCommand, type RunningCommand } from './processTree.ts';
@@ -142,7 +143,7 @@ export class Runner {
           leaseDurationSecs: this.s.leaseDurationSecs,
         });
       } catch (e) {
-        if (e instanceof KilnApiError && e.code === 'UNAVAILABLE' && attempt < 3) {
+        if (isRetryable(e) && attempt < 3) {
           await sleep(500 * (attempt + 1));
           continue;
         }
@@ -191,7 +192,8 @@ export class Runner {
       return;
     }
     try {
-      await this.client.start(b.id, { leaseKey: h.leaseKey });
+      // start is idempotent for the same lease key: a lost or failed answer is retried.
+      await withRetries(() => this.client.start(b.id, { leaseKey: h.leaseKey }), 5);
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'start refused; dropping the build');
       return;
@@ -222,15 +224,14 @@ export class Runner {
     );
     h.command = runCommand(info.command, {
       cwd: dir,
-      env: {
-        ...process.env,
+      env: commandEnv(process.env, this.s, {
         KILN_BUILD_ID: b.id,
         KILN_BUILD_NUMBER: String(b.number),
         KILN_BUILDER: builderPath(b.builder),
         KILN_PROJECT: b.builder.project,
         KILN_BUCKET: b.builder.bucket,
         KILN_PROPERTIES_FILE: propertiesFile,
-      },
+      }),
       onOutput: (chunk) => stream.write(chunk),
     });
     // A refusal that arrived while the command was being spawned.
@@ -267,8 +268,11 @@ export class Runner {
         this.logger.info({ buildId: h.build.id, status: b.status }, 'build reported');
         return;
       } catch (e) {
-        if (e instanceof KilnApiError && e.code === 'UNAVAILABLE' && attempt < 10) {
-          await sleep(1000);
+        // Any 5xx or lost answer (Kiln or Temporal down, a failed call): the lease is still held and
+        // heartbeated meanwhile, and a retry of a report that landed gets the same answer.
+        if (isRetryable(e) && attempt < REPORT_RETRIES) {
+          this.logger.warn({ buildId: h.build.id, err: (e as Error).message, attempt }, 'report failed; will retry');
+          await sleep(backoffMs(attempt));
           continue;
         }
         this.logger.warn({ buildId: h.build.id, err: (e as Error).message }, 'report refused');
@@ -313,6 +317,26 @@ function describeExit(e: CommandExit): string {
   if (e.kind === 'spawnFailed') return `the command could not be started: ${e.message}`;
   if (e.signal) return `the command was killed by ${e.signal}`;
   return `the command exited with code ${e.code}`;
+}
+
+/** Tries of a report before the runner gives up (about 5 minutes of backoff). */
+const REPORT_RETRIES = 15;
+
+/** 1 s, 2 s, 4 s … at most 30 s. */
+function backoffMs(attempt: number): number {
+  return Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5));
+}
+
+/** Runs `fn`, retrying retryable errors up to `tries` times with backoff. */
+async function withRetries<T>(fn: () => Promise<T>, tries: number): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isRetryable(e) || attempt + 1 >= tries) throw e;
+      await sleep(backoffMs(attempt));
+    }
+  }
 }
 
 function sleep(ms: number): Promise<void> {

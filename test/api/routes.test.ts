@@ -183,6 +183,40 @@ describe('HTTP API', () => {
     assert.deepEqual([other.status, other.body.code], [403, 'PERMISSION_DENIED']);
   });
 
+  it('answers a caller without a valid token the same for an existing and an unknown build', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const s = await call('POST', '/api/v1/builds', SCHEDULER, { builder });
+      assert.equal(s.status, 200, JSON.stringify(s.body));
+      const id = s.body.id as string;
+      const unknown = '12345';
+      const routes: ['GET' | 'POST', string, unknown][] = [
+        ['GET', '', undefined],
+        ['GET', '/log', undefined],
+        ['POST', '/cancel', {}],
+        ['POST', '/lease', {}],
+        ['POST', '/priority', { priority: 1 }],
+      ];
+      for (const [method, suffix, body] of routes) {
+        for (const token of [undefined, 'not-a-real-token-at-all']) {
+          const existing = await call(method, `/api/v1/builds/${id}${suffix}`, token, body);
+          const missing = await call(method, `/api/v1/builds/${unknown}${suffix}`, token, body);
+          assert.deepEqual([existing.status, existing.body], [401, missing.body], `${method} ${suffix} ${token}`);
+          assert.equal(missing.status, 401);
+        }
+        // A token with no role on the build's bucket cannot tell it from an id that does not exist.
+        const existing = await call(method, `/api/v1/builds/${id}${suffix}`, OTHER, body);
+        const missing = await call(method, `/api/v1/builds/${unknown}${suffix}`, OTHER, body);
+        assert.deepEqual([existing.status, existing.body.code], [404, 'BUILD_NOT_FOUND'], `${method} ${suffix}`);
+        assert.deepEqual([missing.status, missing.body.code], [404, 'BUILD_NOT_FOUND']);
+      }
+      // A role on the bucket that is too low still says so.
+      const low = await call('POST', `/api/v1/builds/${id}/cancel`, READER, {});
+      assert.deepEqual([low.status, low.body.code], [403, 'PERMISSION_DENIED']);
+      await call('POST', `/api/v1/builds/${id}/cancel`, SCHEDULER, {});
+    });
+  });
+
   it('refuses to listen beyond loopback when no token is configured', async () => {
     const open = await harness(env, 'projects: [{name: p, buckets: [{name: b, builders: [{name: x}]}]}]');
     const ctx = { service: open.service, registry: open.registry, logger: testLogger };

@@ -11,8 +11,9 @@ export { freePort };
 
 const KILN = resolve(import.meta.dirname, '../../bin/kiln.js');
 const live = new Set<ChildProcess>();
+// SIGTERM, not SIGKILL: a kiln dev then stops its Temporal dev server (in its own process group) itself.
 process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
+  for (const c of live) c.kill('SIGTERM');
 });
 
 /** A long-running kiln process. */
@@ -25,11 +26,19 @@ export interface KilnProcess {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<void>;
 }
 
-/** Starts `kiln <args>` in the background. */
-export function startKiln(args: string[], env: Record<string, string> = {}): KilnProcess {
+/**
+ * Starts `kiln <args>` in the background. `ownGroup`: in its own process group, as a shell runs a
+ * foreground command, so a test can send the terminal's Ctrl-C to the whole group (`kill(-pid)`).
+ */
+export function startKiln(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { ownGroup?: boolean } = {},
+): KilnProcess {
   const proc = spawn(process.execPath, [KILN, ...args], {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.ownGroup ?? false,
   });
   live.add(proc);
   let out = '';

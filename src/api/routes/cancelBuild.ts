@@ -1,7 +1,6 @@
 /** POST /api/v1/builds/:id/cancel — cancel from any non-ended state; idempotent (SCHEDULER). */
 import { z } from 'zod';
-import { bucketPath } from '../../domain/build.ts';
-import { callerName, requireRole } from '../auth.ts';
+import { authorizedBuild, callerName } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -12,8 +11,7 @@ export const cancelBuild: Route = (app, ctx) => {
   app.post('/api/v1/builds/:id/cancel', async (req) => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
     const body = parseInput(cancelBuildBody, req.body ?? {}, 'body');
-    const build = await ctx.service.get(id);
-    requireRole(ctx.registry, req, bucketPath(build.builder), 'SCHEDULER');
+    await authorizedBuild(ctx, req, id, 'SCHEDULER');
     return ctx.service.cancel(id, body.reason, callerName(ctx.registry, req));
   });
 };

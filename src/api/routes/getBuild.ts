@@ -1,6 +1,5 @@
 /** GET /api/v1/builds/:id — one build (READER on its bucket). */
-import { bucketPath } from '../../domain/build.ts';
-import { requireRole } from '../auth.ts';
+import { authorizedBuild } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -8,8 +7,6 @@ import { parseInput } from '../validate.ts';
 export const getBuild: Route = (app, ctx) => {
   app.get('/api/v1/builds/:id', async (req) => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
-    const build = await ctx.service.get(id);
-    requireRole(ctx.registry, req, bucketPath(build.builder), 'READER');
-    return build;
+    return authorizedBuild(ctx, req, id, 'READER');
   });
 };

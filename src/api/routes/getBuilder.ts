@@ -3,7 +3,6 @@
  * command, dimensions and lease settings (READER on the bucket).
  */
 import { type z } from 'zod';
-import { KilnError } from '../../domain/errors.ts';
 import { requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { builderIdSchema } from '../schemas.ts';
@@ -25,8 +24,7 @@ export const getBuilder: Route = (app, ctx) => {
     const id = parseInput(builderIdSchema, req.params, 'params');
     requireRole(ctx.registry, req, `${id.project}/${id.bucket}`, 'READER');
     const cfg = ctx.registry.builder(id);
-    if (!cfg)
-      throw new KilnError('BUILDER_NOT_FOUND', `builder ${id.project}/${id.bucket}/${id.builder} is not configured`);
+    if (!cfg) throw ctx.registry.builderNotFound(id);
     return {
       builder: id,
       command: cfg.command,

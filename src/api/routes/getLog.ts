@@ -6,9 +6,8 @@
  * log yet answers an empty body with size 0.
  */
 import { z } from 'zod';
-import { bucketPath } from '../../domain/build.ts';
 import { KilnError } from '../../domain/errors.ts';
-import { requireRole } from '../auth.ts';
+import { authorizedBuild } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -27,8 +26,7 @@ export const getLog: Route = (app, ctx) => {
   app.get('/api/v1/builds/:id/log', async (req, reply) => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
     const q = parseInput(getLogQuery, req.query, 'query');
-    const build = await ctx.service.get(id);
-    requireRole(ctx.registry, req, bucketPath(build.builder), 'READER');
+    await authorizedBuild(ctx, req, id, 'READER');
     if (!ctx.logs) throw new KilnError('UNAVAILABLE', 'this API has no log store');
     const r = await ctx.logs.read(id, { attempt: q.attempt, offset: q.offset, limit: MAX_READ });
     if (!r && q.attempt !== undefined)

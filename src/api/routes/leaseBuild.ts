@@ -1,7 +1,6 @@
 /** POST /api/v1/builds/:id/lease — lease a SCHEDULED build (WRITER); the key is then its capability. */
 import { z } from 'zod';
-import { bucketPath } from '../../domain/build.ts';
-import { requireRole } from '../auth.ts';
+import { authorizedBuild } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams, leaseDurationSecs } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -18,8 +17,7 @@ export const leaseBuild: Route = (app, ctx) => {
   app.post('/api/v1/builds/:id/lease', async (req) => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
     const body = parseInput(leaseBuildBody, req.body ?? {}, 'body');
-    const build = await ctx.service.get(id);
-    requireRole(ctx.registry, req, bucketPath(build.builder), 'WRITER');
+    await authorizedBuild(ctx, req, id, 'WRITER');
     return ctx.service.lease(id, {
       holder: body.holder,
       requestId: body.requestId,

@@ -11,6 +11,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { KilnApiError, KilnClient } from '../../client/kilnClient.ts';
 import { verificationLines } from '../format.ts';
 import { parseGerritEventLine } from '../../gerrit/events.ts';
+import { apiOption, tokenOption } from '../options.ts';
 
 /** Options of `listen`. */
 export interface ListenOptions {
@@ -97,7 +98,7 @@ export function registerGerritCommands(program: Command): void {
     .description('run a `gerrit stream-events` command and forward its events to Kiln')
     .requiredOption('--command <shell command>', 'e.g. "ssh -p 29418 kiln@gerrit.example.org gerrit stream-events"')
     .option('--host <host>', 'Gerrit host the events come from (when Kiln has several)')
-    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
+    .addOption(apiOption())
     .option('--secret-env <name>', 'env variable holding the event secret', 'KILN_GERRIT_SECRET')
     .action(async (o: { command: string; host?: string; api: string; secretEnv: string }) => {
       const secret = process.env[o.secretEnv];
@@ -108,8 +109,8 @@ export function registerGerritCommands(program: Command): void {
     .description("a change's verification attempts from storage: phase, platforms, vote")
     .option('--host <host>', 'Gerrit host (when Kiln has several)')
     .option('--patchset <n>', 'only this patch set', (v) => positiveInt(v, '--patchset'))
-    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
-    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN)
+    .addOption(apiOption())
+    .addOption(tokenOption())
     .option('--json', 'print JSON')
     .action(
       async (change: string, o: { host?: string; patchset?: number; api: string; token?: string; json?: boolean }) => {

@@ -2,6 +2,7 @@
 import { type Command } from 'commander';
 import { KilnClient } from '../../client/kilnClient.ts';
 import { isEnded } from '../../domain/build.ts';
+import { apiOption, tokenOption } from '../options.ts';
 
 /** Milliseconds between polls with --follow. */
 const FOLLOW_POLL_MS = 1000;
@@ -13,8 +14,8 @@ export function registerLogCommand(program: Command): void {
     .description("print a build's log (its latest attempt)")
     .option('-f, --follow', 'keep printing as the log grows, until it is complete or the build has ended')
     .option('--attempt <n>', 'an earlier attempt (lease generation)', (v) => Number.parseInt(v, 10))
-    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
-    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN)
+    .addOption(apiOption())
+    .addOption(tokenOption())
     .action(async (id: string, o: { follow?: boolean; attempt?: number; api: string; token?: string }) => {
       const client = new KilnClient({ baseUrl: o.api, token: o.token });
       let attempt = o.attempt;

@@ -1,7 +1,7 @@
 /** `kiln runner -c runner.yaml`: the pull agent (src/runner/). SIGTERM/SIGINT stop it gracefully. */
 import { type Command } from 'commander';
-import pino from 'pino';
 import { loadEnv } from '../../config/load.ts';
+import { makeLogger } from '../../processes/logger.ts';
 import { loadRunnerConfig } from '../../runner/config.ts';
 import { Runner } from '../../runner/runner.ts';
 
@@ -15,7 +15,12 @@ export function registerRunnerCommand(program: Command): void {
     .action((o: { config: string; name?: string }) => {
       const settings = loadRunnerConfig(o.config);
       if (o.name) settings.name = o.name;
-      const logger = pino({ level: loadEnv().LOG_LEVEL, base: { component: 'kiln-runner', runner: settings.name } });
+      const env = loadEnv();
+      const logger = makeLogger({
+        level: env.LOG_LEVEL,
+        format: env.LOG_FORMAT,
+        base: { component: 'kiln-runner', runner: settings.name },
+      });
       const runner = new Runner(settings, logger);
       runner.start();
       let signals = 0;

@@ -5,7 +5,7 @@
  */
 import { type Command } from 'commander';
 import { loadConfigFile, loadEnv } from '../../config/load.ts';
-import { configPath } from '../../processes/runtime.ts';
+import { configPath, temporalUnreachable } from '../../processes/runtime.ts';
 import { CATEGORY_TITLES, DEFAULT_STUCK_THRESHOLDS, uiListUrl } from '../../stuck/filters.ts';
 import { findStuck, type StuckBuild } from '../../stuck/find.ts';
 import { connectClient } from '../../temporal/connection.ts';
@@ -57,7 +57,9 @@ export function registerStuckCommand(program: Command): void {
         const t = config.temporal;
         const address = o.address ?? t.address ?? `127.0.0.1:${t.devServer.port}`;
         const ui = o.ui ?? `http://127.0.0.1:${t.devServer.uiPort}`;
-        const client = await connectClient({ ...t, address });
+        const client = await connectClient({ ...t, address }).catch((e: unknown) => {
+          throw temporalUnreachable(address, e);
+        });
         try {
           const report = await findStuck(
             client,

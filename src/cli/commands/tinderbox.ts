@@ -8,16 +8,14 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { KilnClient } from '../../client/kilnClient.ts';
 import { type Build } from '../../domain/build.ts';
 import { type TinderboxTask } from '../../builds/tinderbox.ts';
+import { apiOption, tokenOption } from '../options.ts';
 
 interface ApiFlags {
   api: string;
   token?: string;
 }
 
-const apiOpts = (c: Command) =>
-  c
-    .option('--api <url>', 'Kiln API base URL', process.env.KILN_API ?? 'http://127.0.0.1:8080')
-    .option('--token <token>', 'bearer token', process.env.KILN_TOKEN);
+const apiOpts = (c: Command) => c.addOption(apiOption()).addOption(tokenOption());
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
