@@ -212,8 +212,11 @@ export interface GerritWorld {
   /** Kiln's SSH private key (for `gerrit stream-events`), and the command that streams events with it. */
   kilnKeyFile: string;
   streamEventsCommand: string;
-  /** Makes a project (with an initial empty commit on master). */
-  createProject(name: string): Promise<void>;
+  /**
+   * Makes a project (with an initial empty commit on master) and its `Verified` label (−1..+1, blocking submit
+   * without +1), unless `verifiedLabel` is false: Gerrit has no Verified label by default.
+   */
+  createProject(name: string, o?: { verifiedLabel?: boolean }): Promise<void>;
   /** A reviewer group, visible to all accounts unless `visibleToAll` is false (Gerrit's default). */
   createGroup(name: string, members: GerritUser[], o?: { visibleToAll?: boolean }): Promise<void>;
   /** Grants a group votes on a label on every branch of `project`. */
@@ -264,8 +267,9 @@ export function sshCommandLine(keyFile: string, port: number, user: string): str
  * Sets up a fresh test Gerrit for Kiln, through its REST API: accounts `kiln` (SSH key, in group `Kiln Bots`,
  * which may vote Verified −1..+1, submit, and stream events), `norbert` (in the visible group `Reviewers`, which
  * may vote Code-Review −2..+2 and Commit-Queue 0..+2), `alice` and `bob` (plain users; Gerrit lets registered
- * users vote Code-Review −1..+1); labels `Verified` (−1..+1) and `Commit-Queue` (0..+2, not blocking submit) on
- * All-Projects.
+ * users vote Code-Review −1..+1); the label `Commit-Queue` (0..+2, not blocking submit) on All-Projects. The
+ * site's `admin` may vote Verified too (to merge a change by hand). Projects get their `Verified` label from
+ * `createProject`.
  */
 export async function setUpGerrit(server: GerritServer): Promise<GerritWorld> {
   const admin = server.admin;
@@ -324,16 +328,13 @@ export async function setUpGerrit(server: GerritServer): Promise<GerritWorld> {
   };
   await createGroup('Kiln Bots', [kiln]);
   await createGroup('Reviewers', [norbert]);
-  await admin.call('PUT', '/projects/All-Projects/labels/Verified', {
-    commit_message: 'Verified label for Kiln',
-    values: { '-1': 'Fails', ' 0': 'No score', '+1': 'Verified' },
-  });
   await admin.call('PUT', '/projects/All-Projects/labels/Commit-Queue', {
     commit_message: 'Commit-Queue label',
     values: { ' 0': 'No run', '+1': 'Dry run', '+2': 'Full run' },
     function: 'NoBlock',
   });
   await grantLabel('All-Projects', 'Kiln Bots', 'Verified', -1, 1);
+  await grantLabel('All-Projects', 'Administrators', 'Verified', -1, 1);
   await grantLabel('All-Projects', 'Reviewers', 'Code-Review', -2, 2);
   await grantLabel('All-Projects', 'Reviewers', 'Commit-Queue', 0, 2);
   await access('All-Projects', {
@@ -360,8 +361,13 @@ export async function setUpGerrit(server: GerritServer): Promise<GerritWorld> {
     bob,
     kilnKeyFile,
     streamEventsCommand: [...sshCommandLine(kilnKeyFile, server.sshPort, 'kiln'), 'gerrit', 'stream-events'].join(' '),
-    async createProject(name) {
+    async createProject(name, o = {}) {
       await admin.call('PUT', `/projects/${encodeURIComponent(name)}`, { create_empty_commit: true });
+      if (o.verifiedLabel === false) return;
+      await admin.call('PUT', `/projects/${encodeURIComponent(name)}/labels/Verified`, {
+        commit_message: 'Verified label for Kiln',
+        values: { '-1': 'Fails', ' 0': 'No score', '+1': 'Verified' },
+      });
     },
     createGroup,
     grantLabel,

@@ -361,7 +361,7 @@ export async function verificationHarness(
   const host = `g${process.pid}-${counter + 1}.example.org`;
   const fake = await FakeGerritServer.start();
   for (const a of Object.values(ACCOUNTS)) fake.addAccount({ ...a });
-  fake.addGroup({ name: 'Reviewers', members: [ACCOUNTS.norbert._account_id] });
+  fake.addGroup({ name: 'Reviewers', members: [ACCOUNTS.norbert._account_id], visibleToAll: true });
   const k = await startKiln(env, host, configYaml(host, fake.url, FAKE_PROJECTS, o));
   const close = k.close;
   return Object.assign(k, {
@@ -428,7 +428,10 @@ export async function realGerritHarness(
   await world.createProject(probeProject);
   for (let i = 0; ; i++) {
     await world.createChange(world.alice, probeProject, `probe ${i}`);
-    const seen = await eventually(async () => out.includes('patchset-created: not ours'), 5000).then(
+    const seen = await eventually(
+      async () => out.includes(`${probeProject} on ${host} is not configured for verification`),
+      5000,
+    ).then(
       () => true,
       () => false,
     );

@@ -210,8 +210,9 @@ describe('change verification', () => {
       assert.equal(log.status, 200);
       assert.match(await log.text(), /all good/);
 
-      // The approval arrives again (e.g. another reviewer): already verified, nothing rebuilt or posted.
-      const again = await h.sendEvent(event);
+      // The change is restored (an event that only asks the trigger to decide, not a new trigger): already
+      // verified, nothing rebuilt or posted. (A fresh approval or `recheck` runs again: test/e2e/gerrit.test.ts.)
+      const again = await h.sendEvent({ ...h.events.changeAbandoned(c.number, c.patchset), type: 'change-restored' });
       assert.equal(again.status, 202);
       const r2 = await h.result(c.number, 1);
       assert.equal(r2.phase, 'NOT_TRIGGERED');
@@ -445,6 +446,8 @@ describe('change verification', () => {
     );
     const other = await h.sendEvent({ ...ok, change: { ...ok.change, project: 'not-configured' } });
     assert.equal(other.status, 202);
-    assert.deepEqual(other.body.actions, []);
+    assert.deepEqual(other.body.actions, [
+      { action: 'ignore', reason: `project not-configured on ${h.host} is not configured for verification` },
+    ]);
   });
 });
