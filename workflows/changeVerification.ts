@@ -311,6 +311,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   // ---- decide ----
 
   let decision: Extract<EvaluateTriggerResult, { build: true }> | undefined;
+  let decidingEvent: VerificationEvent | undefined;
   while (!decision) {
     if (inbox.length === 0 && !(await condition(() => inbox.length > 0, FIRST_EVENT_WAIT))) {
       st.reason ||= 'no trigger arrived';
@@ -337,8 +338,10 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       } else {
         r = await evaluateGerritTrigger(evaluateInput);
       }
-      if (r.build) decision = r;
-      else {
+      if (r.build) {
+        decision = r;
+        decidingEvent = ev;
+      } else {
         st.reason = r.reason;
         if (r.problem !== undefined) st.problem = r.problem;
       }
@@ -354,7 +357,8 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
 
   const d = decision;
   st.phase = 'BUILDING';
-  st.reason = d.reason;
+  // A `verify` needs no trigger rule: its event says why (an upload, a recheck).
+  st.reason = v2 && decidingEvent?.action === 'verify' ? decidingEvent.reason : d.reason;
   st.mode = d.mode;
   const requirements = d.requirements ?? [];
   if (requirements.length > 0) st.requirements = requirements;
