@@ -396,6 +396,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       mode: d.mode,
       baseUrl: input.baseUrl,
       changeUrl: input.changeUrl,
+      branch: input.branch,
     });
     const build: Build = {
       id: r.buildId,

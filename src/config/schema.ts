@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { devRunnerSchema } from '../runner/settings.ts';
 import { gerritConfigSchema } from './gerrit.ts';
+import { tinderboxSshConfigSchema } from './tinderboxSsh.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
 
@@ -140,6 +141,8 @@ export const configSchema = z
     swarming: swarmingServiceSchema.optional(),
     /** Gerrit change verification (hosts, event secret, per-project triggers); absent → off. */
     gerrit: gerritConfigSchema.optional(),
+    /** Tinderboxes over SSH (the Buildbot Gerrit Plugin's commands); see src/config/tinderboxSsh.ts. */
+    tinderboxSsh: tinderboxSshConfigSchema.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {

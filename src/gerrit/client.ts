@@ -209,6 +209,15 @@ export class GerritClient {
     );
   }
 
+  /** Changes matching a Gerrit query (e.g. `commit:<sha>`), each with its current revision: `GET /changes/?q=`. */
+  async queryChanges(query: string): Promise<GerritChange[]> {
+    return this.request(
+      'GET',
+      `/changes/?q=${encodeURIComponent(query)}&o=CURRENT_REVISION`,
+      z.array(GerritChangeSchema),
+    );
+  }
+
   /**
    * Submits (merges) the change: `POST /changes/<id>/submit`. Gerrit refuses with 409 when the change
    * cannot be submitted (not ready, merge conflict, already merged: the message says why).

@@ -9,7 +9,7 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type pino from 'pino';
 import { type Registry } from '../config/load.ts';
 import { KilnError } from '../domain/errors.ts';
-import { type GerritEventDecision, routeGerritEvent } from '../domain/gerrit/trigger.ts';
+import { configCoversBranch, type GerritEventDecision, routeGerritEvent } from '../domain/gerrit/trigger.ts';
 import { KilnBuildset, KilnStatus } from '../domain/searchAttributes.ts';
 import { gerritBuildset } from '../domain/tags.ts';
 import {
@@ -99,6 +99,31 @@ export class GerritIntake {
       'Gerrit event',
     );
     return out;
+  }
+
+  /**
+   * Verifies a patchset by hand (the plugin's `schedule` command): as if its upload had triggered a verification
+   * of a `patchset-created` project. Answers why not when no project config covers the change.
+   */
+  async scheduleByHand(
+    host: string,
+    c: { project: string; branch: string; change: number; patchset: number; revision: string; ref: string },
+    by: string,
+  ): Promise<IntakeAction> {
+    const config = this.o.settings.projects.find(
+      (p) => p.host === host && p.project === c.project && configCoversBranch(p, c.branch),
+    );
+    if (!config) return { action: 'ignore', reason: this.notOurs(host, c) };
+    return this.act({
+      action: 'verify',
+      reason: `scheduled by ${by}`,
+      config,
+      host,
+      ...c,
+      supersedesOlderPatchsets: false,
+      fresh: true,
+      eventType: 'patchset-created',
+    });
   }
 
   /** Why no project config concerns an event's change (the answer to its sender). */

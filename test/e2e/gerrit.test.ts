@@ -5,13 +5,20 @@
  * back from Gerrit itself.
  */
 import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker } from '@temporalio/worker';
 import { type TinderboxTask } from '../../src/builds/tinderbox.ts';
+import { KILN_VERSION, startTinderboxSsh } from '../../src/builds/tinderboxSsh.ts';
+import { GerritHosts } from '../../src/gerrit/settings.ts';
 import { type StoredVerification } from '../../src/domain/verification.ts';
-import { setUpGerrit, startGerrit, type GerritServer, type GerritWorld } from '../support/gerrit.ts';
-import { eventually, startDevEnv } from '../support/temporal.ts';
+import { setUpGerrit, sshCommandLine, startGerrit, type GerritServer, type GerritWorld } from '../support/gerrit.ts';
+import { eventually, startDevEnv, testLogger } from '../support/temporal.ts';
 import { PUBLIC_URL, realGerritHarness, type RealGerritHarness } from '../support/verification.ts';
 
 const CR = 'Code-Review';
@@ -324,5 +331,113 @@ describe('verification against a real Gerrit', () => {
     assert.equal(v?.voteDropped, 'Verified +1');
     assert.equal(v?.vote, undefined);
     assert.match((await texts(c.number, 4)).at(-1) ?? '', /^Kiln's vote Verified \+1 was dropped by Gerrit/);
+  });
+
+  it('tinderboxes unchanged over SSH: a tinbuild2-style loop (get --format BASH, build, put --log -) verifies a change', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-tinderbox-'));
+    closers.unshift(async () => rmSync(dir, { recursive: true, force: true }));
+    const key = (name: string) => {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', join(dir, name)]);
+      return readFileSync(join(dir, `${name}.pub`), 'utf8').trim();
+    };
+    const endpoint = await startTinderboxSsh(
+      {
+        host: '127.0.0.1',
+        port: 0,
+        tinderboxes: [
+          { id: 'tb-shell', publicKey: key('tb-shell'), capabilities: [], admin: false },
+          { id: 'tb-admin', publicKey: key('tb-admin'), capabilities: [], admin: true },
+        ],
+      },
+      {
+        service: h.service,
+        logs: h.logs,
+        buckets: h.registry.bucketPaths(),
+        projects: h.settings.projects,
+        intake: h.intake,
+        hosts: new GerritHosts(h.settings),
+        version: KILN_VERSION,
+      },
+      { logger: testLogger, hostKeyFile: join(dir, 'ssh_host_rsa_key') },
+    );
+    closers.unshift(() => endpoint.close());
+    const ssh = (who: string) => sshCommandLine(join(dir, who), endpoint.port, who);
+    const run = async (who: string, command: string) => {
+      const [cmd, ...args] = ssh(who);
+      try {
+        const r = await promisify(execFile)(cmd!, [...args, command], { encoding: 'utf8' });
+        return { stdout: r.stdout, stderr: r.stderr, code: 0 };
+      } catch (e) {
+        const x = e as { stdout: string; stderr: string; code: number };
+        return { stdout: x.stdout, stderr: x.stderr, code: x.code };
+      }
+    };
+    assert.deepEqual(await run('tb-shell', 'buildbot version'), {
+      stdout: `buildbot version ${KILN_VERSION}\n`,
+      stderr: '',
+      code: 0,
+    });
+    assert.equal((await run('tb-shell', 'buildbot get --project online --platform linux')).stdout, 'empty');
+    const refused = await run('tb-shell', 'buildbot get -p elsewhere -a linux');
+    assert.deepEqual([refused.code, refused.stderr], [1, 'project <elsewhere> is not enabled for building!\n']);
+
+    const c = await world.createChange(world.alice, 'online', 'Built by a shell tinderbox');
+    // The shape of tinbuild2's gerrit mode: poll, source the task, fetch and build it, report with the log on stdin.
+    const script = join(dir, 'tinbuild.sh');
+    writeFileSync(
+      script,
+      `set -euo pipefail
+SSH="${ssh('tb-shell').join(' ')}"
+for i in $(seq 1 120); do
+  source <($SSH buildbot get --project online --platform LINUX --id tb-shell --format BASH master)
+  [ -n "$GERRIT_TASK_TICKET" ] && break
+  sleep 0.5
+done
+[ -n "$GERRIT_TASK_TICKET" ] || { echo "no task" >&2; exit 3; }
+$SSH buildbot show --project online > show.txt
+echo "building $GERRIT_TASK_REF on branch $GERRIT_TASK_BRANCH" > build.log
+gzip -c build.log | $SSH buildbot put --ticket "$GERRIT_TASK_TICKET" --status success --id tb-shell --log -
+echo "$GERRIT_TASK_TICKET"
+`,
+    );
+    // A put for a ticket another tinderbox holds is ignored, as the plugin does.
+    const sh = promisify(execFile)('bash', [script], { cwd: dir, encoding: 'utf8' });
+    const ticket = (await sh).stdout.trim();
+    assert.equal(ticket, `${c.patchset.revision}_LINUX`);
+    const show = readFileSync(join(dir, 'show.txt'), 'utf8').split('\n');
+    assert.equal(
+      show[1],
+      `${'Task-Id'.padEnd(17)} ${'Start/End'.padEnd(12)} ${'Type/State'.padEnd(12)} ${'Ref'.padEnd(22)} Bot Branch`,
+    );
+    assert.ok(
+      show.some((l) => l.startsWith(`${ticket} `) && l.includes('Job: STARTED') && l.includes(' tb-shell ')),
+      show.join('\n'),
+    );
+    assert.equal((await h.result(c.number, 1)).vote, 1);
+    const posted = await texts(c.number, 3);
+    assert.match(posted[1] ?? '', /^LINUX: SUCCESS on tb-shell\. Log: /);
+    const buildId = /builds\/(\d+)\/log/.exec(posted[1]!)![1]!;
+    const log = await fetch(`${h.url}/api/v1/builds/${buildId}/log`);
+    assert.equal(await log.text(), `building ${c.patchset.ref} on branch master\n`);
+    const late = await run('tb-shell', `buildbot put --ticket ${ticket} --status success --log -`);
+    assert.deepEqual([late.code, late.stderr], [1, `Can not find task for ticket ${ticket}\n`]);
+
+    // schedule by hand (admin only): a new run; TEXT format; another id's put is ignored; failed → Verified -1.
+    assert.match((await run('tb-shell', `buildbot schedule --project online ${c.number},1`)).stderr, /has not the ACL/);
+    assert.equal((await run('tb-admin', `buildbot schedule --project online ${c.patchset.revision}`)).code, 0);
+    const got = await eventually(
+      async () => {
+        const r = await run('tb-shell', 'buildbot get -p online -a linux');
+        return r.stdout !== 'empty' && r.stdout;
+      },
+      60_000,
+      'the scheduled task',
+    );
+    assert.equal(got, `engaged: ticket=${ticket} branch=master ref=${c.patchset.ref}\n`);
+    const other = await run('tb-admin', `buildbot put -t ${ticket} -s failed -l https://tb.example.org/1`);
+    assert.deepEqual([other.code, other.stderr], [1, `Can not find task for ticket ${ticket}\n`]);
+    assert.equal((await run('tb-shell', `buildbot put -t ${ticket} -s failed -l https://tb.example.org/2`)).code, 0);
+    await eventually(async () => (await kilnVerified(c.number)) === -1, 60_000, 'Verified -1');
+    assert.equal((await texts(c.number, 6)).at(-1), 'Verified -1: failed on LINUX.');
   });
 });

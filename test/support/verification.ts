@@ -19,7 +19,7 @@ import { parseConfig, Registry } from '../../src/config/load.ts';
 import { type Build } from '../../src/domain/build.ts';
 import { KILN_SEARCH_ATTRIBUTE_KEYS } from '../../src/domain/searchAttributes.ts';
 import { GerritIntake, verificationWorkflowId } from '../../src/gerrit/intake.ts';
-import { GerritHosts, resolveGerritSettings } from '../../src/gerrit/settings.ts';
+import { GerritHosts, type GerritSettings, resolveGerritSettings } from '../../src/gerrit/settings.ts';
 import { FileLogStore } from '../../src/logs/logStore.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
@@ -82,6 +82,9 @@ export interface Ps {
 export interface KilnUnderTest {
   env: TestWorkflowEnvironment;
   host: string;
+  settings: GerritSettings;
+  intake: GerritIntake;
+  logs: FileLogStore;
   storage: Storage;
   service: BuildService;
   taskQueue: string;
@@ -254,6 +257,7 @@ export async function startKiln(
   const taskQueue = `kiln-verify-${process.pid}-${n}`;
   const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
   const logDir = await mkdtemp(join(tmpdir(), 'kiln-verify-logs-'));
+  const logs = new FileLogStore(logDir);
   const intake = new GerritIntake({
     client: env.client,
     registry,
@@ -265,7 +269,7 @@ export async function startKiln(
 
   let app: FastifyInstance;
   const startApi = async (): Promise<string> => {
-    app = buildApi({ service, registry, logger: testLogger, logs: new FileLogStore(logDir), gerrit: intake });
+    app = buildApi({ service, registry, logger: testLogger, logs, gerrit: intake });
     await app.listen({ host: '127.0.0.1', port: opts.apiPort ?? 0 });
     const addr = app.server.address();
     return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
@@ -274,6 +278,9 @@ export async function startKiln(
   const k: KilnUnderTest = {
     env,
     host,
+    settings,
+    intake,
+    logs,
     storage,
     service,
     taskQueue,

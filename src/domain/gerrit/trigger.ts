@@ -303,6 +303,8 @@ export interface CqBuildProperties {
   'event.change.number': number;
   'event.change.url': string;
   'event.patchSet.ref': string;
+  /** The change's target branch (what tinderboxes get as `GERRIT_TASK_BRANCH`), when known. */
+  'event.change.branch'?: string;
   /** The Gerrit server's base URL (config `baseUrl`, else `https://<host>`). */
   gerrit: string;
   patch_project: string;
@@ -329,6 +331,8 @@ export interface CqBuildPropertiesInput {
   baseUrl?: string;
   /** The change's URL from the stream event (Gerrit's canonical one). @default `<baseUrl>/c/<project>/+/<n>` */
   changeUrl?: string;
+  /** The change's target branch. */
+  branch?: string;
   change: Pick<GerritChange, 'id' | 'project' | '_number' | 'owner'>;
   patchset: GerritPatchset;
   builder: BuilderId;
@@ -358,6 +362,7 @@ export function cqBuildProperties(input: CqBuildPropertiesInput): CqBuildPropert
     buildername: input.builder.builder,
     blamelist: input.change.owner.email ? [input.change.owner.email] : [],
   };
+  if (input.branch !== undefined) props['event.change.branch'] = input.branch;
   if (input.mode === 'dry-run' || input.mode === 'full-run') props.dry_run = input.mode === 'dry-run';
   return props;
 }
