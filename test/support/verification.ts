@@ -1,8 +1,10 @@
 /**
- * Test support for change verification: a fake Gerrit over HTTP, Kiln's real API (Fastify, on
- * 127.0.0.1) with the Gerrit intake and tinderbox routes, embedded storage, and workers with the
- * Gerrit activities — wired like `kiln dev`, on one Temporal test environment (dev server or
- * time-skipping). Each harness has its own Gerrit host name, so workflow IDs never collide.
+ * Test support for change verification: Kiln's real API (Fastify, on 127.0.0.1) with the Gerrit intake and
+ * tinderbox routes, embedded storage, and workers with the Gerrit activities — wired like `kiln dev`, on one
+ * Temporal test environment (dev server or time-skipping) — over either a real Gerrit (`realGerritHarness`:
+ * events come from `kiln gerrit listen` reading `gerrit stream-events` over SSH) or the HTTP fake
+ * (`verificationHarness`, for what a real Gerrit cannot be made to do on demand). Each harness has its own task
+ * queue; fake harnesses their own Gerrit host name, so workflow IDs never collide.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
