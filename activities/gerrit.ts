@@ -6,7 +6,13 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type pino from 'pino';
 import { type BuilderId } from '../src/domain/build.ts';
-import { type GerritAccount, type GerritPatchset, type GerritReviewInput } from '../src/domain/gerrit/change.ts';
+import {
+  changeRequirements,
+  droppedVotes,
+  type GerritAccount,
+  type GerritPatchset,
+  type GerritReviewInput,
+} from '../src/domain/gerrit/change.ts';
 import type { GerritProjectConfig } from '../src/domain/gerrit/projectConfig.ts';
 import { evaluateTrigger, type VerificationMode } from '../src/domain/gerrit/trigger.ts';
 import { GerritError, reviewMarker } from '../src/gerrit/client.ts';
@@ -43,8 +49,41 @@ export interface VerifiedChange {
 
 /** Answer of `evaluateGerritTrigger`. */
 export type EvaluateTriggerResult =
-  | { build: true; reason: string; mode: VerificationMode; patchset: GerritPatchset; change: VerifiedChange }
-  | { build: false; reason: string };
+  | {
+      build: true;
+      reason: string;
+      mode: VerificationMode;
+      patchset: GerritPatchset;
+      change: VerifiedChange;
+      /** Capabilities the change asks its builds to have (`Kiln-Requires:` footers, `requires:` hashtags). */
+      requirements?: string[];
+    }
+  | {
+      build: false;
+      reason: string;
+      /** Set when Kiln's setup, not the change, is why: the reason then says what to fix. */
+      problem?: 'REVIEWER_GROUP_NOT_VISIBLE';
+    };
+
+/** Answer of `postGerritReview`. */
+export interface PostReviewResult {
+  posted: boolean;
+  /**
+   * Labels of the review whose vote Gerrit answered without (it drops a vote on an unknown label or out of
+   * range, with HTTP 200). Empty when every vote was applied; absent when the post was found already made.
+   */
+  dropped?: string[];
+}
+
+/** Input of `submitGerritChange`. */
+export interface SubmitChangeInput {
+  host: string;
+  project: string;
+  change: number;
+}
+
+/** Answer of `submitGerritChange`: submitted (now or before), or why Gerrit refused. */
+export type SubmitChangeResult = { submitted: true } | { submitted: false; reason: string };
 
 /** Input of `postGerritReview`. */
 export interface PostReviewInput {
@@ -90,19 +129,37 @@ export function createGerritActivities(deps: GerritActivityDeps | undefined, sto
           );
           if (voted) return { build: false, reason: `patch set ${input.patchset} was already verified` };
         }
-        const members =
-          input.config.trigger === 'approval' && input.config.reviewerGroup !== undefined
-            ? await client.getGroupMemberIds(input.config.reviewerGroup)
-            : undefined;
-        const r = evaluateTrigger(input.config, detail, { reviewerGroupMembers: members, patchset: input.patchset });
+        let members: Set<number> | undefined;
+        const group = input.config.trigger === 'approval' ? input.config.reviewerGroup : undefined;
+        if (group !== undefined) {
+          try {
+            members = await client.getGroupMemberIds(group);
+          } catch (e) {
+            if (!(e instanceof GerritError && e.code === 'NOT_FOUND')) throw e;
+            const account = hosts().username(input.host);
+            const reason =
+              `reviewer group "${group}" is not visible to Kiln's Gerrit account${account ? ` ${account}` : ''} ` +
+              `(Gerrit answers 404 for its members): make the group visible to all registered users ` +
+              `(group option "visible to all", REST visible_to_all) or make Kiln's account a member or owner`;
+            logger.error({ host: input.host, project: input.project, group }, reason);
+            return { build: false, reason, problem: 'REVIEWER_GROUP_NOT_VISIBLE' };
+          }
+        }
+        const r = evaluateTrigger(input.config, detail, {
+          reviewerGroupMembers: members,
+          patchset: input.patchset,
+          selfUsername: hosts().self?.username,
+        });
         logger.info(
           { host: input.host, change: input.change, patchset: input.patchset, ...r },
           'gerrit trigger evaluated',
         );
         if (!r.build) return r;
+        const commit = detail.current_revision ? detail.revisions?.[detail.current_revision]?.commit : undefined;
         return {
           ...r,
           change: { id: detail.id, project: detail.project, _number: detail._number, owner: detail.owner },
+          requirements: changeRequirements(commit?.message, detail.hashtags),
         };
       } catch (e) {
         throw toFailure(e);
@@ -118,8 +175,8 @@ export function createGerritActivities(deps: GerritActivityDeps | undefined, sto
       return storage.reserveBuild(input);
     },
 
-    /** Posts a message and/or votes on a patchset, once per key. */
-    async postGerritReview(input: PostReviewInput): Promise<{ posted: boolean }> {
+    /** Posts a message and/or votes on a patchset, once per key; says which votes Gerrit dropped. */
+    async postGerritReview(input: PostReviewInput): Promise<PostReviewResult> {
       try {
         const r = await hosts()
           .client(input.host)
@@ -130,9 +187,41 @@ export function createGerritActivities(deps: GerritActivityDeps | undefined, sto
             idempotencyKey: input.key,
           });
         logger.info({ host: input.host, change: input.change, key: input.key, posted: r.posted }, 'gerrit review');
-        return { posted: r.posted };
+        if (!r.posted) return { posted: false };
+        const dropped = droppedVotes(input.review.labels, r.result);
+        if (dropped.length > 0) {
+          logger.warn(
+            { host: input.host, change: input.change, dropped, sent: input.review.labels },
+            'vote dropped by Gerrit',
+          );
+        }
+        return { posted: true, dropped };
       } catch (e) {
         throw toFailure(e);
+      }
+    },
+
+    /**
+     * Submits a change whose CQ full run passed. A change already merged counts as submitted (a retry after a
+     * lost answer); Gerrit's refusals (not ready, conflict, no permission) come back as the reason, not thrown.
+     */
+    async submitGerritChange(input: SubmitChangeInput): Promise<SubmitChangeResult> {
+      const client = hosts().client(input.host);
+      const ref = { project: input.project, change: input.change };
+      try {
+        await client.submit(ref);
+        logger.info({ host: input.host, change: input.change }, 'gerrit change submitted');
+        return { submitted: true };
+      } catch (e) {
+        if (!(e instanceof GerritError) || e.transient) throw toFailure(e);
+        try {
+          if ((await client.getChangeDetail(ref)).status === 'MERGED') return { submitted: true };
+        } catch (again) {
+          throw toFailure(again);
+        }
+        const answer = e.message.replace(/^Gerrit POST \S+: /, '');
+        logger.warn({ host: input.host, change: input.change, answer }, 'gerrit refused to submit');
+        return { submitted: false, reason: `Gerrit refused to submit: ${answer}` };
       }
     },
   };

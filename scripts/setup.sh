@@ -9,6 +9,7 @@
 #      TEMPORAL_ADDRESS points at an existing server.
 #   3. Optional extras named in KILN_SETUP_EXTRAS (space-separated), each in its own script:
 #        java-test-server  -> scripts/setup-java-test-server.sh (time-skipping test server)
+#        gerrit-test-server -> scripts/setup-gerrit-test-server.sh (a real Gerrit 3.10, and the ssh client)
 #        postgres          -> scripts/setup-postgres.sh         (PostgreSQL server binaries)
 #        chromium          -> scripts/setup-chromium.sh         (/usr/bin/chromium)
 #        temporal-server   -> scripts/setup-temporal-server.sh  (Temporal server + SQL tool, for a real cluster)
@@ -96,8 +97,8 @@ run_extras() {
   local extra
   for extra in ${KILN_SETUP_EXTRAS:-}; do
     case "$extra" in
-      java-test-server | postgres | chromium | temporal-server) bash "$ROOT/scripts/setup-$extra.sh" ;;
-      *) die "unknown KILN_SETUP_EXTRAS entry '$extra' (known: java-test-server postgres chromium temporal-server)" ;;
+      java-test-server | gerrit-test-server | postgres | chromium | temporal-server) bash "$ROOT/scripts/setup-$extra.sh" ;;
+      *) die "unknown KILN_SETUP_EXTRAS entry '$extra' (known: java-test-server gerrit-test-server postgres chromium temporal-server)" ;;
     esac
   done
 }

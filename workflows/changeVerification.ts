@@ -15,7 +15,9 @@
  * to this verification attempt, so a retried activity posts once.
  */
 import {
+  ActivityFailure,
   allHandlersFinished,
+  ApplicationFailure,
   type ChildWorkflowHandle,
   condition,
   defineQuery,
@@ -27,12 +29,13 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.ts';
-import type { EvaluateTriggerResult } from '../activities/gerrit.ts';
+import type { EvaluateTriggerResult, PostReviewResult, SubmitChangeResult } from '../activities/gerrit.ts';
 import { type Build, type BuilderId, type BuildTimeouts, builderPath, isEnded } from '../src/domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../src/domain/buildId.ts';
 import { VERIFIED } from '../src/domain/gerrit/change.ts';
@@ -69,6 +72,10 @@ export interface ChangeVerificationInput {
   idleTimeoutMs: number;
   /** The API's public base URL, for log links in messages. */
   publicUrl?: string;
+  /** The Gerrit host's base URL (config `baseUrl`), for the `gerrit` build property. @default `https://<host>` */
+  baseUrl?: string;
+  /** The change's URL as Gerrit's event gave it, for `event.change.url`. @default `<baseUrl>/c/<project>/+/<n>` */
+  changeUrl?: string;
 }
 
 /** A Gerrit event routed to this verification (see `routeGerritEvent`). */
@@ -76,6 +83,10 @@ export interface VerificationEvent {
   action: GerritEventAction;
   reason: string;
   eventType?: string;
+  /** A new trigger (see `GerritEventDecision.fresh`): an ended verification of the patchset runs again. */
+  fresh?: boolean;
+  /** The CQ run a Commit-Queue vote asks for: a `full-run` turns a running dry run into a full run. */
+  mode?: 'dry-run' | 'full-run';
 }
 
 /** One platform (builder) of a verification. */
@@ -97,8 +108,8 @@ export interface PlatformState {
   version: number;
   /** The child workflow has completed (its result is final). */
   ended?: boolean;
-  /** Why the verification itself canceled it. */
-  canceledBecause?: 'idle' | 'merged' | 'canceled';
+  /** Why the verification itself canceled it (`discarded`: another platform failed before this one started). */
+  canceledBecause?: 'idle' | 'merged' | 'canceled' | 'discarded';
 }
 
 /** What `getVerificationQuery` returns and the workflow ends with. */
@@ -115,6 +126,17 @@ export interface VerificationState {
   vote?: number;
   /** First line of every message posted, in order. */
   messages: string[];
+  /** While a Gerrit call is being retried: `waiting on Gerrit: <cause>`. */
+  waiting?: string;
+  /** Set when Kiln's setup, not the change, kept it from running (the reason says what to fix). */
+  problem?: string;
+  /** The vote Kiln sent and Gerrit dropped (an unknown label or a value out of range), e.g. `Verified +1`. */
+  voteDropped?: string;
+  /** Capabilities the change asked of its builds (`Kiln-Requires:` footers, `requires:` hashtags). */
+  requirements?: string[];
+  /** Full runs: true once Gerrit merged the change; `submitError` says why it did not. */
+  submitted?: boolean;
+  submitError?: string;
 }
 
 export const gerritEventSignal = defineSignal<[VerificationEvent]>('gerritEvent');
@@ -131,6 +153,18 @@ const { reserveBuildNumber } = proxyActivities<KilnActivities>({
   retry: { initialInterval: '200ms', maximumInterval: '10s' },
 });
 
+/**
+ * Gerrit calls of verifications started with `SEMANTICS_PATCH`: Temporal retries each call once, then the
+ * workflow itself retries with backoff, so the stored verification can say what it is waiting on.
+ */
+const gerritOnce = proxyActivities<KilnActivities>({
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', maximumAttempts: 2 },
+});
+
+/** Rounds of `gerritOnce` attempts before a Gerrit call is given up (backoff 2 s doubling to 5 min: about 3 h). */
+const GERRIT_MAX_ROUNDS = 40;
+
 const { recordVerification } = proxyLocalActivities<KilnActivities>({
   startToCloseTimeout: '30s',
   retry: { initialInterval: '200ms', maximumInterval: '10s' },
@@ -138,6 +172,15 @@ const { recordVerification } = proxyLocalActivities<KilnActivities>({
 
 /** Patch: the verification writes itself to storage (`recordVerification`) as it changes. */
 const STORE_PATCH = 'kiln-store-verifications';
+
+/**
+ * Patch: the Buildbot Gerrit Plugin's semantics — an idle platform makes the vote neutral even when another
+ * failed; a failure discards the platforms not yet taken; a new trigger runs an ended verification again; a
+ * CQ+2 turns a running dry run into a full run and a passing full run submits the change; votes Gerrit drops
+ * are recorded as dropped; Gerrit calls retried in the open ("waiting on Gerrit: …"); trigger failures end
+ * the verification with the reason instead of failing the workflow.
+ */
+const SEMANTICS_PATCH = 'kiln-bgp-semantics';
 
 /** Search attribute values of `KilnStatus` on verification workflows (for `kiln stuck` and the UI). */
 export const VERIFICATION_STATUSES = {
@@ -166,6 +209,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   const st: VerificationState = { phase: 'EVALUATING', reason: '', platforms: [], merged: false, messages: [] };
   // Runs started before verifications were stored replay (and go on) without storing.
   const storing = patched(STORE_PATCH);
+  const v2 = patched(SEMANTICS_PATCH);
   const createTime = new Date(Date.now()).toISOString();
   /** Bumped on every change of `st`; storage has seen `storedVersion`. */
   let version = 1;
@@ -200,6 +244,12 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       canceled: st.canceled,
       vote: st.vote,
       messages: [...st.messages],
+      ...(st.waiting !== undefined ? { waiting: st.waiting } : {}),
+      ...(st.problem !== undefined ? { problem: st.problem } : {}),
+      ...(st.voteDropped !== undefined ? { voteDropped: st.voteDropped } : {}),
+      ...(st.requirements !== undefined ? { requirements: st.requirements } : {}),
+      ...(st.submitted !== undefined ? { submitted: st.submitted } : {}),
+      ...(st.submitError !== undefined ? { submitError: st.submitError } : {}),
       createTime,
       updateTime: new Date(Date.now()).toISOString(),
       version: v,
@@ -261,6 +311,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   // ---- decide ----
 
   let decision: Extract<EvaluateTriggerResult, { build: true }> | undefined;
+  let decidingEvent: VerificationEvent | undefined;
   while (!decision) {
     if (inbox.length === 0 && !(await condition(() => inbox.length > 0, FIRST_EVENT_WAIT))) {
       st.reason ||= 'no trigger arrived';
@@ -268,16 +319,32 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     }
     const ev = inbox.shift()!;
     if (ev.action === 'verify' || ev.action === 'evaluate') {
-      const r = await evaluateGerritTrigger({
+      const evaluateInput = {
         host: input.host,
         config: input.config,
         project: input.project,
         change: input.change,
         patchset: input.patchset,
-        votedKeyPrefix: ev.action === 'evaluate' ? keyPrefix : undefined,
-      });
-      if (r.build) decision = r;
-      else st.reason = r.reason;
+        // A new trigger runs again; an upload or restore that only asks the trigger does not repeat a vote.
+        votedKeyPrefix: ev.action === 'evaluate' && !(v2 && ev.fresh === true) ? keyPrefix : undefined,
+      };
+      let r: EvaluateTriggerResult;
+      if (v2) {
+        try {
+          r = await gerritCall(() => gerritOnce.evaluateGerritTrigger(evaluateInput));
+        } catch (e) {
+          r = { build: false, reason: `could not read the change from Gerrit: ${failureCause(e)}` };
+        }
+      } else {
+        r = await evaluateGerritTrigger(evaluateInput);
+      }
+      if (r.build) {
+        decision = r;
+        decidingEvent = ev;
+      } else {
+        st.reason = r.reason;
+        if (r.problem !== undefined) st.problem = r.problem;
+      }
     } else if (ev.action !== 'ignore') {
       st.reason = ev.reason;
     }
@@ -290,8 +357,11 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
 
   const d = decision;
   st.phase = 'BUILDING';
-  st.reason = d.reason;
+  // A `verify` needs no trigger rule: its event says why (an upload, a recheck).
+  st.reason = v2 && decidingEvent?.action === 'verify' ? decidingEvent.reason : d.reason;
   st.mode = d.mode;
+  const requirements = d.requirements ?? [];
+  if (requirements.length > 0) st.requirements = requirements;
   setStatus(VERIFICATION_STATUSES.waiting);
   const attemptStartMs = Date.now();
   const buildset = gerritBuildset(input.host, input.change, input.patchset);
@@ -324,6 +394,9 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       attemptStartMs,
       reason: d.reason,
       mode: d.mode,
+      baseUrl: input.baseUrl,
+      changeUrl: input.changeUrl,
+      branch: input.branch,
     });
     const build: Build = {
       id: r.buildId,
@@ -337,7 +410,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
         gerritChanges: [{ host: input.host, project: input.project, change: input.change, patchset: input.patchset }],
       },
       priority: bc.priority,
-      dimensions: [...new Set(bc.dimensions)].sort(),
+      dimensions: [...new Set([...bc.dimensions, ...requirements.map((r) => `cap:${r}`)])].sort(),
       createTime: now,
       updateTime: now,
       createdBy: `verification ${info.workflowId}`,
@@ -378,6 +451,17 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
         `${p.name}/report`,
         `${p.name}: ${status}${p.holder ? ` on ${p.holder}` : ''}.${link ? ` Log: ${link}` : ''}`,
       );
+    }
+    // Fail fast (the plugin's `put`): a failure discards the platforms still waiting for a tinderbox.
+    if (v2 && status === 'FAILURE' && !st.merged && !st.canceled) {
+      const waiting = st.platforms.filter((x) => x !== p && x.status === 'SCHEDULED' && !x.canceledBecause);
+      for (const x of waiting) cancelBuild(x, 'discarded', `discarded: ${p.name} failed`);
+      if (waiting.length > 0) {
+        post(
+          `discarded/${p.name}`,
+          `${p.name} failed: discarded ${waiting.map((x) => x.name).join(', ')} (not started yet).`,
+        );
+      }
     }
   };
 
@@ -421,6 +505,16 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
           `Verification of patch set ${input.patchset} canceled: ${ev.reason}.${live.length ? ` Canceled: ${live.map((p) => p.name).join(', ')}.` : ''}`,
         );
       }
+    } else if (
+      v2 &&
+      ev.action === 'evaluate' &&
+      ev.mode === 'full-run' &&
+      st.mode === 'dry-run' &&
+      !st.merged &&
+      !st.canceled
+    ) {
+      st.mode = 'full-run';
+      post('full-run', 'Commit-Queue +2: this dry run is now a full run; the change is submitted when it passes.');
     } else {
       log.info('event joined the running verification', { ...ev });
     }
@@ -431,7 +525,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     if (!idleChecked && Date.now() >= idleDeadline) {
       idleChecked = true;
       for (const p of st.platforms) {
-        if (!p.taken && !isEnded(p.status)) {
+        if (!p.taken && !isEnded(p.status) && !(v2 && p.canceledBecause !== undefined)) {
           cancelBuild(p, 'idle', `no tinderbox took the task within ${formatDuration(input.idleTimeoutMs)}`);
         }
       }
@@ -456,8 +550,12 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   if (!st.merged && !st.canceled) {
     const failed = st.platforms.filter((p) => p.status === 'FAILURE');
     const passed = st.platforms.filter((p) => p.status === 'SUCCESS');
-    if (failed.length > 0) {
-      post('vote', `Verified -1: failed on ${failed.map((p) => p.name).join(', ')}.`, -1);
+    // The plugin: an idle platform makes the verdict unknown (neutral) even when another platform failed.
+    const idle = v2 && st.platforms.some((p) => p.canceledBecause === 'idle');
+    const discarded = st.platforms.filter((p) => p.canceledBecause === 'discarded');
+    if (failed.length > 0 && !idle) {
+      const also = v2 && discarded.length > 0 ? ` (discarded: ${discarded.map((p) => p.name).join(', ')})` : '';
+      post('vote', `Verified -1: failed on ${failed.map((p) => p.name).join(', ')}${also}.`, -1);
     } else if (passed.length === st.platforms.length) {
       post('vote', `Verified +1: all platforms passed (${passed.map((p) => p.name).join(', ')}).`, 1);
     } else {
@@ -474,31 +572,108 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     }
   }
   await flush();
+
+  // ---- CQ full run: submit ----
+
+  if (v2 && st.mode === 'full-run' && st.vote === 1 && !st.merged && !st.canceled) {
+    let r: SubmitChangeResult;
+    try {
+      r = await gerritCall(() =>
+        gerritOnce.submitGerritChange({ host: input.host, project: input.project, change: input.change }),
+      );
+    } catch (e) {
+      r = { submitted: false, reason: `could not reach Gerrit: ${failureCause(e)}` };
+    }
+    touch();
+    if (r.submitted) {
+      st.submitted = true;
+    } else {
+      st.submitted = false;
+      st.submitError = r.reason;
+      post('submit', `Verified +1, but the change was not submitted: ${r.reason}`);
+      await flush();
+    }
+  }
   return finish('ENDED');
 
   /** Posts everything queued, in order; a post that cannot be made is logged, not retried forever. */
   async function flush(): Promise<void> {
     while (outbox.length > 0) {
       const m = outbox.shift()!;
+      const postInput = {
+        host: input.host,
+        project: input.project,
+        change: input.change,
+        revision: input.revision,
+        key: m.key,
+        review: {
+          message: m.message,
+          ...(m.vote !== undefined ? { labels: { [VERIFIED]: m.vote } } : {}),
+          notify: m.vote !== undefined ? ('OWNER' as const) : ('NONE' as const),
+        },
+      };
       try {
-        await postGerritReview({
-          host: input.host,
-          project: input.project,
-          change: input.change,
-          revision: input.revision,
-          key: m.key,
-          review: {
-            message: m.message,
-            ...(m.vote !== undefined ? { labels: { [VERIFIED]: m.vote } } : {}),
-            notify: m.vote !== undefined ? 'OWNER' : 'NONE',
-          },
-        });
+        const r: PostReviewResult = v2
+          ? await gerritCall(() => gerritOnce.postGerritReview(postInput))
+          : await postGerritReview(postInput);
         st.messages.push(m.message);
-        if (m.vote !== undefined) st.vote = m.vote;
         touch();
+        if (m.vote === undefined) continue;
+        if (v2 && r.dropped !== undefined && r.dropped.length > 0) {
+          // Gerrit answered 200 and left the vote out: the label is unknown or the value out of its range.
+          st.voteDropped = `${VERIFIED} ${m.vote > 0 ? '+' : ''}${m.vote}`;
+          post(
+            'vote-dropped',
+            `Kiln's vote ${st.voteDropped} was dropped by Gerrit: the project has no ${VERIFIED} label, or ` +
+              `${m.vote} is outside its range. Give the project a ${VERIFIED} label (-1..+1) and let Kiln's ` +
+              `account vote on it.`,
+          );
+        } else {
+          st.vote = m.vote;
+        }
       } catch (e) {
         log.error('could not post to Gerrit', { key: m.key, error: String(e) });
       }
     }
   }
+
+  /**
+   * Runs a Gerrit activity (`gerritOnce`, one Temporal retry) until it succeeds, retrying transient failures with
+   * backoff and saying so in the stored verification (`waiting`); throws a non-retryable failure at once, and
+   * the last one after `GERRIT_MAX_ROUNDS` rounds.
+   */
+  async function gerritCall<T>(call: () => Promise<T>): Promise<T> {
+    for (let round = 1; ; round++) {
+      try {
+        const r = await call();
+        if (st.waiting !== undefined) {
+          st.waiting = undefined;
+          touch();
+        }
+        return r;
+      } catch (e) {
+        const cause = e instanceof ActivityFailure ? e.cause : e;
+        const retryable = !(cause instanceof ApplicationFailure && cause.nonRetryable);
+        if (!retryable || round >= GERRIT_MAX_ROUNDS) {
+          if (st.waiting !== undefined) {
+            st.waiting = undefined;
+            touch();
+          }
+          throw e;
+        }
+        st.waiting = `waiting on Gerrit: ${failureCause(e)}`;
+        touch();
+        await store();
+        await sleep(Math.min(2000 * 2 ** (round - 1), 5 * 60_000));
+      }
+    }
+  }
+}
+
+/** The message of the innermost cause of an activity failure (Gerrit's own answer, for users). */
+function failureCause(e: unknown): string {
+  let cur: unknown = e;
+  while (cur instanceof Error && cur.cause instanceof Error) cur = cur.cause;
+  const msg = cur instanceof Error ? cur.message : String(cur);
+  return msg.replace(/^Gerrit /, '');
 }

@@ -17,6 +17,12 @@ export interface GetTaskRequest {
   capabilities: string[];
   /** Only builds in these `project/bucket`s (what the caller may lease). */
   buckets: string[];
+  /** Only builds this accepts (e.g. a Gerrit project and branches). */
+  filter?: (b: Build) => boolean;
+  /** The lease's request id for a build (a retried lease with it gets the same key back). */
+  requestId?: (b: Build) => string;
+  /** Only look: the best task, not leased (the plugin's `get --test`). */
+  peekOnly?: boolean;
 }
 
 /** What a tinderbox gets: what to build and the lease key to report with. */
@@ -36,6 +42,7 @@ export interface TinderboxTask {
     ref?: string;
     revision?: string;
     url?: string;
+    branch?: string;
   };
   properties: Record<string, unknown>;
 }
@@ -47,7 +54,8 @@ export function capabilityDimension(capability: string): string {
 
 const PEEK_LIMIT = 20;
 
-function toTask(build: Build, leaseKey: string, leaseExpiration: string): TinderboxTask {
+/** A build as a tinderbox task (what to build; the lease key and expiry when leased). */
+export function toTask(build: Build, leaseKey: string, leaseExpiration: string): TinderboxTask {
   const p = build.input.properties;
   const change = build.input.gerritChanges?.[0];
   const str = (k: string): string | undefined => (typeof p[k] === 'string' ? p[k] : undefined);
@@ -65,6 +73,7 @@ function toTask(build: Build, leaseKey: string, leaseExpiration: string): Tinder
             ref: str('event.patchSet.ref'),
             revision: str('revision'),
             url: str('event.change.url'),
+            branch: str('event.change.branch'),
           },
         }
       : {}),
@@ -72,7 +81,6 @@ function toTask(build: Build, leaseKey: string, leaseExpiration: string): Tinder
   };
 }
 
-/** Peek + lease + start in one: the best pending build this tinderbox can run, or undefined. */
 export async function getTask(service: BuildService, req: GetTaskRequest): Promise<TinderboxTask | undefined> {
   if (req.buckets.length === 0) return undefined;
   const platformDim = `platform:${req.platform}`;
@@ -84,12 +92,14 @@ export async function getTask(service: BuildService, req: GetTaskRequest): Promi
   const seen = new Set<string>();
   const candidates = [...byName, ...byDim.filter((b) => b.dimensions.includes(platformDim))]
     .filter((b) => !seen.has(b.id) && seen.add(b.id))
+    .filter((b) => req.filter?.(b) ?? true)
     // Best priority first, then oldest (IDs decrease with time).
     .sort((a, b) => a.priority - b.priority || (BigInt(b.id) > BigInt(a.id) ? 1 : -1));
+  if (req.peekOnly) return candidates[0] ? toTask(candidates[0], '', '') : undefined;
   for (const c of candidates) {
     let grant;
     try {
-      grant = await service.lease(c.id, { holder: req.tinderboxId });
+      grant = await service.lease(c.id, { holder: req.tinderboxId, requestId: req.requestId?.(c) });
     } catch (e) {
       // Someone else got it first (storage lags the workflow a little): try the next one.
       if (e instanceof KilnError && ['BUILD_IS_LEASED', 'BUILD_IS_COMPLETED', 'BUILD_NOT_FOUND'].includes(e.code))

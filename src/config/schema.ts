@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { devRunnerSchema } from '../runner/settings.ts';
 import { gerritConfigSchema } from './gerrit.ts';
+import { tinderboxSshConfigSchema } from './tinderboxSsh.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
 import { UI_DEFAULTS, uiConfigSchema } from './ui.ts';
@@ -145,6 +146,8 @@ export const configSchema = z
     gerrit: gerritConfigSchema.optional(),
     /** The web UI served under `/` (src/config/ui.ts). */
     ui: uiConfigSchema.default(UI_DEFAULTS),
+    /** Tinderboxes over SSH (the Buildbot Gerrit Plugin's commands); see src/config/tinderboxSsh.ts. */
+    tinderboxSsh: tinderboxSshConfigSchema.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {

@@ -42,6 +42,17 @@ export interface StoredVerification {
   vote?: number;
   /** First line of every message posted, in order. */
   messages: string[];
+  /** While a Gerrit call is being retried: `waiting on Gerrit: <cause>`. */
+  waiting?: string;
+  /** Set when Kiln's setup kept the change from being verified (e.g. `REVIEWER_GROUP_NOT_VISIBLE`); `reason` says what to fix. */
+  problem?: string;
+  /** The vote Kiln sent and Gerrit dropped (an unknown label or a value out of range), e.g. `Verified +1`. */
+  voteDropped?: string;
+  /** Capabilities the change asked of its builds (`Kiln-Requires:` footers, `requires:` hashtags). */
+  requirements?: string[];
+  /** CQ full runs: true once Gerrit merged the change; `submitError` says why it did not. */
+  submitted?: boolean;
+  submitError?: string;
   createTime: string;
   updateTime: string;
   /** Grows with every write; storage ignores a write that is not newer. */

@@ -104,6 +104,7 @@ export const GerritRevisionSchema = z.looseObject({
   created: z.string().optional(),
   uploader: GerritAccountSchema.optional(),
   kind: z.string().optional(),
+  commit: z.looseObject({ message: z.string().optional(), subject: z.string().optional() }).optional(),
 }) satisfies z.ZodType<GerritRevision, unknown>;
 
 /** `ChangeMessageInfo`. */
@@ -131,8 +132,12 @@ export const GerritChangeSchema = z.looseObject({
   current_revision: z.string().optional(),
   revisions: z.record(z.string(), GerritRevisionSchema).optional(),
   labels: z.record(z.string(), GerritLabelSchema).optional(),
+  hashtags: z.array(z.string()).optional(),
   messages: z.array(GerritChangeMessageSchema).optional(),
 }) satisfies z.ZodType<GerritChange, unknown>;
+
+/** The part of `ChangeInfo` a submit answers with. */
+const SubmittedChangeSchema = z.looseObject({ status: z.enum(CHANGE_STATUSES) });
 
 /** `ReviewResult`. */
 export const GerritReviewResultSchema = z.looseObject({
@@ -191,12 +196,34 @@ export class GerritClient {
   }
 
   /**
-   * The change with its current revision, every vote on the current patchset (`labels[*].all`),
-   * detailed accounts and messages: `GET /changes/<id>/detail?o=CURRENT_REVISION` (`/detail`
-   * implies LABELS, DETAILED_LABELS, DETAILED_ACCOUNTS, REVIEWER_UPDATES and MESSAGES).
+   * The change with its current revision and commit message, every vote on the current patchset
+   * (`labels[*].all`), hashtags, detailed accounts and messages:
+   * `GET /changes/<id>/detail?o=CURRENT_REVISION&o=CURRENT_COMMIT` (`/detail` implies LABELS,
+   * DETAILED_LABELS, DETAILED_ACCOUNTS, REVIEWER_UPDATES and MESSAGES).
    */
   async getChangeDetail(change: GerritChangeRef): Promise<GerritChange> {
-    return this.request('GET', `/changes/${changeIdSegment(change)}/detail?o=CURRENT_REVISION`, GerritChangeSchema);
+    return this.request(
+      'GET',
+      `/changes/${changeIdSegment(change)}/detail?o=CURRENT_REVISION&o=CURRENT_COMMIT`,
+      GerritChangeSchema,
+    );
+  }
+
+  /** Changes matching a Gerrit query (e.g. `commit:<sha>`), each with its current revision: `GET /changes/?q=`. */
+  async queryChanges(query: string): Promise<GerritChange[]> {
+    return this.request(
+      'GET',
+      `/changes/?q=${encodeURIComponent(query)}&o=CURRENT_REVISION`,
+      z.array(GerritChangeSchema),
+    );
+  }
+
+  /**
+   * Submits (merges) the change: `POST /changes/<id>/submit`. Gerrit refuses with 409 when the change
+   * cannot be submitted (not ready, merge conflict, already merged: the message says why).
+   */
+  async submit(change: GerritChangeRef): Promise<{ status: GerritChange['status'] }> {
+    return this.request('POST', `/changes/${changeIdSegment(change)}/submit`, SubmittedChangeSchema, {});
   }
 
   /**

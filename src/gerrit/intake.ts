@@ -9,7 +9,7 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type pino from 'pino';
 import { type Registry } from '../config/load.ts';
 import { KilnError } from '../domain/errors.ts';
-import { type GerritEventDecision, routeGerritEvent } from '../domain/gerrit/trigger.ts';
+import { configCoversBranch, type GerritEventDecision, routeGerritEvent } from '../domain/gerrit/trigger.ts';
 import { KilnBuildset, KilnStatus } from '../domain/searchAttributes.ts';
 import { gerritBuildset } from '../domain/tags.ts';
 import {
@@ -87,6 +87,7 @@ export class GerritIntake {
     const decisions = routeGerritEvent(host, parsed.event, this.o.settings.projects, { self: this.o.settings.self });
     const out: IntakeAction[] = [];
     for (const d of decisions) out.push(await this.act(d));
+    if (decisions.length === 0) out.push({ action: 'ignore', reason: this.notOurs(host, parsed.event.change) });
     this.o.logger.info(
       {
         host,
@@ -100,9 +101,48 @@ export class GerritIntake {
     return out;
   }
 
+  /**
+   * Verifies a patchset by hand (the plugin's `schedule` command): as if its upload had triggered a verification
+   * of a `patchset-created` project. Answers why not when no project config covers the change.
+   */
+  async scheduleByHand(
+    host: string,
+    c: { project: string; branch: string; change: number; patchset: number; revision: string; ref: string },
+    by: string,
+  ): Promise<IntakeAction> {
+    const config = this.o.settings.projects.find(
+      (p) => p.host === host && p.project === c.project && configCoversBranch(p, c.branch),
+    );
+    if (!config) return { action: 'ignore', reason: this.notOurs(host, c) };
+    return this.act({
+      action: 'verify',
+      reason: `scheduled by ${by}`,
+      config,
+      host,
+      ...c,
+      supersedesOlderPatchsets: false,
+      fresh: true,
+      eventType: 'patchset-created',
+    });
+  }
+
+  /** Why no project config concerns an event's change (the answer to its sender). */
+  private notOurs(host: string, change: { project: string; branch: string }): string {
+    const configs = this.o.settings.projects.filter((p) => p.host === host && p.project === change.project);
+    if (configs.length === 0) return `project ${change.project} on ${host} is not configured for verification`;
+    const branches = configs.flatMap((c) => c.branches ?? []);
+    return `branch ${change.branch} of ${change.project} is not verified (configured: ${branches.join(', ')})`;
+  }
+
   private async act(d: GerritEventDecision): Promise<IntakeAction> {
     const id = verificationWorkflowId(d.host, d.change, d.patchset);
-    const event: VerificationEvent = { action: d.action, reason: d.reason, eventType: d.eventType };
+    const event: VerificationEvent = {
+      action: d.action,
+      reason: d.reason,
+      eventType: d.eventType,
+      ...(d.fresh ? { fresh: true } : {}),
+      ...(d.mode ? { mode: d.mode } : {}),
+    };
     switch (d.action) {
       case 'ignore':
         return { action: d.action, reason: d.reason };
@@ -174,6 +214,8 @@ export class GerritIntake {
       builders,
       idleTimeoutMs: this.o.settings.idleTimeoutMs,
       ...(this.o.publicUrl ? { publicUrl: this.o.publicUrl } : {}),
+      ...(this.o.settings.hosts.get(d.host) ? { baseUrl: this.o.settings.hosts.get(d.host)!.baseUrl } : {}),
+      ...(d.changeUrl ? { changeUrl: d.changeUrl } : {}),
     };
   }
 }

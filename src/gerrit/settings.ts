@@ -100,6 +100,22 @@ export class GerritHosts {
   private readonly clients = new Map<string, GerritClient>();
   constructor(private readonly settings: GerritSettings) {}
 
+  /** Kiln's own Gerrit account (`gerrit.self`), whose votes and comments trigger nothing. */
+  get self(): GerritSettings['self'] {
+    return this.settings.self;
+  }
+
+  /** The username Kiln authenticates as on `host` (HTTP basic), when the config says. */
+  username(host: string): string | undefined {
+    const auth = this.settings.hosts.get(host)?.auth;
+    return auth?.kind === 'basic' ? auth.username : undefined;
+  }
+
+  /** The base URL of `host`'s REST API and web UI (config `baseUrl`, else `https://<host>`). */
+  baseUrl(host: string): string | undefined {
+    return this.settings.hosts.get(host)?.baseUrl;
+  }
+
   /** The client for `host`; throws when the host is not configured. */
   client(host: string): GerritClient {
     let c = this.clients.get(host);

@@ -12,6 +12,7 @@ import { BuildService } from '../builds/service.ts';
 import { Registry } from '../config/load.ts';
 import { type KilnConfig } from '../config/schema.ts';
 import { FileLogStore } from '../logs/logStore.ts';
+import { KILN_VERSION, startTinderboxSsh } from '../builds/tinderboxSsh.ts';
 import { GerritIntake } from '../gerrit/intake.ts';
 import { GerritHosts, resolveGerritSettings } from '../gerrit/settings.ts';
 import { type Storage } from '../storage/storage.ts';
@@ -103,6 +104,25 @@ export async function startApi(opts: {
   const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');
+  // Tinderboxes over SSH (the Buildbot Gerrit Plugin's commands), when configured.
+  const ssh = opts.config.tinderboxSsh
+    ? await startTinderboxSsh(
+        opts.config.tinderboxSsh,
+        {
+          service,
+          logs: ctx.logs,
+          buckets: opts.registry.bucketPaths(),
+          projects: gerrit?.projects ?? [],
+          intake: ctx.gerrit,
+          hosts: gerrit ? new GerritHosts(gerrit) : undefined,
+          version: KILN_VERSION,
+        },
+        {
+          logger: opts.logger.child({ component: 'tinderbox-ssh' }),
+          hostKeyFile: join(opts.config.dataDir, 'ssh_host_rsa_key'),
+        },
+      )
+    : undefined;
   return {
     url,
     app,
@@ -110,6 +130,7 @@ export async function startApi(opts: {
     // Calls in flight get a moment to finish; then their connections are closed (a call waiting on
     // an unreachable Temporal must not hold the shutdown for its whole timeout).
     stop: async () => {
+      await ssh?.close();
       const closed = app.close();
       const drained = await Promise.race([closed.then(() => true), sleep(API_DRAIN_MS).then(() => false)]);
       if (!drained) {

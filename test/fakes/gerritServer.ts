@@ -83,6 +83,9 @@ interface FakeChange {
   branch: string;
   changeId: string;
   subject: string;
+  /** The commit message of every patchset (subject, body, footers). */
+  message: string;
+  hashtags: string[];
   status: 'NEW' | 'MERGED' | 'ABANDONED';
   owner: number;
   created: string;
@@ -98,6 +101,8 @@ interface FakeGroup {
   id: string;
   members: number[];
   includes: string[];
+  /** Gerrit's `visible_to_all`: off by default, so only members (and admins) can read the group. */
+  visibleToAll: boolean;
 }
 
 /** Labels the fake's projects have, with their allowed values. */
@@ -183,18 +188,31 @@ export class FakeGerritServer {
     return a;
   }
 
-  /** Adds a group by name (and UUID), with direct members and included groups (by name). */
-  addGroup(g: { name: string; id?: string; members: number[]; includes?: string[] }): void {
+  /**
+   * Adds a group by name (and UUID), with direct members and included groups (by name). Like Gerrit, a group
+   * is visible only to its members unless `visibleToAll`: anyone else reading it gets 404.
+   */
+  addGroup(g: { name: string; id?: string; members: number[]; includes?: string[]; visibleToAll?: boolean }): void {
     this.groups.push({
       name: g.name,
       id: g.id ?? sha1(`group/${g.name}`),
       members: g.members,
       includes: g.includes ?? [],
+      visibleToAll: g.visibleToAll ?? false,
     });
   }
 
   /** Creates a change with patchset 1. */
-  createChange(c: { project: string; branch?: string; owner: number; subject?: string; number?: number }): {
+  createChange(c: {
+    project: string;
+    branch?: string;
+    owner: number;
+    subject?: string;
+    number?: number;
+    /** Lines after the subject (e.g. `Kiln-Requires: with-java` footers). */
+    body?: string;
+    hashtags?: string[];
+  }): {
     number: number;
     id: string;
     changeId: string;
@@ -209,6 +227,8 @@ export class FakeGerritServer {
       branch: c.branch ?? 'master',
       changeId: `I${sha1(`change/${number}`)}`,
       subject: c.subject ?? `Change ${number}`,
+      message: `${c.subject ?? `Change ${number}`}\n\n${c.body ? `${c.body}\n` : ''}Change-Id: I${sha1(`change/${number}`)}\n`,
+      hashtags: c.hashtags ?? [],
       status: 'NEW',
       owner: c.owner,
       created: now,
@@ -387,6 +407,7 @@ export class FakeGerritServer {
       updated: c.updated,
       insertions: 1,
       deletions: 0,
+      hashtags: c.hashtags,
       _number: c.number,
       owner: detail ? this.accountInfo(c.owner) : { _account_id: c.owner },
     };
@@ -417,6 +438,9 @@ export class FakeGerritServer {
           uploader: this.accountInfo(ps.uploader),
           ref: ps.ref,
           fetch: {},
+          ...(options.has('CURRENT_COMMIT') || options.has('ALL_COMMITS')
+            ? { commit: { subject: c.subject, message: c.message } }
+            : {}),
         };
       }
       info.current_revision = current.revision;
@@ -506,7 +530,9 @@ export class FakeGerritServer {
     if (method === 'GET' && (m = path.match(/^\/groups\/([^/]+)\/members\/?$/))) {
       const name = decodeURIComponent(m[1]!);
       const group = this.groups.find((g) => g.name === name || g.id === name);
-      if (!group) return text(404, `Not found: ${name}`);
+      if (!group || !(group.visibleToAll || (user !== undefined && group.members.includes(user._account_id)))) {
+        return text(404, name);
+      }
       const recursive = url.searchParams.has('recursive');
       const ids = new Set<number>();
       const visit = (g: FakeGroup, seen: Set<string>) => {
@@ -545,12 +571,13 @@ export class FakeGerritServer {
       } catch {
         return text(400, 'Invalid JSON');
       }
-      const labels = (input.labels ?? {}) as Record<string, number>;
-      for (const [label, value] of Object.entries(labels)) {
-        const allowed = this.labels[label];
-        if (!allowed) return text(400, `label "${label}" is not a configured label`);
-        if (!allowed.includes(value)) return text(400, `label "${label}": ${value} is not a valid value`);
-      }
+      // Like Gerrit with change.strictLabels off (its default): a vote on an unknown label or out of the
+      // label's range is dropped, the rest of the review applied, and the answer leaves the vote out.
+      const labels = Object.fromEntries(
+        Object.entries((input.labels ?? {}) as Record<string, number>).filter(([label, value]) =>
+          this.labels[label]?.includes(value),
+        ),
+      );
       const message = typeof input.message === 'string' ? input.message : undefined;
       const tag = typeof input.tag === 'string' ? input.tag : undefined;
       const date = this.tick();
@@ -570,6 +597,20 @@ export class FakeGerritServer {
         ...(tag !== undefined ? { tag } : {}),
       });
       return json(input.labels !== undefined ? { labels } : {});
+    }
+
+    if (method === 'POST' && (m = path.match(/^\/changes\/([^/]+)\/submit\/?$/))) {
+      if (!user) return text(403, 'Authentication required');
+      const c = this.findChange(m[1]!);
+      if (!c) return text(404, `Not found: ${decodeURIComponent(m[1]!)}`);
+      if (c.status !== 'NEW') return text(409, `change is ${c.status.toLowerCase()}`);
+      const verified = c.votes.get('Verified');
+      if (![...(verified?.values() ?? [])].some((v) => v.value > 0)) {
+        return text(409, `Change ${c.number}: submit requirement "Verified" is unsatisfied`);
+      }
+      c.status = 'MERGED';
+      c.updated = this.tick();
+      return json(this.changeInfo(c, new Set(), false));
     }
 
     return text(404, 'Not Found');

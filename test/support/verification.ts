@@ -1,9 +1,12 @@
 /**
- * Test support for change verification: a fake Gerrit over HTTP, Kiln's real API (Fastify, on
- * 127.0.0.1) with the Gerrit intake and tinderbox routes, embedded storage, and workers with the
- * Gerrit activities — wired like `kiln dev`, on one Temporal test environment (dev server or
- * time-skipping). Each harness has its own Gerrit host name, so workflow IDs never collide.
+ * Test support for change verification: Kiln's real API (Fastify, on 127.0.0.1) with the Gerrit intake and
+ * tinderbox routes, embedded storage, and workers with the Gerrit activities — wired like `kiln dev`, on one
+ * Temporal test environment (dev server or time-skipping) — over either a real Gerrit (`realGerritHarness`:
+ * events come from `kiln gerrit listen` reading `gerrit stream-events` over SSH) or the HTTP fake
+ * (`verificationHarness`, for what a real Gerrit cannot be made to do on demand). Each harness has its own task
+ * queue; fake harnesses their own Gerrit host name, so workflow IDs never collide.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,18 +21,21 @@ import { parseConfig, Registry } from '../../src/config/load.ts';
 import { type Build } from '../../src/domain/build.ts';
 import { KILN_SEARCH_ATTRIBUTE_KEYS } from '../../src/domain/searchAttributes.ts';
 import { GerritIntake, verificationWorkflowId } from '../../src/gerrit/intake.ts';
-import { GerritHosts, resolveGerritSettings } from '../../src/gerrit/settings.ts';
+import { GerritHosts, type GerritSettings, resolveGerritSettings } from '../../src/gerrit/settings.ts';
 import { FileLogStore } from '../../src/logs/logStore.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
+import { type StoredVerification } from '../../src/domain/verification.ts';
 import { type VerificationState } from '../../workflows/changeVerification.ts';
 import { createKilnWorker } from '../../workers/worker.ts';
 import { FakeGerritServer } from '../fakes/gerritServer.ts';
-import { testLogger } from './temporal.ts';
+import { type GerritWorld } from './gerrit.ts';
+import { eventually, testLogger } from './temporal.ts';
 
 export const JAVA_TEST_SERVER = join(import.meta.dirname, '../../.tools/bin/temporal-test-server');
 export const EVENT_SECRET = 'test-event-secret-0123456789';
 export const PUBLIC_URL = 'http://kiln.test';
+const KILN_BIN = join(import.meta.dirname, '../../bin/kiln.js');
 const GERRIT_PASSWORD_ENV = 'KILN_TEST_GERRIT_PASSWORD';
 process.env[GERRIT_PASSWORD_ENV] = 'kiln-http-password';
 
@@ -74,11 +80,13 @@ export interface Ps {
   ref: string;
 }
 
-/** A started harness; see the module comment. */
-export interface VerificationHarness {
+/** Kiln under test (API, storage, workers) wired for Gerrit verification; see the module comment. */
+export interface KilnUnderTest {
   env: TestWorkflowEnvironment;
-  fake: FakeGerritServer;
   host: string;
+  settings: GerritSettings;
+  intake: GerritIntake;
+  logs: FileLogStore;
   storage: Storage;
   service: BuildService;
   taskQueue: string;
@@ -103,8 +111,17 @@ export interface VerificationHarness {
     outcome: 'SUCCESS' | 'FAILURE',
     log?: string,
   ): Promise<{ status: number; body: Build & { code?: string } }>;
-  /** The verification's final state (waits for it to end). */
+  /** The verification's final state (waits for it to exist, then to end). */
   result(change: number, patchset: number): Promise<VerificationState>;
+  /** The change's stored verifications, newest patch set first (`GET /api/v1/verifications`). */
+  verifications(change: number): Promise<StoredVerification[]>;
+  /** The builds of a patchset's buildset, newest first. */
+  builds(change: number, patchset: number): Promise<Build[]>;
+}
+
+/** A harness over the fake Gerrit. */
+export interface VerificationHarness extends KilnUnderTest {
+  fake: FakeGerritServer;
   /** Kiln's messages on a change (marker line stripped), in order, with the votes they carried. */
   kilnReviews(change: number): { message: string; labels?: Record<string, number>; patchset: number }[];
   /** Stream events for a change of the fake. */
@@ -167,8 +184,32 @@ export function eventFactory(project: string) {
   };
 }
 
-/** The config a harness runs: two projects on one Gerrit host, tinderbox builders in lo/gerrit. */
-function configYaml(host: string, fakeUrl: string, o: VerificationHarnessOptions): string {
+/** One Gerrit project a harness verifies. */
+export interface HarnessProject {
+  project: string;
+  trigger: 'approval' | 'patchset-created' | 'commit-queue';
+  reviewerGroup?: string;
+  builders: string[];
+}
+
+/** The projects the fake-backed harness verifies: `core` by Norbert's rule, `online` on every upload. */
+const FAKE_PROJECTS: HarnessProject[] = [
+  {
+    project: 'core',
+    trigger: 'approval',
+    reviewerGroup: 'Reviewers',
+    builders: ['lo/gerrit/LINUX', 'lo/gerrit/WINDOWS'],
+  },
+  { project: 'online', trigger: 'patchset-created', builders: ['lo/gerrit/LINUX'] },
+];
+
+/** The config a harness runs: Gerrit projects on one host, tinderbox builders in lo/gerrit. */
+function configYaml(
+  host: string,
+  gerritUrl: string,
+  projects: HarnessProject[],
+  o: VerificationHarnessOptions & { username?: string },
+): string {
   const lease = o.leaseDurationSecs ?? 14400;
   const builder = (name: string, dims: string[]) => `
           - name: ${name}
@@ -178,6 +219,11 @@ function configYaml(host: string, fakeUrl: string, o: VerificationHarnessOptions
             maxLeaseResets: 1
             schedulingTimeoutSecs: 172800
             executionTimeoutSecs: 172800`;
+  const project = (p: HarnessProject) => `
+    - host: ${host}
+      project: ${p.project}
+      trigger: ${p.trigger}${p.reviewerGroup ? `\n      reviewerGroup: ${p.reviewerGroup}` : ''}
+      builders: ${JSON.stringify(p.builders)}`;
   return `
 api:
   publicUrl: ${PUBLIC_URL}
@@ -185,45 +231,35 @@ projects:
   - name: lo
     buckets:
       - name: gerrit
-        builders:${builder('LINUX', [])}${builder('WINDOWS', ['cap:with-java'])}
+        builders:${builder('LINUX', [])}${builder('WINDOWS', ['cap:with-java'])}${builder('MAC', [])}
 gerrit:
   hosts:
     - host: ${host}
-      baseUrl: ${fakeUrl}
-      auth: { kind: basic, username: kiln, passwordEnv: ${GERRIT_PASSWORD_ENV} }
+      baseUrl: ${gerritUrl}
+      auth: { kind: basic, username: ${o.username ?? 'kiln'}, passwordEnv: ${GERRIT_PASSWORD_ENV} }
   eventSecret: ${EVENT_SECRET}
-  self: { username: kiln }
+  self: { username: ${o.username ?? 'kiln'} }
   idleTimeoutSecs: ${o.idleTimeoutSecs ?? 3600}
-  projects:
-    - host: ${host}
-      project: core
-      trigger: approval
-      reviewerGroup: Reviewers
-      builders: [lo/gerrit/LINUX, lo/gerrit/WINDOWS]
-    - host: ${host}
-      project: online
-      trigger: patchset-created
-      builders: [lo/gerrit/LINUX]
+  projects:${projects.map(project).join('')}
 `;
 }
 
-/** Starts a harness on `env`. */
-export async function verificationHarness(
+/** Starts Kiln (API on 127.0.0.1, in-memory storage, workers on request) with `configYaml` on `env`. */
+export async function startKiln(
   env: TestWorkflowEnvironment,
-  o: VerificationHarnessOptions = {},
-): Promise<VerificationHarness> {
+  host: string,
+  configText: string,
+  opts: { apiPort?: number } = {},
+): Promise<KilnUnderTest> {
   const n = ++counter;
-  const host = `g${process.pid}-${n}.example.org`;
-  const fake = await FakeGerritServer.start();
-  for (const a of Object.values(ACCOUNTS)) fake.addAccount({ ...a });
-  fake.addGroup({ name: 'Reviewers', members: [ACCOUNTS.norbert._account_id] });
-  const config = parseConfig(configYaml(host, fake.url, o), 'verification-test.yaml', { LOG_LEVEL: 'silent' });
+  const config = parseConfig(configText, 'verification-test.yaml', { LOG_LEVEL: 'silent' });
   const registry = new Registry(config);
   const settings = resolveGerritSettings(config.gerrit, registry)!;
   const storage = await openStorage({ kind: 'embedded' });
   const taskQueue = `kiln-verify-${process.pid}-${n}`;
   const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
   const logDir = await mkdtemp(join(tmpdir(), 'kiln-verify-logs-'));
+  const logs = new FileLogStore(logDir);
   const intake = new GerritIntake({
     client: env.client,
     registry,
@@ -235,22 +271,23 @@ export async function verificationHarness(
 
   let app: FastifyInstance;
   const startApi = async (): Promise<string> => {
-    app = buildApi({ service, registry, logger: testLogger, logs: new FileLogStore(logDir), gerrit: intake });
-    await app.listen({ host: '127.0.0.1', port: 0 });
+    app = buildApi({ service, registry, logger: testLogger, logs, gerrit: intake });
+    await app.listen({ host: '127.0.0.1', port: opts.apiPort ?? 0 });
     const addr = app.server.address();
     return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
   };
 
-  const h: VerificationHarness = {
+  const k: KilnUnderTest = {
     env,
-    fake,
     host,
+    settings,
+    intake,
+    logs,
     storage,
     service,
     taskQueue,
     registry,
     url: await startApi(),
-    events: eventFactory('core'),
     newWorker: () =>
       createKilnWorker({
         connection: env.nativeConnection,
@@ -260,16 +297,15 @@ export async function verificationHarness(
       }),
     async restartApi() {
       await app.close();
-      h.url = await startApi();
+      k.url = await startApi();
     },
     async close() {
       await app.close();
-      await fake.close();
       await storage.close();
       await rm(logDir, { recursive: true, force: true });
     },
     async sendEvent(event, secret = EVENT_SECRET) {
-      const res = await fetch(`${h.url}/api/v1/gerrit/events?host=${encodeURIComponent(host)}`, {
+      const res = await fetch(`${k.url}/api/v1/gerrit/events?host=${encodeURIComponent(host)}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-kiln-gerrit-secret': secret },
         body: typeof event === 'string' ? event : JSON.stringify(event),
@@ -277,7 +313,7 @@ export async function verificationHarness(
       return { status: res.status, body: (await res.json()) as never };
     },
     async getTask(platform, tinderboxId, capabilities = []) {
-      const res = await fetch(`${h.url}/api/v1/tinderbox/get-task`, {
+      const res = await fetch(`${k.url}/api/v1/tinderbox/get-task`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ platform, tinderboxId, capabilities }),
@@ -287,7 +323,7 @@ export async function verificationHarness(
       return body.task;
     },
     async report(task, outcome, log) {
-      const res = await fetch(`${h.url}/api/v1/tinderbox/report`, {
+      const res = await fetch(`${k.url}/api/v1/tinderbox/report`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
@@ -299,11 +335,52 @@ export async function verificationHarness(
       });
       return { status: res.status, body: (await res.json()) as never };
     },
-    result: (change, patchset) =>
-      env.client.workflow
-        .getHandle(verificationWorkflowId(host, change, patchset))
-        .result() as Promise<VerificationState>,
-    kilnReviews(change) {
+    async result(change, patchset) {
+      const handle = env.client.workflow.getHandle(verificationWorkflowId(host, change, patchset));
+      await eventually(
+        () =>
+          handle.describe().then(
+            () => true,
+            () => false,
+          ),
+        60_000,
+        `verification of ${change}/${patchset} to exist`,
+      );
+      return (await handle.result()) as VerificationState;
+    },
+    async verifications(change) {
+      const res = await fetch(`${k.url}/api/v1/verifications?change=${change}&host=${encodeURIComponent(host)}`);
+      return ((await res.json()) as { verifications: StoredVerification[] }).verifications;
+    },
+    async builds(change, patchset) {
+      const res = await fetch(
+        `${k.url}/api/v1/builds?buildset=${encodeURIComponent(`patch/gerrit/${host}/${change}/${patchset}`)}`,
+      );
+      return ((await res.json()) as { builds: Build[] }).builds;
+    },
+  };
+  return k;
+}
+
+/** Starts a harness over a fresh fake Gerrit on `env`. */
+export async function verificationHarness(
+  env: TestWorkflowEnvironment,
+  o: VerificationHarnessOptions = {},
+): Promise<VerificationHarness> {
+  const host = `g${process.pid}-${counter + 1}.example.org`;
+  const fake = await FakeGerritServer.start();
+  for (const a of Object.values(ACCOUNTS)) fake.addAccount({ ...a });
+  fake.addGroup({ name: 'Reviewers', members: [ACCOUNTS.norbert._account_id], visibleToAll: true });
+  const k = await startKiln(env, host, configYaml(host, fake.url, FAKE_PROJECTS, o));
+  const close = k.close;
+  return Object.assign(k, {
+    fake,
+    events: eventFactory('core'),
+    async close() {
+      await close();
+      await fake.close();
+    },
+    kilnReviews(change: number) {
       return fake.reviews
         .filter((r) => r.change === change && r.accountId === ACCOUNTS.kiln._account_id)
         .map((r) => ({
@@ -312,6 +389,72 @@ export async function verificationHarness(
           patchset: r.patchset,
         }));
     },
+  });
+}
+
+/** A harness over a real Gerrit: Kiln plus `kiln gerrit listen` reading `gerrit stream-events` over SSH. */
+export interface RealGerritHarness extends KilnUnderTest {
+  world: GerritWorld;
+  /** What `kiln gerrit listen` printed so far. */
+  listenerOutput(): string;
+}
+
+/**
+ * Starts Kiln for `projects` on the real Gerrit of `world` (Kiln's account `kiln`, its HTTP password), and a
+ * `kiln gerrit listen` process streaming Gerrit's events over SSH into Kiln's API. Resolves once the listener
+ * is subscribed (a change in an unwatched project reached Kiln).
+ */
+export async function realGerritHarness(
+  env: TestWorkflowEnvironment,
+  world: GerritWorld,
+  projects: HarnessProject[],
+  o: VerificationHarnessOptions = {},
+): Promise<RealGerritHarness> {
+  process.env[GERRIT_PASSWORD_ENV] = world.kiln.password;
+  const host = world.server.host;
+  const k = await startKiln(env, host, configYaml(host, world.server.baseUrl, projects, o));
+  const listener = spawn(
+    process.execPath,
+    [KILN_BIN, 'gerrit', 'listen', '--command', world.streamEventsCommand, '--host', host, '--api', k.url],
+    { env: { ...process.env, KILN_GERRIT_SECRET: EVENT_SECRET }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-200_000);
   };
-  return h;
+  listener.stdout.on('data', keep);
+  listener.stderr.on('data', keep);
+  const killListener = () => {
+    try {
+      if (listener.pid !== undefined) process.kill(-listener.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  process.on('exit', killListener);
+  // Subscribed once an event of a change Kiln does not watch comes through.
+  const probeProject = `kiln-listen-probe-${++counter}`;
+  await world.createProject(probeProject);
+  for (let i = 0; ; i++) {
+    await world.createChange(world.alice, probeProject, `probe ${i}`);
+    const seen = await eventually(
+      async () => out.includes(`${probeProject} on ${host} is not configured for verification`),
+      5000,
+    ).then(
+      () => true,
+      () => false,
+    );
+    if (seen) break;
+    if (i > 10) throw new Error(`kiln gerrit listen did not forward events:\n${out}`);
+  }
+  const close = k.close;
+  return Object.assign(k, {
+    world,
+    listenerOutput: () => out,
+    async close() {
+      killListener();
+      process.off('exit', killListener);
+      await close();
+    },
+  });
 }

@@ -2,10 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KilnError } from '../../src/domain/errors.ts';
 import {
+  changeRequirements,
   type ChangeStatus,
+  droppedVotes,
   type GerritChange,
   type GerritEventAccount,
   type GerritStreamEvent,
+  isRecheckComment,
 } from '../../src/domain/gerrit/change.ts';
 import {
   type GerritProjectConfig,
@@ -159,6 +162,12 @@ void describe("Norbert's rule", () => {
   void it('an empty reviewer group never approves', () => {
     assert.equal(norbertsRule(change('NEW', { 'Code-Review': [[MEMBER, 2]] }), new Set()).build, false);
   });
+
+  void it("Kiln's own Verified -1 (an earlier run's verdict) does not veto a new run; anyone else's does", () => {
+    const c = change('NEW', { 'Code-Review': [[MEMBER, 2]], Verified: [[OUTSIDER, -1]] });
+    assert.equal(norbertsRule(c, members, { selfUsername: 'user1000003' }).build, true);
+    assert.equal(norbertsRule(c, members, { selfUsername: 'kiln' }).build, false);
+  });
 });
 
 void describe('Commit-Queue votes', () => {
@@ -243,8 +252,9 @@ const eventPatchSet = { number: 2, revision: REV, ref: 'refs/changes/21/4321/2' 
 function commentAdded(
   approvals: { type: string; value: number; oldValue?: number }[],
   author: GerritEventAccount = { username: 'norbert' },
+  comment?: string,
 ): GerritStreamEvent {
-  return { type: 'comment-added', change: eventChange, patchSet: eventPatchSet, author, approvals };
+  return { type: 'comment-added', change: eventChange, patchSet: eventPatchSet, author, approvals, comment };
 }
 
 function actionOf(event: GerritStreamEvent, config: GerritProjectConfig, self?: { username?: string; email?: string }) {
@@ -283,37 +293,70 @@ void describe('routeGerritEvent', () => {
     assert.equal(actionOf(e, cqConfig).action, 'evaluate');
   });
 
-  void it('comment-added with Code-Review/Verified votes: evaluate for approval, ignore for patchset-created', () => {
-    const e = commentAdded([{ type: 'Code-Review', value: 2, oldValue: 0 }]);
+  void it('comment-added that raises Code-Review or lifts a veto: a fresh evaluate for approval; ignored otherwise', () => {
+    // As Gerrit sends it: every label the author may vote, `oldValue` only on the one this comment changed.
+    const e = commentAdded([
+      { type: 'Verified', value: 0 },
+      { type: 'Code-Review', value: 2, oldValue: 0 },
+    ]);
     const d = actionOf(e, approvalConfig);
     assert.equal(d.action, 'evaluate');
+    assert.equal(d.fresh, true);
     assert.equal(d.supersedesOlderPatchsets, false);
-    assert.match(d.reason, /Code-Review \+2/);
+    assert.match(d.reason, /Code-Review \+2 by norbert/);
     assert.equal(
-      actionOf(commentAdded([{ type: 'Verified', value: -1, oldValue: 0 }]), approvalConfig).action,
+      actionOf(commentAdded([{ type: 'Code-Review', value: 0, oldValue: -1 }]), approvalConfig).action,
       'evaluate',
+    );
+    // A new veto or a lower vote can never start a verification: no REST reads, no workflow.
+    const veto = actionOf(commentAdded([{ type: 'Verified', value: -1, oldValue: 0 }]), approvalConfig);
+    assert.equal(veto.action, 'ignore');
+    assert.match(veto.reason, /cannot start a verification/);
+    assert.equal(
+      actionOf(commentAdded([{ type: 'Code-Review', value: -1, oldValue: 0 }]), approvalConfig).action,
+      'ignore',
     );
     assert.equal(actionOf(e, patchsetConfig).action, 'ignore');
   });
 
-  void it('comment-added without a changed relevant vote is ignored', () => {
+  void it('comment-added whose votes this comment did not change (no oldValue) is ignored', () => {
     assert.equal(actionOf(commentAdded([]), approvalConfig).action, 'ignore');
     assert.equal(
       actionOf(commentAdded([{ type: 'Commit-Queue', value: 2, oldValue: 0 }]), approvalConfig).action,
       'ignore',
     );
-    assert.equal(
-      actionOf(commentAdded([{ type: 'Code-Review', value: 2, oldValue: 2 }]), approvalConfig).action,
-      'ignore',
+    // A plain reply on a change Norbert approved earlier: Gerrit lists the standing votes without oldValue.
+    const reply = actionOf(
+      commentAdded([
+        { type: 'Verified', value: 0 },
+        { type: 'Code-Review', value: 2 },
+      ]),
+      approvalConfig,
     );
+    assert.equal(reply.action, 'ignore');
+    assert.match(reply.reason, /no Code-Review\/Verified vote changed/);
     assert.equal(actionOf(commentAdded([{ type: 'Code-Review', value: 1, oldValue: 0 }]), cqConfig).action, 'ignore');
   });
 
+  void it('a `recheck` comment asks for a new run (evaluate, or verify for patchset-created projects)', () => {
+    const recheck = commentAdded([{ type: 'Code-Review', value: 2 }], { username: 'alice' }, 'Patch Set 2:\n\nrecheck');
+    const a = actionOf(recheck, approvalConfig);
+    assert.deepEqual([a.action, a.fresh], ['evaluate', true]);
+    assert.match(a.reason, /recheck requested by alice/);
+    assert.deepEqual(
+      [actionOf(recheck, patchsetConfig).action, actionOf(recheck, patchsetConfig).fresh],
+      ['verify', true],
+    );
+    assert.equal(actionOf(recheck, cqConfig).action, 'evaluate');
+    const mention = commentAdded([], { username: 'alice' }, 'Patch Set 2:\n\nplease do not recheck yet');
+    assert.equal(actionOf(mention, approvalConfig).action, 'ignore');
+  });
+
   void it("comment-added by Kiln's own account is ignored (its Verified vote must not retrigger)", () => {
-    const own = commentAdded([{ type: 'Verified', value: 1, oldValue: 0 }], { username: 'kiln-bot' });
+    const own = commentAdded([{ type: 'Code-Review', value: 1, oldValue: 0 }], { username: 'kiln-bot' });
     assert.equal(actionOf(own, approvalConfig, { username: 'kiln-bot' }).action, 'ignore');
     assert.equal(actionOf(own, approvalConfig, { username: 'someone-else' }).action, 'evaluate');
-    const byEmail = commentAdded([{ type: 'Verified', value: 1, oldValue: 0 }], { email: 'Kiln@Example.org' });
+    const byEmail = commentAdded([{ type: 'Code-Review', value: 1, oldValue: 0 }], { email: 'Kiln@Example.org' });
     assert.equal(actionOf(byEmail, approvalConfig, { email: 'kiln@example.org' }).action, 'ignore');
   });
 
@@ -322,10 +365,9 @@ void describe('routeGerritEvent', () => {
       actionOf(commentAdded([{ type: 'Commit-Queue', value: 1, oldValue: 0 }]), cqConfig).action,
       'evaluate',
     );
-    assert.equal(
-      actionOf(commentAdded([{ type: 'Commit-Queue', value: 2, oldValue: 1 }]), cqConfig).action,
-      'evaluate',
-    );
+    const full = actionOf(commentAdded([{ type: 'Commit-Queue', value: 2, oldValue: 1 }]), cqConfig);
+    assert.deepEqual([full.action, full.mode, full.fresh], ['evaluate', 'full-run', true]);
+    assert.equal(actionOf(commentAdded([{ type: 'Commit-Queue', value: 1, oldValue: 0 }]), cqConfig).mode, 'dry-run');
     const removed = actionOf(commentAdded([{ type: 'Commit-Queue', value: 0, oldValue: 2 }]), cqConfig);
     assert.equal(removed.action, 'cancel');
     assert.match(removed.reason, /Commit-Queue vote removed/);
@@ -405,6 +447,18 @@ void describe('cqBuildProperties', () => {
     });
   });
 
+  void it("builds URLs from the host's base URL (scheme and path prefix) and the event's change URL", () => {
+    const p = cqBuildProperties({ ...input, baseUrl: 'http://127.0.0.1:8081/r/' });
+    assert.equal(p.gerrit, 'http://127.0.0.1:8081/r');
+    assert.equal(p['event.change.url'], 'http://127.0.0.1:8081/r/c/platform/core/+/4321');
+    const fromEvent = cqBuildProperties({
+      ...input,
+      baseUrl: 'http://x/r',
+      changeUrl: 'http://gerrit.local/r/c/x/+/1',
+    });
+    assert.equal(fromEvent['event.change.url'], 'http://gerrit.local/r/c/x/+/1');
+  });
+
   void it('marks CQ dry and full runs, takes a custom reason, and has an empty blamelist without owner email', () => {
     assert.equal(cqBuildProperties({ ...input, mode: 'dry-run' }).dry_run, true);
     assert.equal(cqBuildProperties({ ...input, mode: 'full-run' }).dry_run, false);
@@ -444,5 +498,31 @@ void describe('parseGerritProjectConfigs', () => {
     expectConfigError([{ ...approvalConfig, reviewerGroup: undefined }], '[0].reviewerGroup');
     expectConfigError([{ ...cqConfig, builders: ['a/b/c', 'a/b/c'] }], '[0].builders');
     expectConfigError([cqConfig, patchsetConfig], 'gerrit.example.org/core twice');
+  });
+});
+
+void describe('per-change requirements, recheck comments and dropped votes', () => {
+  void it('reads Kiln-Requires footers and requires: hashtags, deduplicated and sorted; ignores junk', () => {
+    const msg = 'Add a thing\n\nMore text\n\nChange-Id: Iabc\nKiln-Requires: with-java, with-gtk3\nkiln-requires: odk';
+    assert.deepEqual(changeRequirements(msg, ['requires:with-java', 'wip', 'requires:bad name']), [
+      'odk',
+      'with-gtk3',
+      'with-java',
+    ]);
+    assert.deepEqual(changeRequirements(undefined, []), []);
+    assert.deepEqual(changeRequirements('Subject\n\nKiln-Requires: $(rm -rf)', []), []);
+  });
+
+  void it('recheck is a line of its own after the Patch Set header', () => {
+    assert.equal(isRecheckComment('Patch Set 1:\n\nrecheck'), true);
+    assert.equal(isRecheckComment('Patch Set 1:\n\n  ReCheck  '), true);
+    assert.equal(isRecheckComment('Patch Set 1: Code-Review+1\n\nrecheck please'), false);
+    assert.equal(isRecheckComment(undefined), false);
+  });
+
+  void it('a vote is dropped when Gerrit answers without it (labels: {})', () => {
+    assert.deepEqual(droppedVotes({ Verified: 1 }, { labels: {} }), ['Verified']);
+    assert.deepEqual(droppedVotes({ Verified: 1 }, { labels: { Verified: 1 } }), []);
+    assert.deepEqual(droppedVotes(undefined, {}), []);
   });
 });

@@ -46,6 +46,8 @@ export interface GerritLabel {
 export interface GerritRevision {
   _number: number;
   ref: string;
+  /** With `CURRENT_COMMIT`: the commit, its message included. */
+  commit?: { message?: string; subject?: string };
   created?: string;
   uploader?: GerritAccount;
   kind?: string;
@@ -84,6 +86,7 @@ export interface GerritChange {
   revisions?: Record<string, GerritRevision>;
   /** Votes on the current patchset, by label name. */
   labels?: Record<string, GerritLabel>;
+  hashtags?: string[];
   messages?: GerritChangeMessage[];
 }
 
@@ -97,9 +100,19 @@ export interface GerritReviewInput {
   notify?: 'NONE' | 'OWNER' | 'OWNER_REVIEWERS' | 'ALL';
 }
 
-/** Gerrit's answer to a review (`ReviewResult`): the votes it applied. */
+/**
+ * Gerrit's answer to a review (`ReviewResult`): the votes it applied. With `change.strictLabels` off (Gerrit's
+ * default) a vote on an unknown label or out of the label's range is dropped without an error: it is missing here.
+ */
 export interface GerritReviewResult {
   labels?: Record<string, number>;
+}
+
+/** The votes of `sent` that Gerrit did not apply, according to its answer `result` (see `GerritReviewResult`). */
+export function droppedVotes(sent: Record<string, number> | undefined, result: GerritReviewResult): string[] {
+  return Object.entries(sent ?? {})
+    .filter(([label, value]) => result.labels?.[label] !== value)
+    .map(([label]) => label);
 }
 
 /** A patchset identified the way builds and verifications need it. */
@@ -134,9 +147,55 @@ export function patchsetRef(change: number, patchset: number): string {
   return `refs/changes/${String(change % 100).padStart(2, '0')}/${change}/${patchset}`;
 }
 
-/** The web URL of a change on `host` (a host name, no scheme), in Gerrit's `/c/<project>/+/<n>` form. */
-export function changeUrl(host: string, project: string, change: number): string {
-  return `https://${host}/c/${project}/+/${change}`;
+/**
+ * The web URL of a change in Gerrit's `/c/<project>/+/<n>` form, under `baseUrl` (scheme, host and any path
+ * prefix, e.g. `http://gerrit.local/r`). Prefer the `change.url` of a stream event when there is one: it is
+ * Gerrit's own canonical URL.
+ */
+export function changeUrl(baseUrl: string, project: string, change: number): string {
+  return `${baseUrl.replace(/\/+$/, '')}/c/${project}/+/${change}`;
+}
+
+/** `https://<host>`: the base URL Kiln assumes for a Gerrit host when its config gives none. */
+export function defaultBaseUrl(host: string): string {
+  return `https://${host}`;
+}
+
+/** The commit message footer a change names the capabilities its builds need with (`Kiln-Requires: with-java`). */
+export const REQUIRES_FOOTER = 'Kiln-Requires';
+/** The hashtag prefix that does the same (`requires:with-java`). */
+export const REQUIRES_HASHTAG_PREFIX = 'requires:';
+
+const CAPABILITY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/**
+ * The capabilities a change asks its builds to have (TODO 4 of the Buildbot Gerrit Plugin): every
+ * `Kiln-Requires:` footer of the commit message (names separated by commas or spaces) and every hashtag
+ * `requires:<name>`, deduplicated and sorted. Names that are not capability words are left out.
+ */
+export function changeRequirements(commitMessage: string | undefined, hashtags: readonly string[] = []): string[] {
+  const out = new Set<string>();
+  const footer = new RegExp(`^${REQUIRES_FOOTER}:(.*)$`, 'i');
+  for (const line of (commitMessage ?? '').split('\n')) {
+    const m = footer.exec(line.trim());
+    if (!m) continue;
+    for (const name of m[1]!.split(/[\s,]+/)) if (CAPABILITY.test(name)) out.add(name);
+  }
+  for (const tag of hashtags) {
+    if (!tag.toLowerCase().startsWith(REQUIRES_HASHTAG_PREFIX)) continue;
+    const name = tag.slice(REQUIRES_HASHTAG_PREFIX.length);
+    if (CAPABILITY.test(name)) out.add(name);
+  }
+  return [...out].sort();
+}
+
+/** True when a `comment-added` comment asks for a new run: a line that is just `recheck` (any case). */
+export function isRecheckComment(comment: string | undefined): boolean {
+  if (comment === undefined) return false;
+  // Gerrit starts the comment with `Patch Set N: <votes>`; the reviewer's text follows.
+  return comment
+    .split('\n')
+    .some((line, i) => !(i === 0 && /^Patch Set \d+/.test(line)) && line.trim().toLowerCase() === 'recheck');
 }
 
 /** How a Gerrit account is shown in messages and reasons: username, else email, else name, else its id. */

@@ -17,6 +17,8 @@ import {
   COMMIT_QUEUE,
   changeUrl,
   currentPatchset,
+  defaultBaseUrl,
+  isRecheckComment,
   labelVotes,
   VERIFIED,
 } from './change.ts';
@@ -52,13 +54,20 @@ function closedReason(status: ChangeStatus): string | undefined {
  * Code-Review > 0. Evaluate it on fresh change detail (`labels` of the current patchset), never on
  * an event alone: a later -1 or a new patchset must win.
  */
-export function norbertsRule(change: GerritChange, reviewerGroupMembers: ReadonlySet<AccountId>): TriggerDecision {
+export function norbertsRule(
+  change: GerritChange,
+  reviewerGroupMembers: ReadonlySet<AccountId>,
+  opts: { selfUsername?: string } = {},
+): TriggerDecision {
   const closed = closedReason(change.status);
   if (closed) return { build: false, reason: closed };
   const codeReview = labelVotes(change, CODE_REVIEW);
   const vetoCR = codeReview.find((v) => v.value < 0);
   if (vetoCR) return { build: false, reason: `${CODE_REVIEW} ${vetoCR.value} by ${accountLabel(vetoCR.account)}` };
-  const vetoV = labelVotes(change, VERIFIED).find((v) => v.value < 0);
+  // Kiln's own Verified -1 is the verdict of an earlier run; a new trigger (recheck) may run again.
+  const vetoV = labelVotes(change, VERIFIED).find(
+    (v) => v.value < 0 && (opts.selfUsername === undefined || v.account.username !== opts.selfUsername),
+  );
   if (vetoV) return { build: false, reason: `${VERIFIED} ${vetoV.value} by ${accountLabel(vetoV.account)}` };
   const approval = codeReview.find((v) => v.value > 0 && reviewerGroupMembers.has(v.account._account_id));
   if (approval) {
@@ -91,12 +100,13 @@ export type TriggerEvaluation =
  * Decides on fresh change detail (read with its current revision and detailed labels) whether the
  * project's trigger asks for a verification of the current patchset now. When `patchset` is given
  * (the one an event named) and it is no longer current, the answer is no: the newer patchset's
- * own event decides. `reviewerGroupMembers` is needed for the `approval` trigger.
+ * own event decides. `reviewerGroupMembers` is needed for the `approval` trigger; Verified votes by
+ * `selfUsername` (Kiln's own account) do not veto.
  */
 export function evaluateTrigger(
   config: GerritProjectConfig,
   change: GerritChange,
-  opts: { reviewerGroupMembers?: ReadonlySet<AccountId>; patchset?: number } = {},
+  opts: { reviewerGroupMembers?: ReadonlySet<AccountId>; patchset?: number; selfUsername?: string } = {},
 ): TriggerEvaluation {
   if (change.project !== config.project) {
     return { build: false, reason: `change is in project ${change.project}, not ${config.project}` };
@@ -115,7 +125,7 @@ export function evaluateTrigger(
     case 'patchset-created':
       return { build: true, reason: `patchset ${current.number} uploaded`, mode: 'verify', patchset: current };
     case 'approval': {
-      const d = norbertsRule(change, opts.reviewerGroupMembers ?? new Set());
+      const d = norbertsRule(change, opts.reviewerGroupMembers ?? new Set(), { selfUsername: opts.selfUsername });
       return d.build
         ? { build: true, reason: d.reason, mode: 'verify', patchset: current }
         : { build: false, reason: d.reason };
@@ -153,6 +163,16 @@ export interface GerritEventDecision {
   ref: string;
   /** A new patchset arrived: verifications of older patchsets of this change are obsolete. */
   supersedesOlderPatchsets: boolean;
+  /**
+   * The event is a new trigger (a vote changed to one that may qualify, a `recheck` comment, a Commit-Queue
+   * vote): a verification of this patchset that already ended runs again. Otherwise (an upload or restore that
+   * only asks the trigger to decide) an ended verification that voted is not repeated.
+   */
+  fresh: boolean;
+  /** For Commit-Queue votes: the run the vote asks for (+1 dry run, +2 full run). */
+  mode?: 'dry-run' | 'full-run';
+  /** The change's web URL as the event gives it (Gerrit's canonical URL), when it does. */
+  changeUrl?: string;
   eventType: GerritStreamEvent['type'];
 }
 
@@ -174,12 +194,12 @@ function decideForConfig(
   config: GerritProjectConfig,
   event: GerritStreamEvent,
   opts: GerritRouteOptions,
-): { action: GerritEventAction; reason: string; supersedes?: boolean } {
+): { action: GerritEventAction; reason: string; supersedes?: boolean; fresh?: boolean; mode?: 'dry-run' | 'full-run' } {
   const ps = event.patchSet.number;
   switch (event.type) {
     case 'patchset-created':
       return config.trigger === 'patchset-created'
-        ? { action: 'verify', reason: `patchset ${ps} uploaded`, supersedes: true }
+        ? { action: 'verify', reason: `patchset ${ps} uploaded`, supersedes: true, fresh: true }
         : {
             action: 'evaluate',
             reason: `patchset ${ps} uploaded; ${config.trigger} trigger decides`,
@@ -195,23 +215,46 @@ function decideForConfig(
       return { action: 'cancel', reason: 'change abandoned' };
     case 'comment-added': {
       if (isSelf(event.author, opts.self)) return { action: 'ignore', reason: "Kiln's own comment" };
+      const who = event.author ? accountLabel(event.author) : 'someone';
+      if (isRecheckComment(event.comment)) {
+        return config.trigger === 'patchset-created'
+          ? { action: 'verify', reason: `recheck requested by ${who}`, fresh: true }
+          : {
+              action: 'evaluate',
+              reason: `recheck requested by ${who}; ${config.trigger} trigger decides`,
+              fresh: true,
+            };
+      }
       if (config.trigger === 'patchset-created') {
         return { action: 'ignore', reason: 'votes do not trigger verifications for this project' };
       }
       const labels = config.trigger === 'approval' ? [CODE_REVIEW, VERIFIED] : [COMMIT_QUEUE];
-      // A vote whose oldValue equals its value was not changed by this comment.
-      const relevant = event.approvals.filter((a) => labels.includes(a.type) && a.oldValue !== a.value);
+      // Gerrit lists every label the author may vote on; only those this comment changed carry `oldValue`.
+      const relevant = event.approvals.filter(
+        (a) => labels.includes(a.type) && a.oldValue !== undefined && a.oldValue !== a.value,
+      );
       if (relevant.length === 0) return { action: 'ignore', reason: `no ${labels.join('/')} vote changed` };
       if (config.trigger === 'commit-queue') {
         const cq = relevant[0]!;
-        if (cq.value > 0) return { action: 'evaluate', reason: `${COMMIT_QUEUE} +${cq.value}` };
+        if (cq.value > 0) {
+          return {
+            action: 'evaluate',
+            reason: `${COMMIT_QUEUE} +${cq.value} by ${who}`,
+            fresh: true,
+            mode: cq.value >= 2 ? 'full-run' : 'dry-run',
+          };
+        }
         if (cq.oldValue !== undefined && cq.oldValue > 0) {
           return { action: 'cancel', reason: `${COMMIT_QUEUE} vote removed` };
         }
         return { action: 'ignore', reason: `${COMMIT_QUEUE} ${cq.value}` };
       }
       const what = relevant.map((a) => `${a.type} ${a.value > 0 ? '+' : ''}${a.value}`).join(', ');
-      return { action: 'evaluate', reason: `${what}; Norbert's rule decides` };
+      // Only a vote that may newly satisfy Norbert's rule (a positive Code-Review, or a veto lifted) is a new trigger.
+      if (!relevant.some((a) => (a.type === CODE_REVIEW && a.value > 0) || (a.oldValue ?? 0) < 0)) {
+        return { action: 'ignore', reason: `${what} by ${who} cannot start a verification` };
+      }
+      return { action: 'evaluate', reason: `${what} by ${who}; Norbert's rule decides`, fresh: true };
     }
   }
 }
@@ -244,6 +287,9 @@ export function routeGerritEvent(
       revision: event.patchSet.revision,
       ref: event.patchSet.ref,
       supersedesOlderPatchsets: d.supersedes ?? false,
+      fresh: d.fresh ?? false,
+      ...(d.mode ? { mode: d.mode } : {}),
+      ...(event.change.url ? { changeUrl: event.change.url } : {}),
       eventType: event.type,
     });
   }
@@ -257,7 +303,9 @@ export interface CqBuildProperties {
   'event.change.number': number;
   'event.change.url': string;
   'event.patchSet.ref': string;
-  /** `https://<host>`. */
+  /** The change's target branch (what tinderboxes get as `GERRIT_TASK_BRANCH`), when known. */
+  'event.change.branch'?: string;
+  /** The Gerrit server's base URL (config `baseUrl`, else `https://<host>`). */
   gerrit: string;
   patch_project: string;
   patch_storage: 'gerrit';
@@ -279,6 +327,12 @@ export interface CqBuildProperties {
 export interface CqBuildPropertiesInput {
   /** Gerrit host name (no scheme), as in the project config. */
   host: string;
+  /** The host's base URL (scheme, host, path prefix). @default `https://<host>` */
+  baseUrl?: string;
+  /** The change's URL from the stream event (Gerrit's canonical one). @default `<baseUrl>/c/<project>/+/<n>` */
+  changeUrl?: string;
+  /** The change's target branch. */
+  branch?: string;
   change: Pick<GerritChange, 'id' | 'project' | '_number' | 'owner'>;
   patchset: GerritPatchset;
   builder: BuilderId;
@@ -292,12 +346,13 @@ export interface CqBuildPropertiesInput {
 
 /** The CQ build properties of one builder's build in a verification. Pure: same input, same output. */
 export function cqBuildProperties(input: CqBuildPropertiesInput): CqBuildProperties {
+  const base = (input.baseUrl ?? defaultBaseUrl(input.host)).replace(/\/+$/, '');
   const props: CqBuildProperties = {
     'event.change.id': input.change.id,
     'event.change.number': input.change._number,
-    'event.change.url': changeUrl(input.host, input.change.project, input.change._number),
+    'event.change.url': input.changeUrl ?? changeUrl(base, input.change.project, input.change._number),
     'event.patchSet.ref': input.patchset.ref,
-    gerrit: `https://${input.host}`,
+    gerrit: base,
     patch_project: input.change.project,
     patch_storage: 'gerrit',
     reason: input.reason ?? 'CQ',
@@ -307,6 +362,7 @@ export function cqBuildProperties(input: CqBuildPropertiesInput): CqBuildPropert
     buildername: input.builder.builder,
     blamelist: input.change.owner.email ? [input.change.owner.email] : [],
   };
+  if (input.branch !== undefined) props['event.change.branch'] = input.branch;
   if (input.mode === 'dry-run' || input.mode === 'full-run') props.dry_run = input.mode === 'dry-run';
   return props;
 }
