@@ -25,6 +25,7 @@ import { swarmingNotify } from './routes/swarmingNotify.ts';
 import { tinderboxGetTask } from './routes/tinderboxGetTask.ts';
 import { tinderboxReport } from './routes/tinderboxReport.ts';
 import { uploadLog } from './routes/uploadLog.ts';
+import { watchLeases } from './routes/watchLeases.ts';
 
 /** Every route; a later issue's routes are added here. */
 export const ROUTES: Route[] = [
@@ -48,6 +49,8 @@ export const ROUTES: Route[] = [
   tinderboxGetTask,
   tinderboxReport,
   searchVerifications,
+  // Runners (issue 17): long-poll for canceled builds.
+  watchLeases,
 ];
 
 /** Options of `buildApi`. */

@@ -4,7 +4,7 @@
  * where one makes sense, so the demo config stays short.
  */
 import { z } from 'zod';
-import { devRunnerSchema } from '../runner/settings.ts';
+import { checkoutSchema, devRunnerSchema } from '../runner/settings.ts';
 import { gerritConfigSchema } from './gerrit.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
@@ -50,6 +50,8 @@ export const builderSchema = z
     properties: z.record(z.string(), z.unknown()).default({}),
     /** What `kiln runner` runs for this builder: argv, with build properties in env and a JSON file. */
     command: z.array(z.string()).min(1).optional(),
+    /** What `kiln runner` checks out before running `command` (which then runs in the checkout). */
+    checkout: checkoutSchema.optional(),
   })
   .strict();
 

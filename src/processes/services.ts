@@ -8,6 +8,7 @@ import { type FastifyInstance } from 'fastify';
 import type pino from 'pino';
 import { buildApi, listenApi } from '../api/server.ts';
 import { BuildService } from '../builds/service.ts';
+import { BuildWatcher } from '../builds/watch.ts';
 import { Registry } from '../config/load.ts';
 import { type KilnConfig } from '../config/schema.ts';
 import { FileLogStore } from '../logs/logStore.ts';
@@ -70,8 +71,14 @@ export async function startApi(opts: {
     logger: opts.logger,
   });
   const gerrit = resolveGerritSettings(opts.config.gerrit, opts.registry);
+  // Runners long-poll this for canceled builds (issue 17): one storage read per poll for all of them.
+  const watcher = new BuildWatcher({
+    storage: opts.storage,
+    onError: (e) => opts.logger.warn({ err: e }, 'lease watch: storage read failed'),
+  });
   const ctx = {
     service,
+    watcher,
     registry: opts.registry,
     logger: opts.logger,
     // PostgreSQL: every API process serves every log. Embedded: one process, files are cheaper.
@@ -90,7 +97,15 @@ export async function startApi(opts: {
   const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');
-  return { url, app, service, stop: () => app.close() };
+  return {
+    url,
+    app,
+    service,
+    stop: async () => {
+      await watcher.close(); // answers the runners' long polls, so close() need not wait for them
+      await app.close();
+    },
+  };
 }
 
 /** The Gerrit clients a worker's activities use, when the config has a `gerrit` block. */

@@ -40,6 +40,9 @@ export interface RunnerSettings {
   gracePeriodSecs: number;
   killTimeoutSecs: number;
   workDir: string;
+  /** @default "<workDir>/git-cache" */
+  gitCacheDir?: string;
+  keepBuildDirs: boolean;
 }
 
 /** The default runner name: this host and process. */

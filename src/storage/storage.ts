@@ -71,6 +71,24 @@ export interface VerificationQuery {
   limit?: number;
 }
 
+/** Where a build stands, as `getBuildStates` reads it. */
+export interface BuildState {
+  id: string;
+  /** `project/bucket`, for the caller's permission check. */
+  bucket: string;
+  status: BuildStatus;
+  leaseGeneration: number;
+}
+
+/** One row of `openBuildStats`. */
+export interface OpenBuildStat {
+  builder: BuilderId;
+  status: 'SCHEDULED' | 'STARTED';
+  count: number;
+  /** Create time (ISO) of the oldest such build. */
+  oldestCreateTime: string;
+}
+
 /** The storage every Kiln process uses. */
 export interface Storage {
   /** Claims the request key (if any) and allocates the builder's next build number, atomically. */
@@ -85,6 +103,11 @@ export interface Storage {
   getVerification(id: string): Promise<StoredVerification | undefined>;
   /** Verifications of a change (newest patch set first), optionally of one patch set. */
   findVerifications(q: VerificationQuery): Promise<StoredVerification[]>;
+  // ---- read by the runner's build watch and by metrics ----
+  /** Status and lease generation of each of `ids` that is stored (one query, however many). */
+  getBuildStates(ids: string[]): Promise<BuildState[]>;
+  /** Per builder and open status (SCHEDULED, STARTED): how many builds and the oldest one's create time. */
+  openBuildStats(): Promise<OpenBuildStat[]>;
   /** Which backend this is, for logs and benchmarks. */
   readonly kind: 'embedded' | 'postgres';
   /** Build logs kept in this database; what several API processes share (see `SqlLogStore`). */
