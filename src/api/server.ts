@@ -6,6 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { KilnError } from '../domain/errors.ts';
 import { type ApiContext, type Route } from './context.ts';
 import { toErrorResponse } from './errors.ts';
+import { type ApiMetricsOptions, registerApiMetrics } from '../metrics/api.ts';
 import { cancelBuild } from './routes/cancelBuild.ts';
 import { failBuild, succeedBuild } from './routes/completeBuild.ts';
 import { getBuild } from './routes/getBuild.ts';
@@ -59,6 +60,8 @@ export interface ApiOptions {
   bodyLimitBytes?: number;
   /** Extra routes (e.g. Swarming notifications, Gerrit events, logs). */
   routes?: Route[];
+  /** Prometheus metrics and `GET /metrics` (src/metrics/api.ts); absent → none. */
+  metrics?: ApiMetricsOptions;
 }
 
 /** Builds the Fastify app (not listening). */
@@ -90,6 +93,7 @@ export function buildApi(ctx: ApiContext, opts: ApiOptions = {}): FastifyInstanc
     void reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
   app.get('/healthz', async () => ({ ok: true }));
+  if (opts.metrics) registerApiMetrics(app, opts.metrics);
   for (const r of [...ROUTES, ...(opts.routes ?? [])]) r(app, ctx);
   return app;
 }

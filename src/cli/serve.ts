@@ -92,7 +92,7 @@ export async function runWorker(configFlag: string | undefined): Promise<void> {
   if (!config.temporal.address) throw new Error('kiln worker needs temporal.address or TEMPORAL_ADDRESS');
   const storage = await openConfiguredStorage(config);
   parts.push({ stop: () => storage.close() });
-  parts.push(await startWorker({ config, address: config.temporal.address, storage, logger }));
+  parts.push(await startWorker({ config, address: config.temporal.address, storage, logger, serveMetrics: true }));
 }
 
 /** `kiln migrate`: opening storage applies migrations. */

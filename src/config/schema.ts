@@ -79,6 +79,27 @@ export const bucketSchema = z
 
 export const projectSchema = z.object({ name, buckets: z.array(bucketSchema).default([]) }).strict();
 
+/** The `metrics` block: where `kiln worker` serves /metrics and the token Prometheus must send. */
+export const metricsConfigSchema = z
+  .object({
+    /** Off: no /metrics anywhere and no Temporal SDK exporter. @default true */
+    enabled: z.boolean().default(true),
+    /** `kiln worker`'s own endpoint (`kiln dev` and `kiln api` serve /metrics on the API's port). */
+    worker: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        /** @default 9464 */
+        port: z.number().int().min(0).max(65535).default(9464),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 9464 }),
+    /** Bearer token scrapes must send; needed once the API has ACLs (or a worker listens beyond loopback). */
+    token: z.string().min(16, 'tokens must be at least 16 characters').optional(),
+    tokenEnv: z.string().optional(),
+  })
+  .strict()
+  .refine((m) => m.token === undefined || m.tokenEnv === undefined, 'give at most one of token or tokenEnv');
+
 /** The whole config file. */
 export const configSchema = z
   .object({
@@ -142,6 +163,8 @@ export const configSchema = z
     swarming: swarmingServiceSchema.optional(),
     /** Gerrit change verification (hosts, event secret, per-project triggers); absent → off. */
     gerrit: gerritConfigSchema.optional(),
+    /** Prometheus metrics: `/metrics` on the API, and on each `kiln worker` (see src/metrics/). */
+    metrics: metricsConfigSchema.default({ enabled: true, worker: { host: '127.0.0.1', port: 9464 } }),
   })
   .strict()
   .superRefine((cfg, ctx) => {

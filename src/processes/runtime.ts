@@ -11,6 +11,8 @@ import { type KilnConfig } from '../config/schema.ts';
 import { openStorage } from '../storage/open.ts';
 import { type Storage } from '../storage/storage.ts';
 import { connectClient } from '../temporal/connection.ts';
+import { kilnMetrics } from '../metrics/registry.ts';
+import { temporalClientMetricsInterceptor } from '../metrics/temporal.ts';
 
 /** The config shipped with Kiln, used when none is given and ./kiln.yaml does not exist. */
 export const DEMO_CONFIG = resolve(import.meta.dirname, '../../config/demo.yaml');
@@ -55,5 +57,9 @@ export function temporalClient(config: KilnConfig, address?: string): Promise<Cl
     throw new Error(
       'no Temporal server: set temporal.address in the config or TEMPORAL_ADDRESS (kiln dev starts one itself)',
     );
-  return connectClient({ ...config.temporal, address: a });
+  // Metrics (issue 17): the API's Temporal calls, by method and status.
+  return connectClient(
+    { ...config.temporal, address: a },
+    config.metrics.enabled ? [temporalClientMetricsInterceptor(kilnMetrics())] : [],
+  );
 }

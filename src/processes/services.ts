@@ -9,6 +9,9 @@ import type pino from 'pino';
 import { buildApi, listenApi } from '../api/server.ts';
 import { BuildService } from '../builds/service.ts';
 import { BuildWatcher } from '../builds/watch.ts';
+import { kilnMetrics } from '../metrics/registry.ts';
+import { clearSdkMetricsAddress, reserveSdkMetricsAddress } from '../metrics/sdk.ts';
+import { metricsToken, startMetricsServer } from '../metrics/server.ts';
 import { Registry } from '../config/load.ts';
 import { type KilnConfig } from '../config/schema.ts';
 import { FileLogStore } from '../logs/logStore.ts';
@@ -30,8 +33,23 @@ export async function startWorker(opts: {
   address: string;
   storage: Storage;
   logger: pino.Logger;
+  /** Serve /metrics on `metrics.worker` (`kiln worker`; `kiln dev` serves them on the API). */
+  serveMetrics?: boolean;
 }): Promise<Running> {
-  installRuntimeLogger(opts.logger);
+  // Metrics (issue 17): the SDK's Prometheus exporter on a loopback port, appended to /metrics.
+  const metricsOn = opts.config.metrics.enabled;
+  const metricsBindAddress = metricsOn ? await reserveSdkMetricsAddress() : undefined;
+  if (!installRuntimeLogger(opts.logger, { metricsBindAddress }) && metricsBindAddress) clearSdkMetricsAddress();
+  const metricsServer =
+    metricsOn && opts.serveMetrics
+      ? await startMetricsServer({
+          m: kilnMetrics(),
+          host: opts.config.metrics.worker.host,
+          port: opts.config.metrics.worker.port,
+          token: metricsToken(opts.config.metrics),
+        })
+      : undefined;
+  if (metricsServer) opts.logger.info({ url: metricsServer.url }, 'worker metrics listening');
   const connection = await connectWorker({ ...opts.config.temporal, address: opts.address });
   const worker = await createKilnWorker({
     connection,
@@ -43,6 +61,7 @@ export async function startWorker(opts: {
       gerrit: gerritWorkerDeps(opts.config),
       swarming: swarmingDepsFromConfig(opts.config),
     },
+    ...(metricsOn ? { metrics: kilnMetrics() } : {}),
   });
   const run = worker.run();
   opts.logger.info({ taskQueue: opts.config.temporal.taskQueue }, 'worker running');
@@ -51,6 +70,7 @@ export async function startWorker(opts: {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await run.catch((e: unknown) => opts.logger.error({ err: e }, 'worker stopped with an error'));
       await connection.close();
+      await metricsServer?.close();
     },
   };
 }
@@ -94,7 +114,19 @@ export async function startApi(opts: {
         })
       : undefined,
   };
-  const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
+  const app = buildApi(ctx, {
+    bodyLimitBytes: opts.config.api.bodyLimitBytes,
+    ...(opts.config.metrics.enabled
+      ? {
+          metrics: {
+            storage: opts.storage,
+            registry: opts.registry,
+            token: metricsToken(opts.config.metrics),
+            watcher,
+          },
+        }
+      : {}),
+  });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');
   return {
