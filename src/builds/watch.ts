@@ -33,7 +33,7 @@ interface Waiter {
 /** Options of `BuildWatcher`. */
 export interface BuildWatcherOptions {
   storage: Pick<Storage, 'getBuildStates'>;
-  /** How often storage is read while anyone waits. @default 500 */
+  /** How often storage is read while anyone waits. @default 250 */
   pollMs?: number;
   /** Called with each poll's error (storage down); waiters keep waiting. */
   onError?: (e: unknown) => void;
@@ -119,7 +119,7 @@ export class BuildWatcher {
 
   private async run(): Promise<void> {
     while (this.waiters.size > 0 && !this.closed) {
-      await new Promise((r) => setTimeout(r, this.o.pollMs ?? 500));
+      await new Promise((r) => setTimeout(r, this.o.pollMs ?? 250));
       const waiters = [...this.waiters];
       if (waiters.length === 0) break;
       let states: Map<string, BuildState>;

@@ -24,6 +24,20 @@ import { freePort, kiln, type KilnProcess, startKiln } from '../support/kilnDev.
  */
 const HEARTBEAT_SECS = 900;
 
+const CHROMIUM = '/usr/bin/chromium';
+/** The Temporal UI's workflow list columns (its localStorage entry) with Kiln's two added, as the README says. */
+const UI_COLUMNS = JSON.stringify({
+  default: [
+    { label: 'Status', pinned: true },
+    { label: 'Workflow ID', pinned: true },
+    { label: 'KilnStatus', pinned: false },
+    { label: 'KilnBuilder', pinned: false },
+    { label: 'Type', pinned: false },
+    { label: 'Start', pinned: false },
+    { label: 'End', pinned: false },
+  ],
+});
+
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -43,6 +57,8 @@ describe('kiln dev with runners, end to end', () => {
   const runners: KilnProcess[] = [];
   let gitHttp: GitHttpServer;
   let ports = { apiPort: 0, tPort: 0, uiPort: 0 };
+  /** Builds the Temporal UI test looks at. */
+  const shown = { passed: '', failed: '' };
   /** Commits of the served repository: v1 and v2 on main, and a Gerrit patch set on no branch. */
   const commits = { v1: '', v2: '', patchset: '' };
   const kilnYaml = (versioned: string) => `
@@ -146,6 +162,7 @@ projects:
     assert.match(r.stdout, /e2e\/ci\/pass #1 SUCCESS/);
     const id = /^build (\d+)$/m.exec(r.stdout)?.[1];
     assert.ok(id, r.stdout);
+    shown.passed = id;
     const built = await client.get(id);
     assert.ok(built.events.some((e) => e.kind === 'LEASED' && e.message.includes('dev-runner')));
     const log = await cli('log', id);
@@ -163,10 +180,55 @@ projects:
     assert.notEqual(r.code, 0);
     assert.match(r.stdout, /e2e\/ci\/fail #1 FAILURE: the command exited with code 3/);
     const id = /^build (\d+)$/m.exec(r.stdout)?.[1] ?? '';
+    shown.failed = id;
     assert.equal((await client.get(id)).status, 'FAILURE');
     const log = await cli('log', id);
     assert.match(log.stdout, /1 test failed/);
   });
+
+  it(
+    'shows a failed build apart from a passed one in the Temporal UI, with the columns the README sets up',
+    { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (scripts/setup-chromium.sh installs it)` },
+    async () => {
+      assert.ok(shown.passed && shown.failed, 'runs after the passing and failing builds');
+      const { chromium } = await import('playwright-core');
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+      try {
+        const page = await browser.newPage();
+        const ui = `http://127.0.0.1:${ports.uiPort}/namespaces/default/workflows`;
+        await page.goto(ui);
+        // What "Configure columns" (the gear under the list) stores once KilnStatus and KilnBuilder are added.
+        await page.evaluate(`localStorage.setItem('namespace-workflow-table-columns', ${JSON.stringify(UI_COLUMNS)})`);
+        const rowText = async (id: string) => {
+          await page.goto(`${ui}?query=${encodeURIComponent(`WorkflowId = 'build/${id}'`)}`);
+          const row = page.locator('tr', { hasText: `build/${id}` });
+          await row.waitFor({ timeout: 60_000 });
+          return row.innerText();
+        };
+        const passedRow = await rowText(shown.passed);
+        const failedRow = await rowText(shown.failed);
+        // Both are Completed to Temporal; the KilnStatus column tells them apart.
+        assert.match(passedRow, /Completed[\s\S]*SUCCESS[\s\S]*pass/);
+        assert.match(failedRow, /Completed[\s\S]*FAILURE[\s\S]*fail/);
+        // The build's page, tab "User Metadata": the current details the workflow set when it ended
+        // (the UI renders each markdown field in a frame of its own).
+        await page.goto(`${ui}/${encodeURIComponent(`build/${shown.failed}`)}`);
+        await page.getByText('User Metadata').first().click();
+        await until('the ended details on the build page', async () => {
+          for (const f of page.frames()) {
+            const text = await f
+              .locator('body')
+              .innerText()
+              .catch(() => '');
+            if (text.includes('❌ FAILURE') && text.includes('exited with code 3')) return true;
+          }
+          return false;
+        });
+      } finally {
+        await browser.close();
+      }
+    },
+  );
 
   it("stops a canceled build's process tree within seconds, long before any heartbeat, and its log says so", async (t) => {
     const s = await cli('schedule', 'e2e/ci/sleepy', '--json');
