@@ -47,6 +47,14 @@ export async function startWorker(opts: {
           host: opts.config.metrics.worker.host,
           port: opts.config.metrics.worker.port,
           token: metricsToken(opts.config.metrics),
+        }).catch((e: unknown) => {
+          // A second worker on this host: it runs all the same (builds matter more than its metrics).
+          if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+          opts.logger.warn(
+            { port: opts.config.metrics.worker.port },
+            'metrics.worker.port is taken (another kiln worker on this host?): this worker serves no /metrics; give each its own port',
+          );
+          return undefined;
         })
       : undefined;
   if (metricsServer) opts.logger.info({ url: metricsServer.url }, 'worker metrics listening');
