@@ -91,7 +91,11 @@ export function gerritPatchsetRef(change: number, patchset: number): string {
  * (a branch name), and else the builder's `checkout.ref` (else the repository's HEAD). `revision`
  * (a commit SHA) pins the commit; without it the fetched ref's tip is built.
  */
-export function checkoutTarget(cfg: CheckoutConfig, build: Pick<Build, 'input'>): CheckoutTarget {
+export function checkoutTarget(
+  cfg: CheckoutConfig,
+  build: Pick<Build, 'input'>,
+  cwd: string = process.cwd(),
+): CheckoutTarget {
   const props = build.input.properties;
   const revision = stringProperty(props, 'revision')?.toLowerCase();
   if (revision !== undefined && !HEX_REVISION.test(revision)) {
@@ -123,7 +127,12 @@ export function checkoutTarget(cfg: CheckoutConfig, build: Pick<Build, 'input'>)
     ref = fullRef(cfg.ref ?? 'HEAD', 'checkout.ref');
     from = cfg.ref === undefined ? "the repository's HEAD" : "the builder's checkout.ref";
   }
-  return { repo: cfg.repo, ref, ...(revision !== undefined ? { revision } : {}), from };
+  return { repo: localRepoPath(cfg.repo, cwd), ref, ...(revision !== undefined ? { revision } : {}), from };
+}
+
+/** `.`, `./x`, `../x` → an absolute path against `cwd` (git runs elsewhere); URLs and absolute paths as they are. */
+export function localRepoPath(repo: string, cwd: string): string {
+  return repo === '.' || repo === '..' || repo.startsWith('./') || repo.startsWith('../') ? resolve(cwd, repo) : repo;
 }
 
 /** `https://user:secret@host/x` → `https://user:***@host/x`, so build logs never show a credential. */
@@ -151,6 +160,8 @@ function cacheRefFor(ref: string): string {
 
 /** What a finished checkout is. */
 export interface CheckoutResult {
+  /** The repository fetched from (a relative path made absolute). */
+  repo: string;
   /** Full SHA of the commit checked out. */
   revision: string;
   ref: string;
@@ -202,7 +213,7 @@ export class GitCheckout {
     }
     await git(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', revision]);
     o.onOutput(`kiln runner: checked out ${revision} into ${o.dir}\n`);
-    return { revision, ref: target.ref, dir: o.dir };
+    return { repo: target.repo, revision, ref: target.ref, dir: o.dir };
   }
 
   /** Runs `fn` holding the cache's lock: first among this process's builds, then against other processes. */

@@ -336,7 +336,7 @@ export class Runner {
       ...(checkout && info.checkout
         ? {
             KILN_CHECKOUT_DIR: checkout.dir,
-            KILN_REPOSITORY: info.checkout.repo,
+            KILN_REPOSITORY: checkout.repo,
             KILN_REF: checkout.ref,
             KILN_REVISION: checkout.revision,
           }

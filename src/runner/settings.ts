@@ -25,7 +25,7 @@ export function isValidRefName(ref: string): boolean {
  */
 export const checkoutSchema = z
   .object({
-    /** URL (https://, ssh://, git@host:path, file://) or a path on the runner's machine. */
+    /** URL (https://, ssh://, git@host:path, file://) or a path on the runner's machine (`./x` against its working directory). */
     repo: z
       .string()
       .min(1)

@@ -170,6 +170,15 @@ describe('GitCheckout with real git', () => {
     );
   });
 
+  it("resolves a relative repository path against the runner's working directory", async () => {
+    const co = new GitCheckout(join(root, 'cache-rel'));
+    const target = checkoutTarget({ repo: './server/core.git' }, build({}), root);
+    assert.equal(target.repo, repo.bare);
+    const r = await co.checkout({ target, dir: dir(), onOutput });
+    assert.equal(r.revision, second);
+    assert.equal(r.repo, repo.bare);
+  });
+
   it('survives a lock file left behind by a killed git', async () => {
     const co = new GitCheckout(join(root, 'cache-c'));
     await co.checkout({ target: checkoutTarget({ repo: repo.bare }, build({})), dir: dir(), onOutput });
