@@ -15,6 +15,8 @@ import {
 } from '@temporalio/worker';
 import type pino from 'pino';
 import { type ActivityDeps, createActivities } from '../activities/index.ts';
+import { withBuildMetrics } from '../src/metrics/builds.ts';
+import { type KilnMetrics } from '../src/metrics/registry.ts';
 
 const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -50,9 +52,13 @@ async function readPrebuiltBundle(): Promise<WorkflowBundle> {
 
 let runtimeInstalled = false;
 
-/** Routes the SDK's own logs (core and workflow `log`) into pino; once per process. */
-export function installRuntimeLogger(logger: pino.Logger): void {
-  if (runtimeInstalled) return;
+/**
+ * Routes the SDK's own logs (core and workflow `log`) into pino; once per process. With
+ * `metricsBindAddress` the SDK also exports its metrics in Prometheus format there (src/metrics/sdk.ts).
+ * Returns false when an earlier call had installed the Runtime already (its options stand).
+ */
+export function installRuntimeLogger(logger: pino.Logger, opts: { metricsBindAddress?: string } = {}): boolean {
+  if (runtimeInstalled) return false;
   runtimeInstalled = true;
   const level = (logger.level.toUpperCase() === 'SILENT' ? 'ERROR' : logger.level.toUpperCase()) as LogLevel;
   const sdk = logger.child({ component: 'temporal-sdk' });
@@ -64,7 +70,11 @@ export function installRuntimeLogger(logger: pino.Logger): void {
       const fn = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
       sdk[fn](entry.meta ?? {}, entry.message);
     }),
+    ...(opts.metricsBindAddress !== undefined
+      ? { telemetryOptions: { metrics: { prometheus: { bindAddress: opts.metricsBindAddress } } } }
+      : {}),
   });
+  return true;
 }
 
 /** Options for `createKilnWorker`. */
@@ -75,6 +85,8 @@ export interface KilnWorkerOptions {
   deps: ActivityDeps;
   /** @default a worker-chosen identity */
   identity?: string;
+  /** Counts build transitions as the activities store them (src/metrics/builds.ts). */
+  metrics?: KilnMetrics;
 }
 
 /** Creates (does not run) a worker for Kiln's task queue. */
@@ -84,7 +96,9 @@ export async function createKilnWorker(opts: KilnWorkerOptions): Promise<Worker>
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     workflowBundle: await workflowBundle(),
-    activities: createActivities(opts.deps),
+    activities: createActivities(
+      opts.metrics ? { ...opts.deps, storage: withBuildMetrics(opts.deps.storage, opts.metrics) } : opts.deps,
+    ),
     ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
   });
 }

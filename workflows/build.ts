@@ -200,6 +200,18 @@ const HEARTBEAT_VISIBILITY_MS = 15_000;
  * the holder's last contact in search attributes on lease/start and throttled on heartbeats.
  */
 const LEAN_PATCH = 'kiln-lean-timer-and-heartbeat-visibility';
+/**
+ * Patch: an ended build's current details say how it ended (the Temporal UI lists every ended build
+ * as Completed, FAILURE included: the workflow did its job). Runs from before replay without it.
+ */
+const ENDED_DETAILS_PATCH = 'kiln-ended-details';
+/** At-a-glance marks for the ended details. */
+const ENDED_MARK: Partial<Record<Build['status'], string>> = {
+  SUCCESS: '✅',
+  FAILURE: '❌',
+  INFRA_FAILURE: '⚠️',
+  CANCELED: '⛔',
+};
 
 /** A build in lease mode: see the module comment. */
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
@@ -263,6 +275,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     st.leaseKeyAtEnd = st.leaseKey;
     retireKey();
     note('ENDED', `${status}${summary ? `: ${summary}` : ''}`);
+    if (patched(ENDED_DETAILS_PATCH)) {
+      setCurrentDetails(
+        `**${builderPath(b.builder)} #${b.number}** — ${ENDED_MARK[status] ?? ''} ${status}${summary ? `\n\n${summary}` : ''}`,
+      );
+    }
     return touch();
   };
 

@@ -7,6 +7,7 @@ import { type LogStore } from '../logs/logStore.ts';
 import { type GerritIntake } from '../gerrit/intake.ts';
 import { type Client } from '@temporalio/client';
 import { type Storage } from '../storage/storage.ts';
+import { type BuildWatcher } from '../builds/watch.ts';
 
 export interface ApiContext {
   service: BuildService;
@@ -21,6 +22,8 @@ export interface ApiContext {
   storage?: Storage;
   /** Temporal client, for the stuck-build report (visibility queries); UNAVAILABLE without it. */
   client?: Client;
+  /** Lease watch for runners (`POST /api/v1/watch`); the route answers NOT_FOUND without one. */
+  watcher?: BuildWatcher;
 }
 
 /** A route module: registers one route on the app. */

@@ -7,6 +7,7 @@ import { KilnError } from '../domain/errors.ts';
 import { type ApiContext, type Route } from './context.ts';
 import { loopbackAddresses, noAuthBeyondLoopback } from './auth.ts';
 import { toErrorResponse } from './errors.ts';
+import { type ApiMetricsOptions, registerApiMetrics } from '../metrics/api.ts';
 import { cancelBuild } from './routes/cancelBuild.ts';
 import { failBuild, succeedBuild } from './routes/completeBuild.ts';
 import { getBuild } from './routes/getBuild.ts';
@@ -38,6 +39,7 @@ import { listBuilders } from './routes/listBuilders.ts';
 import { liveUpdates } from './routes/liveUpdates.ts';
 import { rebuildBuild } from './routes/rebuildBuild.ts';
 import { registerUi } from './ui.ts';
+import { watchLeases } from './routes/watchLeases.ts';
 
 /** Every route; a later issue's routes are added here. */
 export const ROUTES: Route[] = [
@@ -70,6 +72,8 @@ export const ROUTES: Route[] = [
   getStuck,
   getVerification,
   rebuildBuild,
+  // Runners (issue 17): long-poll for canceled builds.
+  watchLeases,
 ];
 
 /** Options of `buildApi`. */
@@ -80,6 +84,8 @@ export interface ApiOptions {
   routes?: Route[];
   /** Serve the web UI under `/` (from ui/dist, or `{dist}`); false: API only. @default the config's `ui.enabled` */
   ui?: boolean | { dist: string };
+  /** Prometheus metrics and `GET /metrics` (src/metrics/api.ts); absent → none. */
+  metrics?: ApiMetricsOptions;
 }
 
 /** Builds the Fastify app (not listening). */
@@ -111,6 +117,7 @@ export function buildApi(ctx: ApiContext, opts: ApiOptions = {}): FastifyInstanc
     void reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
   app.get('/healthz', async () => ({ ok: true }));
+  if (opts.metrics) registerApiMetrics(app, opts.metrics);
   for (const r of [...ROUTES, ...(opts.routes ?? [])]) r(app, ctx);
   // --- web UI (issue 14): one storage poll per process for every open page, and the pages themselves ---
   const uiConfig = ctx.registry.config.ui;

@@ -210,7 +210,7 @@ export async function runWorker(configFlag: string | undefined): Promise<void> {
   await parts.starting(async () => {
     const storage = await openConfiguredStorage(config);
     parts.add('storage', () => storage.close());
-    const worker = await startWorker({ config, address, storage, logger });
+    const worker = await startWorker({ config, address, storage, logger, serveMetrics: true });
     parts.add('worker', () => worker.stop(), 8_000);
   });
 }

@@ -81,6 +81,8 @@ export interface LeaseResponse {
 export interface BuilderInfo {
   builder: { project: string; bucket: string; builder: string };
   command?: string[];
+  /** What the runner checks out before running `command`. */
+  checkout?: { repo: string; ref?: string };
   dimensions: string[];
   leaseDurationSecs: number;
   maxLeaseDurationSecs: number;
@@ -117,8 +119,13 @@ export interface KilnClientOptions {
 export class KilnClient {
   constructor(private readonly o: KilnClientOptions) {}
 
-  /** Sends one request; JSON in and out. */
-  async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  /** Sends one request; JSON in and out. `opts` overrides the timeout and can abort it. */
+  async request<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
@@ -128,15 +135,20 @@ export class KilnClient {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.o.timeoutMs ?? 30_000),
+        signal: AbortSignal.any([
+          AbortSignal.timeout(opts.timeoutMs ?? this.o.timeoutMs ?? 30_000),
+          ...(opts.signal ? [opts.signal] : []),
+        ]),
       });
     } catch (e) {
+      if (opts.signal?.aborted) throw e;
       throw unreachable(this.o.baseUrl, e);
     }
     let text: string;
     try {
       text = await res.text();
     } catch (e) {
+      if (opts.signal?.aborted) throw e;
       throw unreachable(this.o.baseUrl, e);
     }
     let json: unknown;
@@ -233,6 +245,22 @@ export class KilnClient {
     },
   ): Promise<Build> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/succeed`, req);
+  }
+
+  /**
+   * Long-polls until one of the held leases is over (build ended, lease reset): answers at once when
+   * one already is, else when storage shows it, else `{results: []}` after `timeoutSecs`.
+   */
+  watch(
+    builds: { buildId: string; leaseKey: string }[],
+    opts: { timeoutSecs: number; signal?: AbortSignal },
+  ): Promise<{ results: { buildId: string; status?: string; error: { code: ErrorCode; message: string } }[] }> {
+    return this.request(
+      'POST',
+      '/api/v1/watch',
+      { builds, timeoutSecs: opts.timeoutSecs },
+      { timeoutMs: (opts.timeoutSecs + 15) * 1000, signal: opts.signal },
+    );
   }
 
   /** A builder's config as runners need it (command, dimensions, lease settings). */

@@ -4,7 +4,7 @@
  * where one makes sense, so the demo config stays short.
  */
 import { z } from 'zod';
-import { devRunnerSchema } from '../runner/settings.ts';
+import { checkoutSchema, devRunnerSchema } from '../runner/settings.ts';
 import { gerritConfigSchema } from './gerrit.ts';
 import { tinderboxSshConfigSchema } from './tinderboxSsh.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
@@ -54,6 +54,8 @@ export const builderSchema = z
     properties: z.record(z.string(), z.unknown()).default({}),
     /** What `kiln runner` runs for this builder: argv, with build properties in env and a JSON file. */
     command: z.array(z.string()).min(1).optional(),
+    /** What `kiln runner` checks out before running `command` (which then runs in the checkout). */
+    checkout: checkoutSchema.optional(),
   })
   .strict();
 
@@ -80,6 +82,27 @@ export const bucketSchema = z
   .strict();
 
 export const projectSchema = z.object({ name, buckets: z.array(bucketSchema).default([]) }).strict();
+
+/** The `metrics` block: where `kiln worker` serves /metrics and the token Prometheus must send. */
+export const metricsConfigSchema = z
+  .object({
+    /** Off: no /metrics anywhere and no Temporal SDK exporter. @default true */
+    enabled: z.boolean().default(true),
+    /** `kiln worker`'s own endpoint (`kiln dev` and `kiln api` serve /metrics on the API's port). */
+    worker: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        /** @default 9464 */
+        port: z.number().int().min(0).max(65535).default(9464),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 9464 }),
+    /** Bearer token scrapes must send; needed once the API has ACLs (or a worker listens beyond loopback). */
+    token: z.string().min(16, 'tokens must be at least 16 characters').optional(),
+    tokenEnv: z.string().optional(),
+  })
+  .strict()
+  .refine((m) => m.token === undefined || m.tokenEnv === undefined, 'give at most one of token or tokenEnv');
 
 /** The whole config file. */
 export const configSchema = z
@@ -148,6 +171,8 @@ export const configSchema = z
     ui: uiConfigSchema.default(UI_DEFAULTS),
     /** Tinderboxes over SSH (the Buildbot Gerrit Plugin's commands); see src/config/tinderboxSsh.ts. */
     tinderboxSsh: tinderboxSshConfigSchema.optional(),
+    /** Prometheus metrics: `/metrics` on the API, and on each `kiln worker` (see src/metrics/). */
+    metrics: metricsConfigSchema.default({ enabled: true, worker: { host: '127.0.0.1', port: 9464 } }),
   })
   .strict()
   .superRefine((cfg, ctx) => {

@@ -26,6 +26,8 @@ export class StartError extends Error {
     this.name = 'StartError';
   }
 }
+import { kilnMetrics } from '../metrics/registry.ts';
+import { temporalClientMetricsInterceptor } from '../metrics/temporal.ts';
 
 /** The config shipped with Kiln, used when none is given and ./kiln.yaml does not exist. */
 export const DEMO_CONFIG = join(PACKAGE_ROOT, 'config/demo.yaml');
@@ -125,7 +127,11 @@ export async function temporalClient(config: KilnConfig, address?: string): Prom
       'no Temporal server: set temporal.address in the config or TEMPORAL_ADDRESS (kiln dev starts one itself)',
     );
   try {
-    return await connectClient({ ...config.temporal, address: a });
+    // Metrics (issue 17): the API's Temporal calls, by method and status.
+    return await connectClient(
+      { ...config.temporal, address: a },
+      config.metrics.enabled ? [temporalClientMetricsInterceptor(kilnMetrics())] : [],
+    );
   } catch (e) {
     throw temporalUnreachable(a, e);
   }

@@ -9,6 +9,10 @@ import { type FastifyInstance } from 'fastify';
 import type pino from 'pino';
 import { buildApi, listenApi } from '../api/server.ts';
 import { BuildService } from '../builds/service.ts';
+import { BuildWatcher } from '../builds/watch.ts';
+import { kilnMetrics } from '../metrics/registry.ts';
+import { clearSdkMetricsAddress, reserveSdkMetricsAddress } from '../metrics/sdk.ts';
+import { metricsToken, startMetricsServer } from '../metrics/server.ts';
 import { Registry } from '../config/load.ts';
 import { type KilnConfig } from '../config/schema.ts';
 import { FileLogStore } from '../logs/logStore.ts';
@@ -35,12 +39,36 @@ export async function startWorker(opts: {
   address: string;
   storage: Storage;
   logger: pino.Logger;
+  /** Serve /metrics on `metrics.worker` (`kiln worker`; `kiln dev` serves them on the API). */
+  serveMetrics?: boolean;
 }): Promise<Running> {
-  installRuntimeLogger(opts.logger);
+  // Metrics (issue 17): the SDK's Prometheus exporter on a loopback port, appended to /metrics.
+  const metricsOn = opts.config.metrics.enabled;
+  const metricsBindAddress = metricsOn ? await reserveSdkMetricsAddress() : undefined;
+  if (!installRuntimeLogger(opts.logger, { metricsBindAddress }) && metricsBindAddress) clearSdkMetricsAddress();
+  const metricsServer =
+    metricsOn && opts.serveMetrics
+      ? await startMetricsServer({
+          m: kilnMetrics(),
+          host: opts.config.metrics.worker.host,
+          port: opts.config.metrics.worker.port,
+          token: metricsToken(opts.config.metrics),
+        }).catch((e: unknown) => {
+          // A second worker on this host: it runs all the same (builds matter more than its metrics).
+          if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+          opts.logger.warn(
+            { port: opts.config.metrics.worker.port },
+            'metrics.worker.port is taken (another kiln worker on this host?): this worker serves no /metrics; give each its own port',
+          );
+          return undefined;
+        })
+      : undefined;
+  if (metricsServer) opts.logger.info({ url: metricsServer.url }, 'worker metrics listening');
   let connection;
   try {
     connection = await connectWorker({ ...opts.config.temporal, address: opts.address });
   } catch (e) {
+    await metricsServer?.close();
     throw temporalUnreachable(opts.address, e);
   }
   const worker = await createKilnWorker({
@@ -53,6 +81,7 @@ export async function startWorker(opts: {
       gerrit: gerritWorkerDeps(opts.config),
       swarming: swarmingDepsFromConfig(opts.config),
     },
+    ...(metricsOn ? { metrics: kilnMetrics() } : {}),
   });
   const run = worker.run();
   opts.logger.info({ taskQueue: opts.config.temporal.taskQueue }, 'worker running');
@@ -61,6 +90,7 @@ export async function startWorker(opts: {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await run.catch((e: unknown) => opts.logger.error({ err: e }, 'worker stopped with an error'));
       await connection.close();
+      await metricsServer?.close();
     },
   };
 }
@@ -81,8 +111,14 @@ export async function startApi(opts: {
     logger: opts.logger,
   });
   const gerrit = resolveGerritSettings(opts.config.gerrit, opts.registry);
+  // Runners long-poll this for canceled builds (issue 17): one storage read per poll for all of them.
+  const watcher = new BuildWatcher({
+    storage: opts.storage,
+    onError: (e) => opts.logger.warn({ err: e }, 'lease watch: storage read failed'),
+  });
   const ctx = {
     service,
+    watcher,
     registry: opts.registry,
     logger: opts.logger,
     // The web UI's read endpoints and live updates (storage), and its stuck-build report (Temporal).
@@ -101,7 +137,19 @@ export async function startApi(opts: {
         })
       : undefined,
   };
-  const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
+  const app = buildApi(ctx, {
+    bodyLimitBytes: opts.config.api.bodyLimitBytes,
+    ...(opts.config.metrics.enabled
+      ? {
+          metrics: {
+            storage: opts.storage,
+            registry: opts.registry,
+            token: metricsToken(opts.config.metrics),
+            watcher,
+          },
+        }
+      : {}),
+  });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');
   // Tinderboxes over SSH (the Buildbot Gerrit Plugin's commands), when configured.
@@ -131,6 +179,7 @@ export async function startApi(opts: {
     // an unreachable Temporal must not hold the shutdown for its whole timeout).
     stop: async () => {
       await ssh?.close();
+      await watcher.close(); // answers the runners' long polls, so close() need not wait for them
       const closed = app.close();
       const drained = await Promise.race([closed.then(() => true), sleep(API_DRAIN_MS).then(() => false)]);
       if (!drained) {

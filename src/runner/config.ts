@@ -45,6 +45,9 @@ export interface RunnerSettings {
    * Kiln's config): never passed to build commands. See `commandEnv`.
    */
   secretEnv?: string[];
+  /** @default "<workDir>/git-cache" */
+  gitCacheDir?: string;
+  keepBuildDirs: boolean;
 }
 
 /** The default runner name: this host and process. */

@@ -1,22 +1,33 @@
 /**
  * `kiln runner`: a pull agent. It peeks for SCHEDULED builds of the builders it serves (only those
- * whose dimensions it covers), leases up to its capacity, starts each build, runs the builder's
- * command with the build's properties as a JSON file and env, streams the log, heartbeats, and
- * reports SUCCESS/FAILURE by exit code (INFRA_FAILURE when the command cannot start). A refused
- * heartbeat (lease expired, build canceled or timed out) stops the command's whole process tree.
+ * whose dimensions it covers), leases up to its capacity, starts each build, checks out the
+ * builder's repository at the build's ref and commit (checkout.ts), runs the builder's command in
+ * it with the build's properties as a JSON file and env, streams the log, heartbeats, and reports
+ * SUCCESS/FAILURE by exit code (INFRA_FAILURE when the checkout fails or the command cannot start).
+ * A lease that is over — seen by the long-polled watch within about a second (a cancel), or by a
+ * refused heartbeat — stops the command's whole process tree. The builder's config is read from
+ * the API for every build, so a changed config applies to the next build started.
  * `stop()` (SIGTERM) stops leasing, lets running builds finish within the grace period, then
  * kills the rest and fails them INFRA_FAILURE.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type pino from 'pino';
 import { type BuilderInfo, isRetryable, KilnApiError, KilnClient, type LeaseResponse } from '../client/kilnClient.ts';
 import { type Build, builderPath } from '../domain/build.ts';
 import { commandEnv } from './commandEnv.ts';
 import { type RunnerSettings } from './config.ts';
+import {
+  CheckoutInputError,
+  type CheckoutResult,
+  CheckoutStopped,
+  checkoutTarget,
+  GitCheckout,
+  redactUrl,
+} from './checkout.ts';
 import { LogStream } from './logStream.ts';
-import { type CommandExit, runCommand, type RunningCommand } from './processTree.ts';
+import { type CommandExit, explainSpawnFailure, runCommand, type RunningCommand } from './processTree.ts';
 
 /** One build this runner holds. */
 interface Held {
@@ -25,8 +36,15 @@ interface Held {
   command?: RunningCommand;
   /** Why the runner stopped the command, when it did. */
   stoppedBecause?: 'lease-lost' | 'shutdown';
+  /** What the build log says about the stop, e.g. "the build was CANCELED". */
+  stopNote?: string;
+  /** Aborted when the build must stop: stops a checkout in progress. */
+  abort: AbortController;
   done: Promise<void>;
 }
+
+/** Seconds one lease watch waits before it is asked again. */
+const WATCH_SECS = 25;
 
 /** Errors that mean "the lease is gone: stop working on this build". */
 const LEASE_GONE = new Set(['LEASE_EXPIRED', 'BUILD_IS_COMPLETED', 'BUILD_NOT_FOUND']);
@@ -40,9 +58,11 @@ export function covers(offered: readonly string[], required: readonly string[]):
 export class Runner {
   private readonly client: KilnClient;
   private readonly held = new Map<string, Held>();
-  private readonly builders = new Map<string, { info: BuilderInfo; at: number }>();
+  private readonly git: GitCheckout;
   private stopping = false;
   private wake: (() => void) | undefined;
+  /** Ends the lease watch in flight, so the next one covers the builds held now. */
+  private rewatch: (() => void) | undefined;
   private loops: Promise<void>[] = [];
 
   constructor(
@@ -50,6 +70,7 @@ export class Runner {
     private readonly logger: pino.Logger,
   ) {
     this.client = new KilnClient({ baseUrl: s.api, token: s.token });
+    this.git = new GitCheckout(resolve(s.gitCacheDir ?? join(s.workDir, 'git-cache')));
   }
 
   /** The builds this runner holds right now (ids). */
@@ -63,7 +84,7 @@ export class Runner {
       { name: this.s.name, serve: this.s.serve, dimensions: this.s.dimensions, capacity: this.s.capacity },
       'runner started',
     );
-    this.loops = [this.peekLoop(), this.heartbeatLoop()];
+    this.loops = [this.peekLoop(), this.heartbeatLoop(), this.watchLoop()];
   }
 
   /** Stops leasing; waits up to the grace period, then kills what still runs and fails it INFRA_FAILURE. */
@@ -80,11 +101,14 @@ export class Runner {
     if (graceOver) {
       for (const h of this.held.values()) {
         h.stoppedBecause ??= 'shutdown';
+        h.stopNote ??= `kiln runner ${this.s.name} shut down (grace period over)`;
+        h.abort.abort();
         void h.command?.stop(this.s.killTimeoutSecs * 1000);
       }
       await all;
     }
     this.wake?.();
+    this.rewatch?.();
     await Promise.all(this.loops);
     this.logger.info('runner stopped');
   }
@@ -155,23 +179,36 @@ export class Runner {
   }
 
   private take(grant: LeaseResponse): void {
-    const h: Held = { build: grant.build, leaseKey: grant.leaseKey, done: Promise.resolve() };
+    const h: Held = {
+      build: grant.build,
+      leaseKey: grant.leaseKey,
+      abort: new AbortController(),
+      done: Promise.resolve(),
+    };
     this.held.set(grant.build.id, h);
+    this.rewatch?.();
     h.done = this.runBuild(h)
       .catch((e: unknown) => this.logger.error({ err: e, buildId: h.build.id }, 'build handling failed'))
       .finally(() => {
         this.held.delete(h.build.id);
         this.wake?.();
+        this.rewatch?.();
       });
   }
 
+  /**
+   * The builder's command and checkout, read for every build (no cache): a config changed and
+   * reloaded by restarting Kiln applies to the next build started. Retries a briefly unreachable API.
+   */
   private async builderInfo(b: Build): Promise<BuilderInfo> {
-    const key = builderPath(b.builder);
-    const cached = this.builders.get(key);
-    if (cached && Date.now() - cached.at < 60_000) return cached.info;
-    const info = await this.client.getBuilder(b.builder);
-    this.builders.set(key, { info, at: Date.now() });
-    return info;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.client.getBuilder(b.builder);
+      } catch (e) {
+        if (!(e instanceof KilnApiError && e.code === 'UNAVAILABLE') || attempt >= 4) throw e;
+        await sleep(500 * (attempt + 1));
+      }
+    }
   }
 
   private async runBuild(h: Held): Promise<void> {
@@ -206,46 +243,122 @@ export class Runner {
       flushIntervalMs: this.s.logFlushIntervalSecs * 1000,
       logger: log,
     });
-    if (!info.command) {
+    const command = info.command;
+    if (!command) {
       stream.write(`kiln runner: builder ${builderPath(b.builder)} has no command configured\n`);
       await stream.finish();
       await this.report(h, 'fail', `builder ${builderPath(b.builder)} has no command configured`, 'INFRA_FAILURE');
       return;
     }
     const dir = resolve(this.s.workDir, `${b.id}-${attempt}`);
+    try {
+      await this.runInFolder(h, { ...info, command }, dir, attempt, stream, log);
+    } finally {
+      if (!this.s.keepBuildDirs) {
+        await rm(dir, { recursive: true, force: true }).catch((e: unknown) =>
+          log.warn({ err: (e as Error).message, dir }, 'could not remove the build folder'),
+        );
+      }
+    }
+  }
+
+  /** Checkout (when the builder has one), command, log and report, in the build's folder `dir`. */
+  private async runInFolder(
+    h: Held,
+    info: BuilderInfo & { command: string[] },
+    dir: string,
+    attempt: string,
+    stream: LogStream,
+    log: pino.Logger,
+  ): Promise<void> {
+    const b = h.build;
+    await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const propertiesFile = join(dir, 'properties.json');
     await writeFile(propertiesFile, JSON.stringify(b.input.properties, null, 2));
     stream.write(
       `kiln runner ${this.s.name}: ${builderPath(b.builder)} #${b.number} (build ${b.id}, attempt ${attempt})\n`,
     );
+    let checkout: CheckoutResult | undefined;
+    if (info.checkout) {
+      try {
+        const target = checkoutTarget(info.checkout, b);
+        checkout = await this.git.checkout({
+          target,
+          dir: join(dir, 'src'),
+          onOutput: (t) => stream.write(t),
+          signal: h.abort.signal,
+          killTimeoutSecs: this.s.killTimeoutSecs,
+        });
+      } catch (e) {
+        const stopped = e instanceof CheckoutStopped;
+        const message = (e as Error).message;
+        stream.write(
+          `kiln runner: ${stopped ? `checkout stopped: ${h.stopNote ?? 'the build must stop'}` : message}\n`,
+        );
+        await stream.finish();
+        log.info({ err: message }, 'checkout did not finish');
+        if (h.stoppedBecause === 'lease-lost') return;
+        if (h.stoppedBecause === 'shutdown') {
+          await this.report(
+            h,
+            'fail',
+            `kiln runner ${this.s.name} shut down before the build finished`,
+            'INFRA_FAILURE',
+          );
+        } else if (e instanceof CheckoutInputError) {
+          await this.report(h, 'fail', `the build's input cannot be checked out: ${message}`, 'BUILD_FAILURE');
+        } else {
+          await this.report(
+            h,
+            'fail',
+            `checkout of ${redactUrl(info.checkout.repo)} failed: ${message}`,
+            'INFRA_FAILURE',
+          );
+        }
+        return;
+      }
+    }
+    const cwd = checkout?.dir ?? dir;
+    stream.write(`kiln runner: in ${cwd}\n`);
     stream.write(
       `$ ${info.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ')}\n`,
     );
-    h.command = runCommand(info.command, {
-      cwd: dir,
-      env: commandEnv(process.env, this.s, {
-        KILN_BUILD_ID: b.id,
-        KILN_BUILD_NUMBER: String(b.number),
-        KILN_BUILDER: builderPath(b.builder),
-        KILN_PROJECT: b.builder.project,
-        KILN_BUCKET: b.builder.bucket,
-        KILN_PROPERTIES_FILE: propertiesFile,
-      }),
-      onOutput: (chunk) => stream.write(chunk),
+    const env = commandEnv(process.env, this.s, {
+      KILN_BUILD_ID: b.id,
+      KILN_BUILD_NUMBER: String(b.number),
+      KILN_BUILDER: builderPath(b.builder),
+      KILN_PROJECT: b.builder.project,
+      KILN_BUCKET: b.builder.bucket,
+      KILN_PROPERTIES_FILE: propertiesFile,
+      KILN_ATTEMPT: attempt,
+      KILN_BUILD_DIR: dir,
+      KILN_RUNNER: this.s.name,
+      ...(checkout && info.checkout
+        ? {
+            KILN_CHECKOUT_DIR: checkout.dir,
+            KILN_REPOSITORY: checkout.repo,
+            KILN_REF: checkout.ref,
+            KILN_REVISION: checkout.revision,
+          }
+        : {}),
     });
+    h.command = runCommand(info.command, { cwd, env, onOutput: (chunk) => stream.write(chunk) });
     // A refusal that arrived while the command was being spawned.
     if (h.stoppedBecause) void h.command.stop(this.s.killTimeoutSecs * 1000);
     const exit = await h.command.exited;
-    stream.write(`\nkiln runner: ${describeExit(exit)}\n`);
+    const spawnMessage =
+      exit.kind === 'spawnFailed' ? explainSpawnFailure(info.command[0] ?? '', cwd, env, exit.message) : undefined;
+    stream.write(`\nkiln runner: ${spawnMessage ?? describeExit(exit)}\n`);
+    if (h.stopNote) stream.write(`kiln runner: stopped the command: ${h.stopNote}\n`);
     await stream.finish();
     log.info({ exit, stoppedBecause: h.stoppedBecause }, 'command ended');
     if (h.stoppedBecause === 'lease-lost') return;
     if (h.stoppedBecause === 'shutdown') {
       await this.report(h, 'fail', `kiln runner ${this.s.name} shut down before the build finished`, 'INFRA_FAILURE');
-    } else if (exit.kind === 'spawnFailed') {
-      await this.report(h, 'fail', `the command could not be started: ${exit.message}`, 'INFRA_FAILURE');
-    } else if (exit.code === 0) {
+    } else if (spawnMessage !== undefined) {
+      await this.report(h, 'fail', spawnMessage, 'INFRA_FAILURE');
+    } else if (exit.kind === 'exited' && exit.code === 0) {
       await this.report(h, 'succeed', undefined);
     } else {
       await this.report(h, 'fail', describeExit(exit), 'BUILD_FAILURE');
@@ -294,7 +407,7 @@ export class Runner {
         try {
           const { results } = await this.client.heartbeatBatch(items.slice(i, i + 100));
           for (const r of results) {
-            if (r.error && LEASE_GONE.has(r.error.code)) this.leaseLost(r.buildId, r.error.code);
+            if (r.error && LEASE_GONE.has(r.error.code)) this.leaseLost(r.buildId, r.error.code, r.error.message);
           }
         } catch (e) {
           this.logger.warn({ err: (e as Error).message }, 'heartbeat failed; will retry');
@@ -303,12 +416,59 @@ export class Runner {
     }
   }
 
-  /** The server refused a heartbeat for good: stop the build's process tree. */
-  private leaseLost(buildId: string, code: string): void {
+  /**
+   * Long-polls `POST /api/v1/watch` with every build held, so a cancel (or a timeout, or a lease
+   * reset) stops the build within about a second instead of at the next heartbeat. Restarted
+   * whenever the held set changes. An API without the route (older Kiln) leaves it to heartbeats.
+   */
+  private async watchLoop(): Promise<void> {
+    let unsupported = false;
+    while (!(this.stopping && this.held.size === 0)) {
+      const items = [...this.held.values()]
+        .filter((h) => h.stoppedBecause === undefined)
+        .map((h) => ({ buildId: h.build.id, leaseKey: h.leaseKey }));
+      const ac = new AbortController();
+      this.rewatch = () => ac.abort();
+      try {
+        if (items.length === 0 || unsupported) {
+          await new Promise<void>((r) => ac.signal.addEventListener('abort', () => r(), { once: true }));
+          continue;
+        }
+        const { results } = await this.client.watch(items.slice(0, 100), {
+          timeoutSecs: WATCH_SECS,
+          signal: ac.signal,
+        });
+        for (const r of results) {
+          if (LEASE_GONE.has(r.error.code)) this.leaseLost(r.buildId, r.error.code, r.error.message, r.status);
+        }
+      } catch (e) {
+        if (ac.signal.aborted) continue;
+        if (e instanceof KilnApiError && e.code === 'NOT_FOUND') {
+          this.logger.warn({ err: e.message }, 'the API has no lease watch; cancels stop builds at the next heartbeat');
+          unsupported = true;
+          continue;
+        }
+        this.logger.warn({ err: (e as Error).message }, 'lease watch failed; will retry');
+        await sleep(1000);
+      } finally {
+        this.rewatch = undefined;
+      }
+    }
+  }
+
+  /** The lease is over (refused heartbeat, or the watch saw it end): stop the build's process tree. */
+  private leaseLost(buildId: string, code: string, message: string, status?: string): void {
     const h = this.held.get(buildId);
     if (!h || h.stoppedBecause === 'lease-lost') return;
-    this.logger.warn({ buildId, code }, 'heartbeat refused: stopping the build');
+    this.logger.warn({ buildId, code, status }, 'lease is over: stopping the build');
     h.stoppedBecause = 'lease-lost';
+    h.stopNote =
+      code === 'BUILD_IS_COMPLETED'
+        ? `the build ended${status ? ` ${status}` : ''} while it ran (${message})`
+        : code === 'LEASE_EXPIRED'
+          ? `this runner's lease is over; the build may run again elsewhere (${message})`
+          : message;
+    h.abort.abort();
     void h.command?.stop(this.s.killTimeoutSecs * 1000);
   }
 }

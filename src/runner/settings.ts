@@ -7,6 +7,40 @@ import { z } from 'zod';
 const bucketPathSchema = z.string().regex(/^[^/\s]+\/[^/\s]+$/, 'a "project/bucket" string');
 const dimension = z.string().regex(/^[^:\s]+:\S.*$/, 'a "key:value" dimension');
 
+/** Characters git forbids in ref names, plus whitespace; the rest of git's rules are checked below. */
+// eslint-disable-next-line no-control-regex -- git forbids control characters in refs
+const BAD_REF_CHARS = /[\s~^:?*[\\\x00-\x1f\x7f]/;
+
+/** True when `ref` is a ref name git accepts (the rules of `git check-ref-format`). */
+export function isValidRefName(ref: string): boolean {
+  if (ref.length === 0 || ref.length > 1024 || BAD_REF_CHARS.test(ref)) return false;
+  if (ref.startsWith('-') || ref.startsWith('/') || ref.endsWith('/') || ref.endsWith('.')) return false;
+  if (ref.includes('..') || ref.includes('//') || ref.includes('@{') || ref === '@') return false;
+  return ref.split('/').every((c) => c.length > 0 && !c.startsWith('.') && !c.endsWith('.lock'));
+}
+
+/**
+ * A builder's `checkout`: the repository `kiln runner` fetches (with a cache per repository) and
+ * checks out into the build's folder before running the command, which then runs in the checkout.
+ */
+export const checkoutSchema = z
+  .object({
+    /** URL (https://, ssh://, git@host:path, file://) or a path on the runner's machine (`./x` against its working directory). */
+    repo: z
+      .string()
+      .min(1)
+      .refine((r) => !r.startsWith('-') && !/\s/.test(r), 'a repository URL or path (no leading "-", no spaces)'),
+    /** Branch (`main`) or full ref built when the build's input names none. @default the repository's HEAD */
+    ref: z
+      .string()
+      .refine(
+        (r) => r === 'HEAD' || isValidRefName(r.startsWith('refs/') ? r : `refs/heads/${r}`),
+        'a branch name or a full ref (refs/…)',
+      )
+      .optional(),
+  })
+  .strict();
+
 /** Which builds to take: a bucket, optionally only some of its builders. */
 export const serveSchema = z
   .object({
@@ -44,6 +78,10 @@ export const runnerSettingsShape = {
   killTimeoutSecs: z.number().min(0).max(600).default(5),
   /** Where builds run: one folder per build. @default ".kiln/runner" */
   workDir: z.string().default('.kiln/runner'),
+  /** One bare git repository per checked-out repository, reused by every build. @default "<workDir>/git-cache" */
+  gitCacheDir: z.string().optional(),
+  /** Keep each build's folder (checkout included) after the build instead of deleting it. @default false */
+  keepBuildDirs: z.boolean().default(false),
 };
 
 /** `kiln dev`'s own runner: the same settings, plus a switch; peeks every 2 s by default. */

@@ -21,6 +21,8 @@ import {
   type ReserveBuildRequest,
   type Storage,
   type VerificationQuery,
+  type BuildState,
+  type OpenBuildStat,
 } from './storage.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 
@@ -348,6 +350,48 @@ export class SqlStorage implements Storage {
       builds: b.rows.filter((row) => upTo(row.seq)).map((row) => row.s),
       verifications: v.rows.filter((row) => upTo(row.seq)).map((row) => row.data),
     };
+  }
+
+  async getBuildStates(ids: string[]): Promise<BuildState[]> {
+    if (ids.length === 0) return [];
+    const r = await this.db.query<{
+      id: string;
+      bucket: string;
+      status: BuildState['status'];
+      lease_generation: number;
+    }>(
+      `SELECT id::text AS id, project || '/' || bucket AS bucket, status,
+              (data->>'leaseGeneration')::int AS lease_generation
+       FROM builds WHERE id = ANY($1::bigint[])`,
+      [ids],
+    );
+    return r.rows.map((row) => ({
+      id: row.id,
+      bucket: row.bucket,
+      status: row.status,
+      leaseGeneration: row.lease_generation,
+    }));
+  }
+
+  async openBuildStats(): Promise<OpenBuildStat[]> {
+    // The status index keeps this to the open builds however many have ended.
+    const r = await this.db.query<{
+      project: string;
+      bucket: string;
+      builder: string;
+      status: OpenBuildStat['status'];
+      count: number;
+      oldest: string;
+    }>(
+      `SELECT project, bucket, builder, status, count(*)::int AS count, min(create_time) AS oldest
+       FROM builds WHERE status IN ('SCHEDULED', 'STARTED') GROUP BY project, bucket, builder, status`,
+    );
+    return r.rows.map((row) => ({
+      builder: { project: row.project, bucket: row.bucket, builder: row.builder },
+      status: row.status,
+      count: row.count,
+      oldestCreateTime: new Date(row.oldest).toISOString(),
+    }));
   }
 
   async close(): Promise<void> {

@@ -129,6 +129,24 @@ export interface ChangeFeedPage {
   verifications: StoredVerification[];
 }
 
+/** Where a build stands, as `getBuildStates` reads it. */
+export interface BuildState {
+  id: string;
+  /** `project/bucket`, for the caller's permission check. */
+  bucket: string;
+  status: BuildStatus;
+  leaseGeneration: number;
+}
+
+/** One row of `openBuildStats`. */
+export interface OpenBuildStat {
+  builder: BuilderId;
+  status: 'SCHEDULED' | 'STARTED';
+  count: number;
+  /** Create time (ISO) of the oldest such build. */
+  oldestCreateTime: string;
+}
+
 /** The storage every Kiln process uses. */
 export interface Storage {
   /** Claims the request key (if any) and allocates the builder's next build number, atomically. */
@@ -164,5 +182,10 @@ export interface Storage {
   readonly kind: 'embedded' | 'postgres';
   /** Build logs kept in this database; what several API processes share (see `SqlLogStore`). */
   readonly logs: LogStore;
+  // ---- read by the runner's build watch and by metrics ----
+  /** Status and lease generation of each of `ids` that is stored (one query, however many). */
+  getBuildStates(ids: string[]): Promise<BuildState[]>;
+  /** Per builder and open status (SCHEDULED, STARTED): how many builds and the oldest one's create time. */
+  openBuildStats(): Promise<OpenBuildStat[]>;
   close(): Promise<void>;
 }

@@ -3,7 +3,13 @@
  * optionally TLS/mTLS and an API key for Temporal Cloud or a secured cluster.
  */
 import { readFileSync } from 'node:fs';
-import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  type ConnectionOptions,
+  defaultGrpcRetryOptions,
+  makeGrpcRetryInterceptor,
+} from '@temporalio/client';
 import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
 import { type KilnConfig } from '../config/schema.ts';
 
@@ -25,9 +31,22 @@ function apiKey(t: TemporalConfig): string | undefined {
   return t.apiKeyEnv ? process.env[t.apiKeyEnv] : undefined;
 }
 
-/** A client for scheduling and messaging workflows. */
-export async function connectClient(t: TemporalConfig & { address: string }): Promise<Client> {
-  const connection = await Connection.connect({ address: t.address, tls: tlsOptions(t), apiKey: apiKey(t) });
+/**
+ * A client for scheduling and messaging workflows. `interceptors` are added after the SDK's default
+ * retry interceptor (e.g. the metrics one, src/metrics/temporal.ts).
+ */
+export async function connectClient(
+  t: TemporalConfig & { address: string },
+  interceptors: NonNullable<ConnectionOptions['interceptors']> = [],
+): Promise<Client> {
+  const connection = await Connection.connect({
+    address: t.address,
+    tls: tlsOptions(t),
+    apiKey: apiKey(t),
+    ...(interceptors.length > 0
+      ? { interceptors: [makeGrpcRetryInterceptor(defaultGrpcRetryOptions()), ...interceptors] }
+      : {}),
+  });
   return new Client({ connection, namespace: t.namespace });
 }
 

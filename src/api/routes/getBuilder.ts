@@ -13,6 +13,8 @@ export interface BuilderResponse {
   builder: z.infer<typeof builderIdSchema>;
   /** argv `kiln runner` runs; absent when the builder has none (runners fail such builds). */
   command?: string[];
+  /** The repository the runner checks out first; absent → the command runs in an empty folder. */
+  checkout?: { repo: string; ref?: string };
   dimensions: string[];
   leaseDurationSecs: number;
   maxLeaseDurationSecs: number;
@@ -28,6 +30,7 @@ export const getBuilder: Route = (app, ctx) => {
     return {
       builder: id,
       command: cfg.command,
+      checkout: cfg.checkout,
       dimensions: cfg.dimensions,
       leaseDurationSecs: cfg.leaseDurationSecs,
       maxLeaseDurationSecs: cfg.maxLeaseDurationSecs,

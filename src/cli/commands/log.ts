@@ -34,13 +34,30 @@ export function registerLogCommand(program: Command): void {
         const chunk = await client.readLog(id, { offset, attempt });
         if (chunk.data.length) process.stdout.write(chunk.data);
         offset += chunk.data.length;
-        if (!o.follow || chunk.complete) return;
+        if (chunk.complete) return;
+        if (!o.follow) {
+          await noteIncomplete(client, id);
+          return;
+        }
         if (chunk.data.length === 0) {
           // An ended build whose runner never completed the log: stop after a few quiet polls.
           quietPolls = isEnded((await client.get(id)).status) ? quietPolls + 1 : 0;
-          if (quietPolls >= 3) return;
+          if (quietPolls >= 3) {
+            await noteIncomplete(client, id);
+            return;
+          }
         }
         await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
       }
     });
+}
+
+/** Says on stderr that the log printed is not the whole story, and why (issue 17: a cut-off log with no note). */
+async function noteIncomplete(client: KilnClient, id: string): Promise<void> {
+  const b = await client.get(id).catch(() => undefined);
+  if (!b) return;
+  const why = isEnded(b.status)
+    ? `build ${id} ended ${b.status}${b.summaryMarkdown ? ` (${b.summaryMarkdown})` : ''} and its runner has not finished uploading the log (it may still): kiln log ${id} --follow waits for the rest`
+    : `build ${id} is ${b.status}: the log goes on; kiln log ${id} --follow prints it as it grows`;
+  process.stderr.write(`\n[kiln: this log is incomplete: ${why}]\n`);
 }
