@@ -9,6 +9,7 @@ import YAML from 'yaml';
 import { type BuilderId } from '../domain/build.ts';
 import { type BucketConfig, type BuilderConfig, configSchema, type KilnConfig, type Role } from './schema.ts';
 import { resolveSwarmingConfig, SwarmingConfigError } from './swarming.ts';
+import { LaunchpadConfigError, resolveLaunchpadSecrets } from './launchpad.ts';
 
 /** A config file that cannot be used; the message names the file and key. */
 export class ConfigError extends Error {
@@ -85,6 +86,13 @@ export function parseConfig(text: string, file: string, env: KilnEnv = loadEnv()
       }),
     ),
   );
+  // ---- launchpad: secrets of repositories and notification targets, and where the config came from ----
+  try {
+    resolveLaunchpadSecrets(cfg, file);
+  } catch (e) {
+    throw e instanceof LaunchpadConfigError ? new ConfigError(e.message) : e;
+  }
+  (cfg as KilnConfig).configFile = file;
   try {
     return resolveSwarmingConfig(cfg, file);
   } catch (e) {

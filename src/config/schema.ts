@@ -8,6 +8,8 @@ import { devRunnerSchema } from '../runner/settings.ts';
 import { gerritConfigSchema } from './gerrit.ts';
 import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domain/swarming/config.ts';
 import { swarmingServiceSchema } from './swarmingSchema.ts';
+// ---- launchpad (schedulers, git pollers, promotions, notifications) ----
+import { checkLaunchpadConfig, launchpadConfigShape } from './launchpad.ts';
 
 /** Access levels on a bucket; each includes the ones before it. */
 export const ROLES = ['READER', 'SCHEDULER', 'WRITER'] as const;
@@ -140,9 +142,12 @@ export const configSchema = z
     swarming: swarmingServiceSchema.optional(),
     /** Gerrit change verification (hosts, event secret, per-project triggers); absent → off. */
     gerrit: gerritConfigSchema.optional(),
+    // ---- launchpad: repositories, schedulers, promotions, merges, notifications, git (src/config/launchpad.ts) ----
+    ...launchpadConfigShape,
   })
   .strict()
   .superRefine((cfg, ctx) => {
+    checkLaunchpadConfig(cfg, ctx); // ---- launchpad ----
     const seen = new Set<string>();
     cfg.projects.forEach((p, pi) =>
       p.buckets.forEach((b, bi) =>
@@ -169,6 +174,10 @@ export const configSchema = z
   });
 
 /** The loaded config; `swarmingTemplates` holds the task templates read from `swarming.taskTemplate*`. */
-export type KilnConfig = z.infer<typeof configSchema> & { swarmingTemplates?: SwarmingServiceConfig };
+export type KilnConfig = z.infer<typeof configSchema> & {
+  swarmingTemplates?: SwarmingServiceConfig;
+  /** ---- launchpad ----: the file the config came from, for errors found after parsing (missing branches). */
+  configFile?: string;
+};
 export type BuilderConfig = z.infer<typeof builderSchema>;
 export type BucketConfig = z.infer<typeof bucketSchema>;
