@@ -5,6 +5,7 @@ import { type BuildService } from '../builds/service.ts';
 import { type Registry } from '../config/load.ts';
 import { type LogStore } from '../logs/logStore.ts';
 import { type GerritIntake } from '../gerrit/intake.ts';
+import { type LaunchpadApi } from '../launchpad/api.ts';
 
 export interface ApiContext {
   service: BuildService;
@@ -14,6 +15,8 @@ export interface ApiContext {
   logs?: LogStore;
   /** Gerrit event intake; the Gerrit events route answers NOT_FOUND without one. */
   gerrit?: GerritIntake;
+  /** ---- launchpad ----: schedulers and promotions; their routes answer NOT_FOUND without it. */
+  launchpad?: LaunchpadApi;
 }
 
 /** A route module: registers one route on the app. */

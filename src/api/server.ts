@@ -25,6 +25,9 @@ import { swarmingNotify } from './routes/swarmingNotify.ts';
 import { tinderboxGetTask } from './routes/tinderboxGetTask.ts';
 import { tinderboxReport } from './routes/tinderboxReport.ts';
 import { uploadLog } from './routes/uploadLog.ts';
+// ---- launchpad ----
+import { dryRunPromotions, listPromotions } from './routes/promotions.ts';
+import { listSchedules, scheduleAction } from './routes/schedules.ts';
 
 /** Every route; a later issue's routes are added here. */
 export const ROUTES: Route[] = [
@@ -48,6 +51,11 @@ export const ROUTES: Route[] = [
   tinderboxGetTask,
   tinderboxReport,
   searchVerifications,
+  // ---- launchpad: schedulers, promotions ----
+  listSchedules,
+  scheduleAction,
+  listPromotions,
+  dryRunPromotions,
 ];
 
 /** Options of `buildApi`. */

@@ -73,7 +73,10 @@ export const repositorySchema = z
       .strict()
       .optional(),
     /** Gerrit `ref-updated` events of this Gerrit project make its pollers poll at once. */
-    gerrit: z.object({ host: z.string().min(1), project: z.string().min(1) }).strict().optional(),
+    gerrit: z
+      .object({ host: z.string().min(1), project: z.string().min(1) })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -151,14 +154,7 @@ export const mergeSchema = z
   .strict();
 
 /** Events a notification rule can ask for. */
-export const NOTIFICATION_EVENTS = [
-  'end',
-  'success',
-  'failure',
-  'fix',
-  'promotion-done',
-  'promotion-failed',
-] as const;
+export const NOTIFICATION_EVENTS = ['end', 'success', 'failure', 'fix', 'promotion-done', 'promotion-failed'] as const;
 export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 
 const url = z.string().url();
@@ -255,7 +251,11 @@ export const launchpadConfigShape = {
   promotions: z.array(promotionSchema).default([]),
   merges: z.array(mergeSchema).default([]),
   notifications: notificationsSchema.optional(),
-  git: gitSettingsSchema.default({ committer: { name: 'Kiln', email: 'kiln@localhost' }, dryRun: false, commandTimeout: '10m' }),
+  git: gitSettingsSchema.default({
+    committer: { name: 'Kiln', email: 'kiln@localhost' },
+    dryRun: false,
+    commandTimeout: '10m',
+  }),
 };
 
 export type RepositoryConfig = z.infer<typeof repositorySchema>;
@@ -273,7 +273,12 @@ export type GitSettings = z.infer<typeof gitSettingsSchema>;
 export interface LaunchpadConfigView {
   projects: {
     name: string;
-    buckets: { name: string; acls: unknown[]; builders: { name: string }[]; swarming?: { builders: { name: string }[] } }[];
+    buckets: {
+      name: string;
+      acls: unknown[];
+      builders: { name: string }[];
+      swarming?: { builders: { name: string }[] };
+    }[];
   }[];
   repositories: RepositoryConfig[];
   schedulers: SchedulerConfig[];
@@ -394,7 +399,10 @@ export function checkLaunchpadConfig(cfg: LaunchpadConfigView, ctx: z.Refinement
     cfg.merges.forEach((m, i) => {
       const repo = cfg.repositories.find((r) => r.name === m.repo);
       if (repo && repo.bucket === undefined)
-        issue(['merges', i, 'repo'], `repository ${m.repo} needs a bucket (whose roles may see and trigger this merge)`);
+        issue(
+          ['merges', i, 'repo'],
+          `repository ${m.repo} needs a bucket (whose roles may see and trigger this merge)`,
+        );
     });
   }
 }

@@ -142,11 +142,7 @@ function shellQuote(s: string): string {
 }
 
 /** The tip of `branch` on the remote, or undefined when the branch does not exist. */
-export async function lsRemoteBranch(
-  url: string,
-  branch: string,
-  o: GitRunOptions = {},
-): Promise<string | undefined> {
+export async function lsRemoteBranch(url: string, branch: string, o: GitRunOptions = {}): Promise<string | undefined> {
   const ref = branchRef(branch);
   const r = await runGit(['ls-remote', '--', url, ref], o);
   for (const line of r.stdout.split('\n')) {
@@ -280,9 +276,9 @@ export class GitMirror {
 
   /** True when the cache has `sha` as a commit. */
   async hasCommit(sha: string): Promise<boolean> {
-    const r = await runGit(['cat-file', '-e', `${sha}^{commit}`], { ...this.opts(), allowExit1: true }).catch(
-      () => ({ code: 1 }),
-    );
+    const r = await runGit(['cat-file', '-e', `${sha}^{commit}`], { ...this.opts(), allowExit1: true }).catch(() => ({
+      code: 1,
+    }));
     return r.code === 0;
   }
 
@@ -294,8 +290,13 @@ export class GitMirror {
   async firstParentCommits(
     since: string | undefined,
     tip: string,
+    /** Only the newest this many (git applies it before the oldest-first order). */
+    limit?: number,
   ): Promise<(PolledCommit & { mergedAuthors: string[] })[]> {
-    const range = since === undefined ? [tip] : [`${since}..${tip}`];
+    const range = [
+      ...(limit !== undefined ? ['-n', String(limit)] : []),
+      since === undefined ? tip : `${since}..${tip}`,
+    ];
     const r = await runGit(
       ['log', '--first-parent', '--reverse', '--format=%H%x00%P%x00%an%x00%ae%x00%cI%x00%s', ...range, '--'],
       this.opts(),
@@ -327,12 +328,16 @@ export class GitMirror {
       const o = this.opts(signal);
       const pushUrl = this.repo.pushUrl ?? this.repo.url;
       const before = await this.fetchedTip(req.to);
-      if (before === undefined)
-        throw new GitError('other', `branch ${req.to} does not exist in ${this.repo.name}`, '');
+      if (before === undefined) throw new GitError('other', `branch ${req.to} does not exist in ${this.repo.name}`, '');
       if (!(await this.hasCommit(req.commit)))
         throw new GitError('other', `commit ${req.commit} is not in ${this.repo.name} (was it fetched?)`, '');
       if (await this.isAncestor(req.commit, before)) {
-        return { outcome: 'NOOP', commit: req.commit, before, message: `${req.to} already contains ${short(req.commit)}` };
+        return {
+          outcome: 'NOOP',
+          commit: req.commit,
+          before,
+          message: `${req.to} already contains ${short(req.commit)}`,
+        };
       }
       let after: string;
       if (req.mode === 'fast-forward') {

@@ -17,6 +17,7 @@ import { type Storage } from '../storage/storage.ts';
 import { swarmingDepsFromConfig } from '../swarming/deps.ts';
 import { connectWorker } from '../temporal/connection.ts';
 import { createKilnWorker, installRuntimeLogger } from '../../workers/worker.ts';
+import { launchpadForApi, launchpadForWorker, refUpdatedHook } from '../launchpad/runtime.ts'; // ---- launchpad ----
 
 /** A started part of Kiln. */
 export interface Running {
@@ -32,6 +33,8 @@ export async function startWorker(opts: {
 }): Promise<Running> {
   installRuntimeLogger(opts.logger);
   const connection = await connectWorker({ ...opts.config.temporal, address: opts.address });
+  // ---- launchpad: branches checked before taking work; schedules and pollers reconciled once running ----
+  const launchpad = await launchpadForWorker({ ...opts, connection });
   const worker = await createKilnWorker({
     connection,
     namespace: opts.config.temporal.namespace,
@@ -41,9 +44,11 @@ export async function startWorker(opts: {
       logger: opts.logger.child({ component: 'activities' }),
       gerrit: gerritWorkerDeps(opts.config),
       swarming: swarmingDepsFromConfig(opts.config),
+      launchpad: launchpad.context,
     },
   });
   const run = worker.run();
+  await launchpad.reconcile();
   opts.logger.info({ taskQueue: opts.config.temporal.taskQueue }, 'worker running');
   return {
     stop: async () => {
@@ -84,8 +89,10 @@ export async function startApi(opts: {
           taskQueue: opts.config.temporal.taskQueue,
           logger: opts.logger.child({ component: 'gerrit' }),
           publicUrl: opts.config.api.publicUrl,
+          onRefUpdated: refUpdatedHook(opts.config, opts.client, opts.logger.child({ component: 'launchpad' })),
         })
       : undefined,
+    launchpad: await launchpadForApi(opts), // ---- launchpad ----
   };
   const app = buildApi(ctx, { bodyLimitBytes: opts.config.api.bodyLimitBytes });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);

@@ -8,6 +8,7 @@
 import { type Build, type BuilderId, type BuildStatus } from '../domain/build.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 import { type LogStore } from '../logs/logStore.ts';
+import { type SqlClient } from './sqlClient.ts';
 
 /** What `reserveBuild` needs: the build ID the API generated and the builder that gets a number. */
 export interface ReserveBuildRequest {
@@ -89,5 +90,7 @@ export interface Storage {
   readonly kind: 'embedded' | 'postgres';
   /** Build logs kept in this database; what several API processes share (see `SqlLogStore`). */
   readonly logs: LogStore;
+  /** The database itself, for stores of other features that keep their own tables in it (promotions, notifications). */
+  readonly sql: SqlClient;
   close(): Promise<void>;
 }

@@ -150,7 +150,10 @@ describe('git layer on real repositories', () => {
       const r = await good.push({ ...base, commit: c, from: 'master', to: 'stable', mode: 'fast-forward' });
       assert.equal(r.outcome, 'PUSHED');
       assert.equal(hx.tip('stable'), c);
-      assert.ok(http.requests.some((q) => q.includes('git-receive-pack')), 'pushed through http-backend');
+      assert.ok(
+        http.requests.some((q) => q.includes('git-receive-pack')),
+        'pushed through http-backend',
+      );
       const bad = new GitMirror({ name: 'web-bad', url, http: { username: 'kiln', password: 'wrong' } }, cache);
       await assert.rejects(bad.fetch(['master']), (e: unknown) => e instanceof GitError && e.kind === 'auth');
     });

@@ -28,7 +28,11 @@ export interface PolledCommit {
 
 /** The host and project a git remote URL names (`file://`, `http(s)://`, `ssh://`, `git://`, `user@host:path`). */
 export function remoteIdentity(url: string): { host: string; project: string } {
-  const clean = (p: string) => p.replace(/^\/+/, '').replace(/\/+$/, '').replace(/\.git$/, '');
+  const clean = (p: string) =>
+    p
+      .replace(/^\/+/, '')
+      .replace(/\/+$/, '')
+      .replace(/\.git$/, '');
   const scp = /^(?:[^@/:\s]+@)?([^@/:\s]+):(?!\/\/)(.+)$/.exec(url);
   if (scp && !/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return { host: scp[1] ?? '', project: clean(scp[2] ?? '') };
   try {
