@@ -104,7 +104,7 @@ export function createLaunchpadActivities(ctx: LaunchpadContext | undefined) {
         if (!g.green) continue;
         const candidate: PromotionCandidate = { commit: commit.id, buildId: b.id };
         await ctx.client.workflow.signalWithStart(promotionWorkflow, {
-          workflowId: launchpadIds.promotion(p.name),
+          workflowId: launchpadIds.promotion(ctx.taskQueue, p.name),
           taskQueue: ctx.taskQueue,
           args: [{ promotion: p.name, spec: { repo: p.repo, from: p.from, to: p.to, mode: p.mode } }],
           signal: candidateSignal,

@@ -1,5 +1,5 @@
 /**
- * `gitPollerWorkflow`, ID `poller/<scheduler>`: an on-commit scheduler's poller for one
+ * `gitPollerWorkflow`, ID `poller/<task queue>/<scheduler>`: an on-commit scheduler's poller for one
  * (repository, branch), running for as long as the scheduler is configured. Every poll interval
  * (or at once on a `pollNow` signal, e.g. from a Gerrit `ref-updated` event) an activity fetches
  * the branch with the real `git` and lists the commits after the last one handled; the poller

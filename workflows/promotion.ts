@@ -1,11 +1,11 @@
 /**
  * Branch promotion (seed 004's "merge the commits that built green into stable"):
  *
- * - `promotionWorkflow`, ID `promotion/<name>`: one per configured promotion, started by the first
+ * - `promotionWorkflow`, ID `promotion/<task queue>/<name>`: one per configured promotion, started by the first
  *   green commit's signal (signal-with-start from the build-end hook). It runs one attempt at a
  *   time; green commits reported meanwhile wait, and the next attempt takes the newest of them, so
  *   a newer green commit supersedes older ones. Continues as new with its waiting commits.
- * - `promotionAttemptWorkflow`, ID `promotion/<name>/<n>` (or a periodic merge's scheduled run):
+ * - `promotionAttemptWorkflow`, ID `promotion/<task queue>/<name>/<n>` (or a periodic merge's scheduled run):
  *   one per attempt, searchable (`KilnStatus`, `KilnTags` `promotion:<name>`, `repo:…`, `to:…`),
  *   stored for `kiln promotions`, and announced to the notification rules when it ends.
  * - `promotionDryRunWorkflow`: what every promotion and merge would push now, pushing nothing.
@@ -80,7 +80,7 @@ export async function promotionWorkflow(input: PromotionWorkflowInput): Promise<
       st.waiting = [];
       st.attempts += 1;
       runs += 1;
-      const id = `promotion/${input.promotion}/${st.attempts}`;
+      const id = `${workflowInfo().workflowId}/${st.attempts}`;
       running = id;
       try {
         const a = await executeChild(promotionAttemptWorkflow, {

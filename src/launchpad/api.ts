@@ -106,7 +106,7 @@ export class LaunchpadApi {
           ...(await scheduleState(launchpadIds.schedule(this.o.taskQueue, s.name))),
         });
       } else {
-        const st = await this.o.store.getPollerStatus(launchpadIds.poller(s.name));
+        const st = await this.o.store.getPollerStatus(launchpadIds.poller(this.o.taskQueue, s.name));
         out.push({
           name: s.name,
           kind: 'on-commit',
@@ -142,7 +142,7 @@ export class LaunchpadApi {
     const m = c.merges.find((x) => x.name === name);
     if (!s && !m) throw new KilnError('NOT_FOUND', `no scheduler or periodic merge named ${name}`);
     if (s?.kind === 'on-commit') {
-      const h = this.o.client.workflow.getHandle(launchpadIds.poller(name));
+      const h = this.o.client.workflow.getHandle(launchpadIds.poller(this.o.taskQueue, name));
       try {
         if (action === 'trigger') await h.signal(pollNowSignal, { reason: note ?? 'triggered by an operator' });
         else await h.signal(pausePollerSignal, { paused: action === 'pause' });
@@ -152,7 +152,7 @@ export class LaunchpadApi {
         throw e;
       }
       if (action !== 'trigger') {
-        const id = launchpadIds.poller(name);
+        const id = launchpadIds.poller(this.o.taskQueue, name);
         const prior = await this.o.store.getPollerStatus(id);
         await this.o.store.recordPollerStatus({
           ...(prior ?? { id, scheduler: name, repo: s.repo, branch: s.branch }),

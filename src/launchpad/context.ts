@@ -32,9 +32,10 @@ export const launchpadIds = {
   merge: (taskQueue: string, name: string) => `kiln/${taskQueue}/merge/${name}`,
   /** The prefix of every schedule Kiln manages for a task queue. */
   schedulePrefix: (taskQueue: string) => `kiln/${taskQueue}/`,
-  poller: (name: string) => `poller/${name}`,
-  promotion: (name: string) => `promotion/${name}`,
-  promotionAttempt: (name: string, n: number) => `promotion/${name}/${n}`,
+  /** A git poller's workflow (and its status record). */
+  poller: (taskQueue: string, name: string) => `poller/${taskQueue}/${name}`,
+  /** A promotion's coordinator workflow; its attempts are `<this>/<n>`. */
+  promotion: (taskQueue: string, name: string) => `promotion/${taskQueue}/${name}`,
   buildNotification: (buildId: string) => `notify/build/${buildId}`,
   promotionNotification: (attemptId: string) => `notify/promotion/${attemptId}`,
 };

@@ -50,7 +50,7 @@ export async function pollBranch(
     mode: s.mode,
     treeStableMs: durationMs(s.treeStableTimer),
   };
-  const id = launchpadIds.poller(scheduler);
+  const id = launchpadIds.poller(ctx.taskQueue, scheduler);
   const prior = await ctx.store.getPollerStatus(id);
   const status = (patch: Partial<PollerStatus>): Promise<void> =>
     ctx.store.recordPollerStatus({
@@ -128,7 +128,7 @@ export async function scheduleCommitBuilds(
     });
     ids.push(b.id);
   }
-  const id = launchpadIds.poller(scheduler);
+  const id = launchpadIds.poller(ctx.taskQueue, scheduler);
   const prior = await ctx.store.getPollerStatus(id);
   await ctx.store.recordPollerStatus({
     ...(prior ?? { id, scheduler, repo: s.repo, branch: s.branch }),

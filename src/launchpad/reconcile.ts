@@ -146,23 +146,32 @@ export async function reconcileLaunchpad(o: {
   const pollers = new Set<string>();
   for (const s of config.schedulers) {
     if (s.kind !== 'on-commit') continue;
-    const workflowId = launchpadIds.poller(s.name);
+    const workflowId = launchpadIds.poller(taskQueue, s.name);
     pollers.add(workflowId);
+    const running = await client.workflow
+      .getHandle(workflowId)
+      .describe()
+      .then((d) => d.status.name === 'RUNNING')
+      .catch((e: unknown) => {
+        if (e instanceof WorkflowNotFoundError) return false;
+        throw e;
+      });
+    if (running) continue;
     try {
-      const h = await client.workflow.start(gitPollerWorkflow, {
+      await client.workflow.start(gitPollerWorkflow, {
         workflowId,
         taskQueue,
         args: [{ scheduler: s.name }],
-        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+        workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
         staticSummary: `Git poller ${s.name}: ${s.repo} ${s.branch} → ${s.builders.join(', ')}`,
       });
-      if (h.firstExecutionRunId) report.pollersStarted.push(workflowId);
+      report.pollersStarted.push(workflowId);
     } catch (e) {
-      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e; // another worker started it just now
     }
   }
-  const promotions = new Set(config.promotions.map((p) => launchpadIds.promotion(promotionName(p))));
+  const promotions = new Set(config.promotions.map((p) => launchpadIds.promotion(taskQueue, promotionName(p))));
   const stopGone = async (type: string, keep: Set<string>, into: string[]) => {
     const q = `WorkflowType = '${type}' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}'`;
     for await (const w of client.workflow.list({ query: q })) {

@@ -101,7 +101,7 @@ export function refUpdatedHook(config: KilnConfig, client: Client, logger: pino.
       if (s.kind !== 'on-commit' || branchRef(s.branch) !== ref) continue;
       const repo = config.repositories.find((r) => r.name === s.repo);
       if (repo?.gerrit?.host !== host || repo.gerrit.project !== e.refUpdate.project) continue;
-      const workflowId = launchpadIds.poller(s.name);
+      const workflowId = launchpadIds.poller(config.temporal.taskQueue, s.name);
       try {
         await client.workflow
           .getHandle(workflowId)

@@ -172,6 +172,8 @@ export interface GitHttpServer {
 export async function startGitHttpServer(
   projectRoot: string,
   auth?: { username: string; password: string },
+  /** @default a free port */
+  port = 0,
 ): Promise<GitHttpServer> {
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
@@ -236,11 +238,11 @@ export async function startGitHttpServer(
     });
   });
   server.unref();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
   const a = server.address();
-  const port = typeof a === 'object' && a ? a.port : 0;
+  const bound = typeof a === 'object' && a ? a.port : 0;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${bound}`,
     requests,
     close: () =>
       new Promise((r) => {

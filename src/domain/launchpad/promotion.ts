@@ -35,7 +35,7 @@ export interface PromotionCandidate {
 
 /** One attempt, as stored and listed. */
 export interface PromotionAttempt {
-  /** The attempt's workflow ID: `promotion/<name>/<n>`, or the periodic merge's scheduled run. */
+  /** The attempt's workflow ID: `promotion/<task queue>/<name>/<n>`, or the periodic merge's scheduled run. */
   id: string;
   /** The promotion's or periodic merge's name. */
   name: string;
