@@ -65,7 +65,11 @@ schedulers:
       await env.sleep(HOUR); // poll at 2 h: the branch moved, the clock restarts
       await eventually(async () => (await state()).stable?.tip === c2, 30_000, 'c2 seen');
       await env.sleep(HOUR); // 3 h: still only one hour stable
-      assert.equal((await buildsOf(h.storage, 'launchpad/ci/lp-devel', c2)).length, 0, 'not yet: not stable long enough');
+      assert.equal(
+        (await buildsOf(h.storage, 'launchpad/ci/lp-devel', c2)).length,
+        0,
+        'not yet: not stable long enough',
+      );
       await env.sleep(HOUR + 60_000); // 4 h: two hours stable → one build of the newest
       const b = await eventually(
         async () => (await buildsOf(h.storage, 'launchpad/ci/lp-devel', c2))[0],
