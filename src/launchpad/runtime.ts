@@ -39,8 +39,20 @@ export async function launchpadForWorker(o: {
   const client = new Client({ connection: o.connection, namespace: config.temporal.namespace });
   const taskQueue = config.temporal.taskQueue;
   const logger = o.logger.child({ component: 'launchpad' });
+  // Never fatal: a Temporal that is still starting gets a few more tries; the next start tries again.
   const reconcile = async () => {
-    await reconcileLaunchpad({ client, config, taskQueue, logger });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await reconcileLaunchpad({ client, config, taskQueue, logger });
+        return;
+      } catch (e) {
+        if (attempt >= 5) {
+          logger.error({ err: e }, 'could not reconcile schedules and pollers with the config; will try at next start');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 2000 * attempt));
+      }
+    }
   };
   if (!hasLaunchpadConfig(config)) return { reconcile };
   await checkLaunchpadBranches(config, logger);
