@@ -214,6 +214,9 @@ export async function startGitHttpServer(
       const out: Buffer[] = [];
       cgi.stdout.on('data', (c: Buffer) => out.push(c));
       cgi.stderr.resume();
+      // http-backend may exit before reading the body (an error answer): not the server's failure.
+      cgi.stdin.on('error', () => undefined);
+      cgi.on('error', () => res.writeHead(500).end('cannot run git http-backend'));
       cgi.stdin.end(body);
       cgi.on('close', () => {
         const all = Buffer.concat(out);
