@@ -9,6 +9,8 @@ import { type StoredVerification } from '../src/domain/verification.ts';
 import { type Storage } from '../src/storage/storage.ts';
 import { createSwarmingActivities, type SwarmingActivityDeps } from './swarming.ts';
 import { createGerritActivities, type GerritActivityDeps } from './gerrit.ts';
+import { createLaunchpadActivities } from './launchpad.ts'; // ---- launchpad ----
+import { type LaunchpadContext } from '../src/launchpad/context.ts';
 
 /** What activities need from the worker process. */
 export interface ActivityDeps {
@@ -18,6 +20,8 @@ export interface ActivityDeps {
   swarming?: SwarmingActivityDeps;
   /** Gerrit clients for change verifications; absent → those activities fail with GERRIT_NOT_CONFIGURED. */
   gerrit?: GerritActivityDeps;
+  /** ---- launchpad ----: pollers, promotions, notifications; absent → the build-end hook does nothing. */
+  launchpad?: LaunchpadContext;
 }
 
 /** Creates the activity functions a worker registers. */
@@ -26,6 +30,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createSwarmingActivities(deps.swarming, deps.logger),
     ...createGerritActivities(deps.gerrit, storage, deps.logger),
+    ...createLaunchpadActivities(deps.launchpad), // ---- launchpad ----
     /** Writes a build's current state to storage; older versions are ignored, so retries are safe. */
     async recordBuild(input: { build: Build }): Promise<void> {
       await storage.recordBuild(input.build);

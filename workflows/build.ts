@@ -45,6 +45,7 @@ import {
   KilnLeaseHolder,
   KilnStatus,
 } from '../src/domain/searchAttributes.ts';
+import { announceBuildEnd } from './buildEnded.ts';
 
 /** What a runner asks for when it leases a build. */
 export interface LeaseRequest {
@@ -630,6 +631,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     );
   }
 
+  await announceBuildEnd(b); // ---- launchpad: the end reaches promotions and notifications (patched) ----
   await condition(allHandlersFinished);
   return b;
 }

@@ -25,6 +25,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { announceBuildEnd } from './buildEnded.ts';
 import type { createActivities } from '../activities/index.ts';
 import {
   type Build,
@@ -384,5 +385,6 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
   }
   await condition(allHandlersFinished);
   if (b.version > st.persistedVersion) await persist();
+  await announceBuildEnd(b); // ---- launchpad: the end reaches promotions and notifications (patched) ----
   return b;
 }

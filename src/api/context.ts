@@ -8,6 +8,7 @@ import { type GerritIntake } from '../gerrit/intake.ts';
 import { type Client } from '@temporalio/client';
 import { type Storage } from '../storage/storage.ts';
 import { type BuildWatcher } from '../builds/watch.ts';
+import { type LaunchpadApi } from '../launchpad/api.ts';
 
 export interface ApiContext {
   service: BuildService;
@@ -24,6 +25,8 @@ export interface ApiContext {
   client?: Client;
   /** Lease watch for runners (`POST /api/v1/watch`); the route answers NOT_FOUND without one. */
   watcher?: BuildWatcher;
+  /** ---- launchpad ----: schedulers and promotions; their routes answer NOT_FOUND without it. */
+  launchpad?: LaunchpadApi;
 }
 
 /** A route module: registers one route on the app. */

@@ -40,6 +40,9 @@ import { liveUpdates } from './routes/liveUpdates.ts';
 import { rebuildBuild } from './routes/rebuildBuild.ts';
 import { registerUi } from './ui.ts';
 import { watchLeases } from './routes/watchLeases.ts';
+// ---- launchpad ----
+import { dryRunPromotions, listPromotions } from './routes/promotions.ts';
+import { listSchedules, scheduleAction } from './routes/schedules.ts';
 
 /** Every route; a later issue's routes are added here. */
 export const ROUTES: Route[] = [
@@ -74,6 +77,11 @@ export const ROUTES: Route[] = [
   rebuildBuild,
   // Runners (issue 17): long-poll for canceled builds.
   watchLeases,
+  // ---- launchpad: schedulers, promotions ----
+  listSchedules,
+  scheduleAction,
+  listPromotions,
+  dryRunPromotions,
 ];
 
 /** Options of `buildApi`. */

@@ -60,6 +60,8 @@ export interface ScheduleRequest {
   requestId?: string;
   createdBy?: string;
   gerritChanges?: Build['input']['gerritChanges'];
+  /** The commit a git poller scheduled this build for. */
+  gitilesCommit?: Build['input']['gitilesCommit'];
   /** Overrides of the builder's timeouts, in seconds (tests and special runs). */
   schedulingTimeoutSecs?: number;
   executionTimeoutSecs?: number;
@@ -136,7 +138,11 @@ export class BuildService {
       status: 'SCHEDULED',
       statusDetails: {},
       tags: [...tags, `builder:${req.builder.builder}`],
-      input: { properties, ...(req.gerritChanges ? { gerritChanges: req.gerritChanges } : {}) },
+      input: {
+        properties,
+        ...(req.gerritChanges ? { gerritChanges: req.gerritChanges } : {}),
+        ...(req.gitilesCommit ? { gitilesCommit: req.gitilesCommit } : {}),
+      },
       priority: req.priority ?? cfg.priority,
       dimensions: [...new Set([...cfg.dimensions, ...(req.dimensions ?? [])])].sort(),
       createTime: now,

@@ -26,6 +26,8 @@ export function buildDetails(b: Build): string {
   if (b.endTime) lines.push(`ended:    ${b.endTime}`);
   if (b.leaseHolder) lines.push(`lease:    ${b.leaseHolder} until ${b.leaseExpiration ?? '?'}`);
   if (b.url) lines.push(`url:      ${b.url}`);
+  const c = b.input.gitilesCommit; // ---- launchpad ----
+  if (c) lines.push(`commit:   ${c.host}/${c.project} ${c.ref} ${c.id}`);
   if (b.summaryMarkdown) lines.push(`summary:  ${b.summaryMarkdown}`);
   lines.push(`priority: ${b.priority}`, `tags:     ${b.tags.join(' ') || '-'}`);
   if (b.events.length) lines.push('history:', ...b.events.map((e) => `  ${e.time} ${e.kind} ${e.message}`));

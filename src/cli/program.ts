@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { KilnClient } from '../client/kilnClient.ts';
 import { type Build } from '../domain/build.ts';
 import { registerGerritCommands } from './commands/gerrit.ts';
+import { promotionLine, registerLaunchpadCommands } from './commands/launchpad.ts'; // ---- launchpad ----
 import { registerLogCommand } from './commands/log.ts';
 import { registerRunnerCommand } from './commands/runner.ts';
 import { registerStuckCommand } from './commands/stuck.ts';
@@ -126,7 +127,19 @@ export function buildProgram(): Command {
   apiOpts(program.command('get <id>').description('show one build')).action(
     async (id: string, o: { api: string; token?: string; json?: boolean }) => {
       const build = await client(o).get(id);
-      print(o, build, () => buildDetails(build));
+      // ---- launchpad: which promotions the build fed ----
+      const fed = build.input.gitilesCommit
+        ? await client(o)
+            .promotions({ build: id, limit: 10 })
+            .then((r) => r.promotions)
+            .catch(() => [])
+        : [];
+      print(o, fed.length ? { ...build, promotions: fed } : build, () =>
+        [
+          buildDetails(build),
+          ...(fed.length ? ['promotions fed:', ...fed.map((a) => `  ${promotionLine(a)}`)] : []),
+        ].join('\n'),
+      );
     },
   );
 
@@ -199,6 +212,7 @@ export function buildProgram(): Command {
   registerStuckCommand(program);
   registerTinderboxCommands(program);
   registerGerritCommands(program);
+  registerLaunchpadCommands(program); // ---- launchpad ----
 
   return program;
 }

@@ -5,6 +5,8 @@
 import { type Build } from '../domain/build.ts';
 import { type ErrorCode, isErrorCode } from '../domain/errors.ts';
 import { type StoredVerification } from '../domain/verification.ts';
+import { type PromotionAttempt } from '../domain/launchpad/promotion.ts';
+import { type ScheduleView } from '../launchpad/api.ts';
 
 /** An error answer from the API (or a transport failure: code UNAVAILABLE, status 0). */
 export class KilnApiError extends Error {
@@ -329,5 +331,33 @@ export class KilnClient {
     },
   ): Promise<Build> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/fail`, req);
+  }
+
+  // ---- launchpad: schedulers and promotions ----
+
+  /** Every scheduler and periodic merge with its state. */
+  schedules(): Promise<{ schedules: ScheduleView[] }> {
+    return this.request('GET', '/api/v1/schedules');
+  }
+
+  /** Pauses, unpauses or triggers a scheduler or periodic merge. */
+  scheduleAction(name: string, action: 'pause' | 'unpause' | 'trigger', note?: string): Promise<{ ok: boolean }> {
+    return this.request('POST', `/api/v1/schedules/${encodeURIComponent(name)}/${action}`, note ? { note } : {});
+  }
+
+  /** Promotion and merge attempts, newest first. */
+  promotions(q: { repo?: string; name?: string; build?: string; limit?: number } = {}): Promise<{
+    promotions: PromotionAttempt[];
+  }> {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+    return this.request('GET', `/api/v1/promotions?${p.toString()}`);
+  }
+
+  /** What every promotion and merge (of `repo`) would push now, pushing nothing. */
+  promotionDryRun(repo?: string): Promise<{
+    results: (Omit<PromotionAttempt, 'id' | 'createTime' | 'updateTime' | 'version' | 'kind'> & { kind: string })[];
+  }> {
+    return this.request('POST', '/api/v1/promotions/dry-run', repo ? { repo } : {});
   }
 }

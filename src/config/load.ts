@@ -12,6 +12,7 @@ import { KilnError } from '../domain/errors.ts';
 import { envReferences, missingVariables } from './envReferences.ts';
 import { type BucketConfig, type BuilderConfig, configSchema, type KilnConfig, type Role } from './schema.ts';
 import { resolveSwarmingConfig, SwarmingConfigError } from './swarming.ts';
+import { LaunchpadConfigError, resolveLaunchpadSecrets } from './launchpad.ts';
 
 /** A config file that cannot be used; the message names the file and key. */
 export class ConfigError extends Error {
@@ -80,6 +81,13 @@ export function parseConfig(text: string, file: string, env: KilnEnv = loadEnv()
   for (const b of cfg.projects.flatMap((p) => p.buckets)) {
     for (const a of b.acls) if (a.tokenEnv !== undefined) a.token = process.env[a.tokenEnv];
   }
+  // ---- launchpad: secrets of repositories and notification targets, and where the config came from ----
+  try {
+    resolveLaunchpadSecrets(cfg, file);
+  } catch (e) {
+    throw e instanceof LaunchpadConfigError ? new ConfigError(e.message) : e;
+  }
+  (cfg as KilnConfig).configFile = file;
   try {
     return resolveSwarmingConfig(cfg, file);
   } catch (e) {

@@ -11,6 +11,8 @@ import { SwarmingBucketConfigSchema, type SwarmingServiceConfig } from '../domai
 import { swarmingServiceSchema } from './swarmingSchema.ts';
 import { UI_DEFAULTS, uiConfigSchema } from './ui.ts';
 import { BUILDER_NAME_RE, BUILDER_NAME_RULE } from '../domain/names.ts';
+// ---- launchpad (schedulers, git pollers, promotions, notifications) ----
+import { checkLaunchpadConfig, launchpadConfigShape } from './launchpad.ts';
 
 /** Access levels on a bucket; each includes the ones before it. */
 export const ROLES = ['READER', 'SCHEDULER', 'WRITER'] as const;
@@ -173,9 +175,12 @@ export const configSchema = z
     tinderboxSsh: tinderboxSshConfigSchema.optional(),
     /** Prometheus metrics: `/metrics` on the API, and on each `kiln worker` (see src/metrics/). */
     metrics: metricsConfigSchema.default({ enabled: true, worker: { host: '127.0.0.1', port: 9464 } }),
+    // ---- launchpad: repositories, schedulers, promotions, merges, notifications, git (src/config/launchpad.ts) ----
+    ...launchpadConfigShape,
   })
   .strict()
   .superRefine((cfg, ctx) => {
+    checkLaunchpadConfig(cfg, ctx); // ---- launchpad ----
     const seen = new Set<string>();
     cfg.projects.forEach((p, pi) =>
       p.buckets.forEach((b, bi) =>
@@ -214,6 +219,8 @@ export interface ConfigNotice {
 export type KilnConfig = z.infer<typeof configSchema> & {
   swarmingTemplates?: SwarmingServiceConfig;
   notices?: ConfigNotice[];
+  /** ---- launchpad ----: the file the config came from, for errors found after parsing (missing branches). */
+  configFile?: string;
 };
 export type BuilderConfig = z.infer<typeof builderSchema>;
 export type BucketConfig = z.infer<typeof bucketSchema>;

@@ -47,6 +47,8 @@ export interface BuildInput {
   properties: Record<string, unknown>;
   /** Gerrit changes under test, for CQ builds. */
   gerritChanges?: { host: string; project: string; change: number; patchset: number }[];
+  /** The commit under test, for builds a git poller scheduled (Buildbucket's `gitilesCommit`). */
+  gitilesCommit?: { host: string; project: string; ref: string; id: string };
 }
 
 /** How a build left the builder's runner: properties it produced and a summary. */

@@ -34,7 +34,8 @@ const MAX_OLDER_PATCHSETS = 50;
 
 /** What the intake did with one event, per project config it concerns. */
 export interface IntakeAction {
-  action: GerritEventDecision['action'];
+  /** `poll`: a `ref-updated` event made git pollers poll (see `onRefUpdated`). */
+  action: GerritEventDecision['action'] | 'poll';
   reason: string;
   workflowId?: string;
 }
@@ -47,6 +48,8 @@ export interface GerritIntakeOptions {
   taskQueue: string;
   logger: pino.Logger;
   publicUrl?: string;
+  /** Handles `ref-updated` events (git pollers poll at once); absent → they are refused like other unhandled types. */
+  onRefUpdated?: (host: string, event: unknown) => Promise<IntakeAction[]>;
 }
 
 /** See the module comment. */
@@ -79,6 +82,13 @@ export class GerritIntake {
     } catch (e) {
       this.o.logger.warn({ host, err: (e as Error).message }, 'malformed Gerrit event refused');
       throw e;
+    }
+    if (parsed.kind === 'unknown' && parsed.type === 'ref-updated' && this.o.onRefUpdated) {
+      const actions = await this.o.onRefUpdated(host, body).catch((e: unknown) => {
+        throw new KilnError('INVALID_ARGUMENT', `Gerrit ref-updated event: ${(e as Error).message}`);
+      });
+      this.o.logger.info({ host, type: parsed.type, actions }, 'Gerrit event');
+      return actions;
     }
     if (parsed.kind === 'unknown') {
       this.o.logger.info({ host, type: parsed.type }, 'Gerrit event type not handled; refused');

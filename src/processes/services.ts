@@ -27,6 +27,7 @@ import { temporalUnreachable } from './runtime.ts';
 
 /** How long a stopping API waits for calls in flight before it closes their connections. */
 const API_DRAIN_MS = 3000;
+import { launchpadForApi, launchpadForWorker, refUpdatedHook } from '../launchpad/runtime.ts'; // ---- launchpad ----
 
 /** A started part of Kiln. */
 export interface Running {
@@ -71,6 +72,8 @@ export async function startWorker(opts: {
     await metricsServer?.close();
     throw temporalUnreachable(opts.address, e);
   }
+  // ---- launchpad: branches checked before taking work; schedules and pollers reconciled once running ----
+  const launchpad = await launchpadForWorker({ ...opts, connection });
   const worker = await createKilnWorker({
     connection,
     namespace: opts.config.temporal.namespace,
@@ -80,10 +83,12 @@ export async function startWorker(opts: {
       logger: opts.logger.child({ component: 'activities' }),
       gerrit: gerritWorkerDeps(opts.config),
       swarming: swarmingDepsFromConfig(opts.config),
+      launchpad: launchpad.context,
     },
     ...(metricsOn ? { metrics: kilnMetrics() } : {}),
   });
   const run = worker.run();
+  await launchpad.reconcile();
   opts.logger.info({ taskQueue: opts.config.temporal.taskQueue }, 'worker running');
   return {
     stop: async () => {
@@ -134,8 +139,10 @@ export async function startApi(opts: {
           taskQueue: opts.config.temporal.taskQueue,
           logger: opts.logger.child({ component: 'gerrit' }),
           publicUrl: opts.config.api.publicUrl,
+          onRefUpdated: refUpdatedHook(opts.config, opts.client, opts.logger.child({ component: 'launchpad' })),
         })
       : undefined,
+    launchpad: await launchpadForApi(opts), // ---- launchpad ----
   };
   const app = buildApi(ctx, {
     bodyLimitBytes: opts.config.api.bodyLimitBytes,

@@ -39,6 +39,10 @@ export class SqlStorage implements Storage {
     this.logs = new SqlLogStore(db);
   }
 
+  get sql(): SqlClient {
+    return this.db;
+  }
+
   async reserveBuild(req: ReserveBuildRequest): Promise<BuildReservation> {
     const { project, bucket, builder } = req.builder;
     const existing = async (): Promise<BuildReservation | undefined> => {

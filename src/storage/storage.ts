@@ -8,6 +8,7 @@
 import { type Build, type BuilderId, type BuildStatus } from '../domain/build.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 import { type LogStore } from '../logs/logStore.ts';
+import { type SqlClient } from './sqlClient.ts';
 
 /** What `reserveBuild` needs: the build ID the API generated and the builder that gets a number. */
 export interface ReserveBuildRequest {
@@ -187,5 +188,7 @@ export interface Storage {
   getBuildStates(ids: string[]): Promise<BuildState[]>;
   /** Per builder and open status (SCHEDULED, STARTED): how many builds and the oldest one's create time. */
   openBuildStats(): Promise<OpenBuildStat[]>;
+  /** The database itself, for stores of other features that keep their own tables in it (promotions, notifications). */
+  readonly sql: SqlClient;
   close(): Promise<void>;
 }

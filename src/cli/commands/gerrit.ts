@@ -35,8 +35,9 @@ export async function listen(o: ListenOptions): Promise<number> {
     let type: string;
     try {
       const parsed = parseGerritEventLine(line);
-      if (parsed.kind === 'unknown') continue;
-      type = parsed.event.type;
+      // ref-updated goes to Kiln too: it makes git pollers poll at once.
+      if (parsed.kind === 'unknown' && parsed.type !== 'ref-updated') continue;
+      type = parsed.kind === 'event' ? parsed.event.type : parsed.type;
     } catch (e) {
       log(`kiln gerrit listen: skipped a malformed line: ${(e as Error).message}`);
       continue;
