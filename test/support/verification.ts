@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker } from '@temporalio/worker';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
 import { type FastifyInstance } from 'fastify';
@@ -61,6 +61,24 @@ export async function registerSearchAttributes(env: TestWorkflowEnvironment): Pr
       KILN_SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)!]),
     ),
   });
+}
+
+/**
+ * The Java time-skipping test server with Kiln's search attributes. The SDK gives the JVM a fixed 5 s
+ * to start listening, which a loaded CI machine can miss, so a failed start is tried again (twice).
+ */
+export async function startTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const env = await TestWorkflowEnvironment.createTimeSkipping({
+        server: { executable: { type: 'existing-path', path: JAVA_TEST_SERVER } },
+      });
+      await registerSearchAttributes(env);
+      return env;
+    } catch (e) {
+      if (attempt >= 3 || !/did not start within/.test(String(e))) throw e;
+    }
+  }
 }
 
 /** Options of `verificationHarness`. */

@@ -4,9 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { eventually, harness, type Harness } from '../support/temporal.ts';
-import { JAVA_TEST_SERVER, registerSearchAttributes } from '../support/verification.ts';
+import { startTimeSkippingEnv } from '../support/verification.ts';
 
 const linux = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
 
@@ -14,10 +14,7 @@ describe('build timers on the time-skipping server', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: JAVA_TEST_SERVER } },
-    });
-    await registerSearchAttributes(env);
+    env = await startTimeSkippingEnv();
     h = await harness(env);
   });
   after(async () => {

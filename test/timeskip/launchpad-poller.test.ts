@@ -7,13 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { launchpadIds } from '../../src/launchpad/context.ts';
 import { gitPollerWorkflow, pollerStateQuery } from '../../workflows/gitPoller.ts';
 import { GitFixture } from '../support/git.ts';
 import { buildsOf, launchpadHarness, type LaunchpadHarness } from '../support/launchpad.ts';
 import { eventually } from '../support/temporal.ts';
-import { JAVA_TEST_SERVER, registerSearchAttributes } from '../support/verification.ts';
+import { startTimeSkippingEnv } from '../support/verification.ts';
 
 const HOUR = 3600_000;
 
@@ -22,10 +22,7 @@ describe('git poller on the time-skipping server', () => {
   let h: LaunchpadHarness;
   let fx: GitFixture;
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: JAVA_TEST_SERVER } },
-    });
-    await registerSearchAttributes(env);
+    env = await startTimeSkippingEnv();
     fx = new GitFixture('lp');
     fx.commit('master', 'init');
     h = await launchpadHarness(

@@ -5,13 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { eventually } from '../support/temporal.ts';
 import {
   eventFactory,
-  JAVA_TEST_SERVER,
   PUBLIC_URL,
-  registerSearchAttributes,
+  startTimeSkippingEnv,
   verificationHarness,
   type VerificationHarness,
 } from '../support/verification.ts';
@@ -20,10 +19,7 @@ describe('verification lease on the time-skipping server', () => {
   let env: TestWorkflowEnvironment;
   let h: VerificationHarness;
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: JAVA_TEST_SERVER } },
-    });
-    await registerSearchAttributes(env);
+    env = await startTimeSkippingEnv();
     h = await verificationHarness(env, { idleTimeoutSecs: 24 * 3600 });
   });
   after(async () => {
