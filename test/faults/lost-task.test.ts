@@ -31,6 +31,7 @@ import { createKilnWorker } from '../../workers/worker.ts';
 import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
 import { testLogger } from '../support/temporal.ts';
 
+/** At least this many builds, and more until the server has been killed `KILLS` times. */
 const BUILDS = Number(process.env.KILN_LOST_TASK_BUILDS ?? '16');
 const CONCURRENCY = 4;
 const KILLS = Number(process.env.KILN_LOST_TASK_KILLS ?? '10');
@@ -156,7 +157,8 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     const figures = { leases: 0, abandoned: 0, invisibleMaxMs: 0, storageLed: 0 };
     const violations: string[] = [];
     const results = new Map<string, Build>();
-    let remaining = BUILDS;
+    let scheduled = 0;
+    const more = (): boolean => scheduled < BUILDS || (killed.length < KILLS && scheduled < BUILDS * 10);
     /** Set on the first violation or when time runs out: every slot stops and the test reports. */
     let stop = false;
     const giveUpAt = Date.now() + 7 * 60_000;
@@ -171,8 +173,8 @@ describe('fault suite: the Temporal server dies between a storage write and its 
 
     /** One runner slot: schedules builds and drives each through lease cycles to SUCCESS. */
     const slot = async (): Promise<void> => {
-      while (remaining > 0 && !stop) {
-        remaining -= 1;
+      while (more() && !stop) {
+        scheduled += 1;
         const b = await through(() => service.schedule({ builder }), 'schedule');
         let invisibleSince: number | undefined;
         let attempt = 0;
@@ -272,7 +274,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     }
 
     assert.deepEqual(violations, []);
-    assert.equal(results.size, BUILDS);
+    assert.equal(results.size, scheduled);
     for (const [id, wf] of results) {
       assert.equal(wf.status, 'SUCCESS', `build ${id}: ${wf.status} ${wf.summaryMarkdown ?? ''}`);
       const stored = await storage.getBuild(id);
@@ -287,13 +289,13 @@ describe('fault suite: the Temporal server dies between a storage write and its 
       }
     }
     const summary = {
-      builds: BUILDS,
+      builds: scheduled,
       kills: killed.length,
       killedAfter: Object.fromEntries(
         (['lease', 'start', 'end', 'reset'] as const).map((k) => [k, killed.filter((x) => x.kind === k).length]),
       ),
       ...figures,
-      lost: BUILDS - results.size,
+      lost: scheduled - results.size,
       doubled: [...results.values()].filter((b) => b.events.filter((e) => e.kind === 'ENDED').length > 1).length,
     };
     console.log(`lost-task fault figures: ${JSON.stringify(summary)}`);
