@@ -140,6 +140,18 @@ export const configSchema = z
     swarming: swarmingServiceSchema.optional(),
     /** Gerrit change verification (hosts, event secret, per-project triggers); absent → off. */
     gerrit: gerritConfigSchema.optional(),
+    /** Build logs. */
+    logs: z
+      .object({
+        /** Most bytes one attempt's log may hold; uploads past it get PAYLOAD_TOO_LARGE. @default 16777216 (16 MiB) */
+        maxBytesPerAttempt: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024 * 1024),
+      })
+      .strict()
+      .default({ maxBytesPerAttempt: 16 * 1024 * 1024 }),
   })
   .strict()
   .superRefine((cfg, ctx) => {
