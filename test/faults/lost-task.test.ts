@@ -12,13 +12,13 @@
  * its workflow could lease it, and no build was leased twice at once.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { BuildService } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { type Build, isEnded } from '../../src/domain/build.ts';
@@ -27,7 +27,7 @@ import { KilnError } from '../../src/domain/errors.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { getBuildQuery } from '../../workflows/build.ts';
-import { createKilnWorker } from '../../workers/worker.ts';
+import { createKilnWorker, workflowBundle } from '../../workers/worker.ts';
 import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
 import { testLogger } from '../support/temporal.ts';
 
@@ -59,6 +59,20 @@ function kindOf(b: Build): WriteKind | undefined {
   if (b.status === 'STARTED') return 'start';
   if (b.leaseExpiration !== undefined) return 'lease';
   return b.leaseResets > 0 ? 'reset' : undefined;
+}
+
+/** An error with its causes, for failure messages. */
+function describeError(e: unknown): string {
+  const parts: string[] = [];
+  for (
+    let x = e as { message?: string; code?: unknown; details?: unknown; cause?: unknown } | undefined;
+    x;
+    x = x.cause as typeof x
+  ) {
+    parts.push(`${String(x.message ?? x)}${x.code !== undefined ? ` [${String(x.code)}]` : ''}`);
+    if (parts.length > 5) break;
+  }
+  return parts.join(' ← ');
 }
 
 /** True for errors that mean "Temporal (or the worker) is not there right now": retry. */
@@ -147,7 +161,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
       try {
         return await fn();
       } catch (e) {
-        if (!isOutage(e) || Date.now() > deadline) throw new Error(`${what}: ${String(e)}`, { cause: e });
+        if (!isOutage(e) || Date.now() > deadline) throw new Error(`${what}: ${describeError(e)}`, { cause: e });
         await sleep(200);
       }
     }
@@ -162,27 +176,50 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     /** Set on the first violation or when time runs out: every slot stops and the test reports. */
     let stop = false;
     const giveUpAt = Date.now() + 7 * 60_000;
-    const violate = (v: string): void => {
+    const violate = async (id: string, v: string): Promise<void> => {
       violations.push(v);
       stop = true;
+      // Keep the history for a post-mortem: replay it with Worker.runReplayHistory.
+      const file = join(tmpdir(), `kiln-lost-task-${id}.json`);
+      const history = await client.workflow
+        .getHandle(buildWorkflowId(id))
+        .fetchHistory()
+        .catch(() => undefined);
+      if (history) {
+        writeFileSync(file, JSON.stringify(history));
+        violations.push(`history of ${id} saved in ${file}`);
+      }
     };
 
     /** The workflow's own view of the build (needs Temporal and the worker). */
-    const truth = (id: string): Promise<Build> =>
-      client.workflow.getHandle(buildWorkflowId(id)).query(getBuildQuery);
+    const truth = (id: string): Promise<Build> => client.workflow.getHandle(buildWorkflowId(id)).query(getBuildQuery);
 
     /** One runner slot: schedules builds and drives each through lease cycles to SUCCESS. */
     const slot = async (): Promise<void> => {
+      let current: string | undefined;
+      try {
+        await drive((id) => (current = id));
+      } catch (e) {
+        await violate(current ?? '0', `build ${current}: ${describeError(e)}`);
+      }
+    };
+
+    /** Schedules builds and drives each through lease cycles to SUCCESS. */
+    const drive = async (onBuild: (id: string) => void): Promise<void> => {
       while (more() && !stop) {
         scheduled += 1;
         const b = await through(() => service.schedule({ builder }), 'schedule');
+        onBuild(b.id);
         let invisibleSince: number | undefined;
         let attempt = 0;
         for (;;) {
           if (stop) return;
           if (Date.now() > giveUpAt) {
             const [t, s] = [await truth(b.id).catch(String), await storage.getBuild(b.id)];
-            return violate(`build ${b.id} not ended in time; workflow ${JSON.stringify(t)}; storage ${JSON.stringify(s)}`);
+            return violate(
+              b.id,
+              `build ${b.id} not ended in time; workflow ${JSON.stringify(t)}; storage ${JSON.stringify(s)}`,
+            );
           }
           const peeked = await through(() => service.peek({ buckets: ['lost/ci'], limit: 100 }), 'peek').catch(
             () => [] as Build[],
@@ -198,6 +235,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
               if (ms > LEASE_MS + INVISIBLE_SLACK_MS) {
                 const s = await storage.getBuild(b.id);
                 return violate(
+                  b.id,
                   `build ${b.id} leasable by its workflow (v${t.version}) but not in peek for ${ms} ms; storage: ${JSON.stringify(s)}`,
                 );
               }
@@ -299,6 +337,17 @@ describe('fault suite: the Temporal server dies between a storage write and its 
       doubled: [...results.values()].filter((b) => b.events.filter((e) => e.kind === 'ENDED').length > 1).length,
     };
     console.log(`lost-task fault figures: ${JSON.stringify(summary)}`);
+    // Every history the faults produced replays on the workflow code without a nondeterminism error.
+    for (const id of results.keys()) {
+      const history = await client.workflow.getHandle(buildWorkflowId(id)).fetchHistory();
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, `replay-${id}`).catch(
+        (e: unknown) => {
+          const file = join(tmpdir(), `kiln-lost-task-${id}.json`);
+          writeFileSync(file, JSON.stringify(history));
+          throw new Error(`build ${id}'s history does not replay (saved in ${file})`, { cause: e });
+        },
+      );
+    }
     assert.ok(killed.length >= Math.min(KILLS, 3), `the hook killed the server ${killed.length} times`);
   });
 });
