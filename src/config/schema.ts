@@ -94,9 +94,14 @@ export const configSchema = z
           .default(1024 * 1024),
         /** Public base URL, used in links (build pages, logs). */
         publicUrl: z.string().url().optional(),
+        /**
+         * Lease-key calls (start, heartbeat, succeed, fail, log, tinderbox report) one client address
+         * may have in flight; more answer UNAVAILABLE. @default 64
+         */
+        maxLeaseCallsInFlightPerClient: z.number().int().positive().default(64),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024 }),
+      .default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxLeaseCallsInFlightPerClient: 64 }),
     temporal: z
       .object({
         /** host:port; absent → `kiln dev` starts its own dev server. */
