@@ -494,9 +494,13 @@ export class BuildService {
 
   private async report(id: string, kind: 'succeed' | 'fail', req: CompleteRequest): Promise<Build> {
     await this.screenKey(id, req.leaseKey);
+    const deadline = Date.now() + this.answerMs;
     try {
-      return await this.update(id, kind === 'succeed' ? 'succeeding' : 'failing', (h) =>
-        h.executeUpdate(kind === 'succeed' ? succeedUpdate : failUpdate, { args: [req] }),
+      return await this.update(
+        id,
+        kind === 'succeed' ? 'succeeding' : 'failing',
+        (h) => h.executeUpdate(kind === 'succeed' ? succeedUpdate : failUpdate, { args: [req] }),
+        deadline,
       );
     } catch (e) {
       if (e instanceof KilnError && e.code === 'BUILD_IS_COMPLETED') {
@@ -507,10 +511,13 @@ export class BuildService {
         if (stored?.build && stored.endedBy && outcomes.includes(stored.build.status)) return stored.build;
       }
       if (e instanceof KilnError && (e.code === 'LEASE_EXPIRED' || e.code === 'BUILD_IS_COMPLETED')) {
-        // Refused, not applied — but noted in the build's own history for whoever looks later. The
-        // answer does not wait for the note.
-        void this.update(id, 'noting a late report on', (h) =>
-          h.executeUpdate(staleReportUpdate, { args: [{ leaseKey: req.leaseKey, report: kind }] }),
+        // Refused, not applied — but noted in the build's own history for whoever looks later,
+        // within the same time bound as the report.
+        await this.update(
+          id,
+          'noting a late report on',
+          (h) => h.executeUpdate(staleReportUpdate, { args: [{ leaseKey: req.leaseKey, report: kind }] }),
+          deadline,
         ).catch(() => undefined);
       }
       throw e;

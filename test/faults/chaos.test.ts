@@ -157,16 +157,20 @@ projects:
     };
     const done: Record<string, number> = { 'temporal at a write': 0, temporal: 0, worker: 0, api: 0 };
     const actions = () => Object.values(done).reduce((a, b) => a + b, 0);
-    let scheduled = 0;
     let driving = true;
 
-    /** One random kill after another, each after the last restart finished. */
+    /**
+     * One kill after another at random moments, each after the last restart finished, in a random
+     * order that has every kind: the precise kill between a write and its task most often.
+     */
     const chaos = async (): Promise<void> => {
-      const kinds = Object.keys(done);
       const writes: WriteKind[] = ['lease', 'lease', 'start', 'end', 'reset'];
-      while (driving && actions() < ACTIONS) {
+      const plan = Array.from({ length: ACTIONS }, (_, i) =>
+        i % 5 < 2 ? 'temporal at a write' : ((['temporal', 'worker', 'api'] as const)[(i % 5) - 2] ?? 'temporal'),
+      ).sort(() => Math.random() - 0.5);
+      for (const action of plan) {
+        if (!driving) break;
         await sleep(500 + Math.random() * 2000);
-        const action = kinds[Math.floor(Math.random() * kinds.length)] ?? 'temporal';
         if (action === 'temporal at a write') {
           const w = worker;
           const wrote = w.nextWrite();
@@ -200,10 +204,7 @@ projects:
     try {
       r = await runLeaseCycles({
         calls: {
-          schedule: () => {
-            scheduled += 1;
-            return kiln.schedule({ builder: { project: 'chaos', bucket: 'ci', builder: 'work' } });
-          },
+          schedule: () => kiln.schedule({ builder: { project: 'chaos', bucket: 'ci', builder: 'work' } }),
           peek: async () => (await kiln.peek({ buckets: ['chaos/ci'], maxBuilds: 100 })).builds,
           lease: async (id, q) =>
             (
@@ -220,7 +221,7 @@ projects:
         view,
         stored: (id) => storage.getBuild(id),
         slots: 4,
-        more: () => scheduled < BUILDS || (actions() < ACTIONS && scheduled < BUILDS * 10),
+        more: (scheduled) => scheduled < BUILDS || (actions() < ACTIONS && scheduled < BUILDS * 10),
         leaseMs: LEASE_MS,
         // A worker restart bundles the workflows first: allow for it on a loaded machine.
         invisibleSlackMs: 60_000,

@@ -42,8 +42,8 @@ export interface CycleOptions {
   /** Reads a build from storage directly. */
   stored(id: string): Promise<Build | undefined>;
   slots: number;
-  /** Asked before each new build: schedule another? */
-  more(): boolean;
+  /** Asked before each new build, with how many were scheduled so far: schedule another? */
+  more(scheduled: number): boolean;
   leaseMs: number;
   /** How long peek may miss a build its workflow could lease, beyond one lease. */
   invisibleSlackMs: number;
@@ -132,7 +132,7 @@ export async function runLeaseCycles(o: CycleOptions): Promise<CycleResult> {
   };
 
   const drive = async (onBuild: (id: string) => void): Promise<void> => {
-    while (o.more() && !stop) {
+    while (o.more(scheduled) && !stop) {
       scheduled += 1;
       const b = await through(() => o.calls.schedule(), 'schedule');
       onBuild(b.id);
