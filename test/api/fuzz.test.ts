@@ -581,6 +581,55 @@ describe('HTTP API fuzzing', () => {
     assert.equal(v?.version, victim.version, 'the victim build was not changed');
   });
 
+  it('answers with a 400 naming the field where storage used to fail with a 500', async () => {
+    const builder = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
+    const deep = '{"d":'.repeat(5000) + '1' + '}'.repeat(5000);
+    const cases: [string, 'GET' | 'POST', string, string | undefined][] = [
+      [
+        'body.properties',
+        'POST',
+        '/api/v1/builds',
+        `{"builder":${JSON.stringify(builder)},"properties":{"p":${deep}}}`,
+      ],
+      ['body.requestId', 'POST', '/api/v1/builds', JSON.stringify({ builder, requestId: 'r\u0000' })],
+      ['body.properties', 'POST', '/api/v1/builds', JSON.stringify({ builder, properties: { p: 'x\u0000y' } })],
+      ['body.tags[0]', 'POST', '/api/v1/builds', JSON.stringify({ builder, tags: ['k:\u0000'] })],
+      ['body.reason', 'POST', `/api/v1/builds/${victim.id}/cancel`, JSON.stringify({ reason: 'bye\u0000' })],
+      [
+        'body.summaryMarkdown',
+        'POST',
+        `/api/v1/builds/${victim.id}/succeed`,
+        JSON.stringify({ leaseKey: victim.leaseKey, summaryMarkdown: 'ok\u0000' }),
+      ],
+      ['body.holder', 'POST', `/api/v1/builds/${victim.id}/lease`, JSON.stringify({ holder: 'h\u0000' })],
+      ['query.cursor', 'GET', '/api/v1/builds?cursor=9999999999999999999', undefined],
+      ['query.createdAfter', 'GET', '/api/v1/builds?createdAfter=0000-01-01T00:00:00Z', undefined],
+      ['query.tag', 'GET', '/api/v1/builds?tag=a:%00', undefined],
+      ['query.buildset', 'GET', '/api/v1/builds?buildset=%00', undefined],
+      ['query.builder', 'GET', '/api/v1/builds?builder=%00', undefined],
+      ['query.attempt', 'GET', `/api/v1/builds/${victim.id}/log?attempt=99999999999`, undefined],
+    ];
+    const big = buildApi(
+      { service: h.service, registry: h.registry, logger: testLogger },
+      { bodyLimitBytes: BIG_LIMIT },
+    );
+    try {
+      for (const [field, method, url, payload] of cases) {
+        const r = await big.inject({
+          method,
+          url,
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          payload,
+        });
+        assert.equal(r.statusCode, 400, `${method} ${url}: ${r.payload}`);
+        assert.ok((r.json() as { message: string }).message.startsWith(field), `${field}: ${r.payload}`);
+      }
+    } finally {
+      await big.close();
+    }
+    assert.equal((await h.storage.getBuild(victim.id))?.version, victim.version, 'the victim build was not changed');
+  });
+
   it("refuses another build's lease key and changes neither build", async () => {
     for (const path of ['start', 'heartbeat', 'succeed', 'fail']) {
       const r = await inject(
