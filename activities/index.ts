@@ -3,9 +3,11 @@
  * in their logger, storage and clients; every activity takes one typed input object and is
  * idempotent (Temporal may run it more than once).
  */
+import { ApplicationFailure } from '@temporalio/activity';
 import type pino from 'pino';
-import { type Build } from '../src/domain/build.ts';
+import { type Build, type BuildLeaseKeys, UNSTORABLE_BUILD_FAILURE } from '../src/domain/build.ts';
 import { type StoredVerification } from '../src/domain/verification.ts';
+import { unstorableReason } from '../src/storage/errors.ts';
 import { type Storage } from '../src/storage/storage.ts';
 import { createSwarmingActivities, type SwarmingActivityDeps } from './swarming.ts';
 import { createGerritActivities, type GerritActivityDeps } from './gerrit.ts';
@@ -31,9 +33,20 @@ export function createActivities(deps: ActivityDeps) {
     ...createSwarmingActivities(deps.swarming, deps.logger),
     ...createGerritActivities(deps.gerrit, storage, deps.logger),
     ...createLaunchpadActivities(deps.launchpad), // ---- launchpad ----
-    /** Writes a build's current state to storage; older versions are ignored, so retries are safe. */
-    async recordBuild(input: { build: Build }): Promise<void> {
-      await storage.recordBuild(input.build);
+    /**
+     * Writes a build's current state (and its lease keys' hashes) to storage; older versions are
+     * ignored, so retries are safe. A build storage can never hold fails without retries
+     * (UNSTORABLE_BUILD), so its workflow can fail it instead of retrying forever.
+     */
+    async recordBuild(input: { build: Build; leaseKeys?: BuildLeaseKeys }): Promise<void> {
+      try {
+        await storage.recordBuild(input.build, input.leaseKeys);
+      } catch (e) {
+        const reason = unstorableReason(e);
+        if (reason === undefined) throw e;
+        deps.logger.error({ buildId: input.build.id, reason }, 'storage refused a build for good');
+        throw ApplicationFailure.create({ type: UNSTORABLE_BUILD_FAILURE, message: reason, nonRetryable: true });
+      }
     },
     /** Writes a change verification's current state; older versions are ignored, so retries are safe. */
     async recordVerification(input: { verification: StoredVerification }): Promise<void> {

@@ -18,7 +18,6 @@ import {
   allHandlersFinished,
   log,
   patched,
-  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   sleep,
@@ -26,10 +25,10 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { createActivities } from '../activities/index.ts';
 import {
   type Build,
   type BuildEvent,
+  type BuildLeaseKeys,
   type BuildOutput,
   type BuildTimeouts,
   type StatusDetails,
@@ -46,6 +45,7 @@ import {
   KilnStatus,
 } from '../src/domain/searchAttributes.ts';
 import { announceBuildEnd } from './buildEnded.ts';
+import { storeBuild } from './storeBuild.ts';
 
 /** What a runner asks for when it leases a build. */
 export interface LeaseRequest {
@@ -180,11 +180,6 @@ export type LogWriterCheck = { ok: true } | { ok: false; code: ErrorCode; messag
  */
 export const logWriterQuery = defineQuery<LogWriterCheck, [string]>('logWriter');
 
-const { recordBuild } = proxyLocalActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '200ms', maximumInterval: '10s' },
-});
-
 /** Refuse a message with one of Kiln's fixed error codes. */
 function refuse(code: ErrorCode, message: string): never {
   throw ApplicationFailure.create({ type: code, message, nonRetryable: true });
@@ -213,6 +208,11 @@ const ENDED_MARK: Partial<Record<Build['status'], string>> = {
   INFRA_FAILURE: '⚠️',
   CANCELED: '⛔',
 };
+/**
+ * Patch: versions from the workflow task's clock (`nextBuildVersion`), so a write made by a task the
+ * server lost is always superseded by the next durable one; lease keys written with each build.
+ */
+export const CLOCK_VERSIONS_PATCH = 'kiln-clock-versions';
 
 /** A build in lease mode: see the module comment. */
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
@@ -226,11 +226,12 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   const maxHistoryEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   // Runs started before this patch replay (and go on) the way they began.
   const lean = patched(LEAN_PATCH);
+  const clockVersions = patched(CLOCK_VERSIONS_PATCH);
 
   const nowIso = (): string => new Date(Date.now()).toISOString();
 
   /** Every state change goes through here: bumps the version so the main loop persists it. */
-  const touch = (): number => touchBuild(b, Date.now());
+  const touch = (): number => touchBuild(b, Date.now(), clockVersions);
   const note = (kind: BuildEvent['kind'], message: string): void => noteBuildEvent(b, kind, message, Date.now());
 
   /** Ends the current lease key's life; it stays known (bounded) so a late report from it can be noted. */
@@ -500,9 +501,25 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
       .catch((e: unknown) => log.warn('could not notify the parent workflow', { buildId: b.id, error: String(e) }));
   };
 
+  /** The keys this build answers to, for storage to check reports against (see `BuildLeaseKeys`). */
+  const leaseKeys = (): BuildLeaseKeys | undefined => {
+    if (!clockVersions) return undefined;
+    const known = [st.leaseKey, st.leaseKeyAtEnd, st.endedByLeaseKey, ...(st.pastLeaseKeys ?? [])];
+    return {
+      known: [...new Set(known.filter((k): k is string => k !== undefined))],
+      ...(st.endedByLeaseKey !== undefined ? { endedBy: st.endedByLeaseKey } : {}),
+    };
+  };
+
+  /** Storage refused the build for good: it ends INFRA_FAILURE (see `storeBuild`). */
+  const failUnstorable = (summary: string): void => {
+    if (isEnded(b.status)) touch();
+    else end('INFRA_FAILURE', {}, summary);
+  };
+
   const persist = async (): Promise<void> => {
     const v = b.version;
-    await recordBuild({ build: { ...b } });
+    if (!(await storeBuild(b, leaseKeys(), failUnstorable))) return;
     st.persistedVersion = Math.max(st.persistedVersion, v);
     upsertSearchAttributes([
       { key: KilnStatus, value: b.status },

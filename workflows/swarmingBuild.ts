@@ -18,8 +18,8 @@ import {
   continueAsNew,
   defineSignal,
   log,
+  patched,
   proxyActivities,
-  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -38,11 +38,12 @@ import {
   touchBuild,
 } from '../src/domain/build.ts';
 import { KilnError } from '../src/domain/errors.ts';
-import { KilnStatus, KilnTags } from '../src/domain/searchAttributes.ts';
+import { KilnStatus, KilnTags, visibleTags } from '../src/domain/searchAttributes.ts';
 import { prepareSwarmingTask, type SwarmingBuildSpec } from '../src/domain/swarming/build.ts';
 import { buildStatusFromTask } from '../src/domain/swarming/status.ts';
 import { swarmingBuildTags, swarmingTaskUrl } from '../src/domain/swarming/template.ts';
 import {
+  CLOCK_VERSIONS_PATCH,
   cancelSignal,
   failUpdate,
   getBuildQuery,
@@ -53,6 +54,7 @@ import {
   startUpdate,
   succeedUpdate,
 } from './build.ts';
+import { storeBuild } from './storeBuild.ts';
 
 /** A task's state as the Swarming activities report it. */
 type TaskResultView = Awaited<ReturnType<ReturnType<typeof createActivities>['getSwarmingTaskResult']>>;
@@ -110,11 +112,6 @@ const { getSwarmingTaskResult, cancelSwarmingTask } = proxyActivities<ReturnType
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
-const { recordBuild } = proxyLocalActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '200ms', maximumInterval: '10s' },
-});
-
 const DEFAULT_MAX_HISTORY_EVENTS = 2000;
 
 /** Refuses every lease-mode call: runners never lease a Swarming build. */
@@ -167,9 +164,10 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
   const b = st.build;
   const maxHistoryEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   let tagsChanged = input.state === undefined;
+  const clockVersions = patched(CLOCK_VERSIONS_PATCH);
 
   const nowIso = (): string => new Date(Date.now()).toISOString();
-  const touch = (): number => touchBuild(b, Date.now());
+  const touch = (): number => touchBuild(b, Date.now(), clockVersions);
   const note = (kind: BuildEvent['kind'], message: string): void => noteBuildEvent(b, kind, message, Date.now());
   const end = (status: Build['status'], details: StatusDetails, summary: string | undefined): void => {
     if (isEnded(b.status)) return;
@@ -225,13 +223,19 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
 
   // ---- steps ----
 
+  /** Storage refused the build for good: it ends INFRA_FAILURE and its task is canceled (see `storeBuild`). */
+  const failUnstorable = (summary: string): void => {
+    if (isEnded(b.status)) touch();
+    else endByKiln('INFRA_FAILURE', {}, summary);
+  };
+
   const persist = async (): Promise<void> => {
     const v = b.version;
-    await recordBuild({ build: { ...b } });
+    if (!(await storeBuild(b, undefined, failUnstorable))) return;
     st.persistedVersion = Math.max(st.persistedVersion, v);
     upsertSearchAttributes([
       { key: KilnStatus, value: b.status },
-      ...(tagsChanged ? [{ key: KilnTags, value: b.tags }] : []),
+      ...(tagsChanged ? [{ key: KilnTags, value: clockVersions ? visibleTags(b.tags) : b.tags }] : []),
     ]);
     tagsChanged = false;
   };
@@ -384,7 +388,7 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
     }
   }
   await condition(allHandlersFinished);
-  if (b.version > st.persistedVersion) await persist();
+  while (b.version > st.persistedVersion) await persist();
   await announceBuildEnd(b); // ---- launchpad: the end reaches promotions and notifications (patched) ----
   return b;
 }

@@ -3,6 +3,7 @@
  * one exhaustive code → status map. 5xx answers never carry internals.
  */
 import { type ErrorCode, KilnError } from '../domain/errors.ts';
+import { isStorageUnavailable, unstorableReason } from '../storage/errors.ts';
 
 /** HTTP status for every error code. */
 export const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -61,6 +62,29 @@ export function toErrorResponse(e: unknown): { status: number; body: ErrorBody; 
     };
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return { status: 400, body: { code: 'INVALID_ARGUMENT', message: fe.message ?? 'bad request' }, internal: false };
+  }
+  // Outages are the caller's to retry, not bugs: storage down, Temporal unreachable (a call that
+  // went around BuildService's own mapping).
+  if (isStorageUnavailable(e)) {
+    return {
+      status: 503,
+      body: { code: 'UNAVAILABLE', message: 'storage is unreachable; retry' },
+      internal: true,
+    };
+  }
+  const grpc = (e as { code?: unknown; cause?: { code?: unknown } }) ?? {};
+  const grpcCode = typeof grpc.cause?.code === 'number' ? grpc.cause.code : undefined;
+  if (grpcCode === 14 || grpcCode === 4) {
+    return { status: 503, body: { code: 'UNAVAILABLE', message: 'Temporal is unreachable; retry' }, internal: true };
+  }
+  // Input that got past validation but that storage cannot take: the request's fault, not Kiln's.
+  const unstorable = unstorableReason(e);
+  if (unstorable !== undefined && !(e instanceof RangeError)) {
+    return {
+      status: 400,
+      body: { code: 'INVALID_ARGUMENT', message: `a value of this request cannot be stored (${unstorable})` },
+      internal: true,
+    };
   }
   return { status: 500, body: { code: 'INTERNAL', message: 'internal error' }, internal: true };
 }

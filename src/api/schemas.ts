@@ -47,3 +47,17 @@ export const propertiesSchema = z.record(z.string().max(256), z.unknown());
 
 /** A URL a runner gives for the build. */
 export const urlSchema = z.string().url().max(2048);
+
+/** Largest int64: build IDs and cursors are int64 in storage. */
+const MAX_INT64 = 2n ** 63n - 1n;
+
+/** A `cursor` from a previous page: a build ID (positive int64 in decimal). */
+export const cursorSchema = z
+  .string()
+  .regex(/^[0-9]{1,19}$/, 'a cursor from a previous page')
+  .refine((s) => !/^[0-9]{1,19}$/.test(s) || BigInt(s) <= MAX_INT64, 'a cursor from a previous page (an int64)');
+
+/** An RFC 3339 time storage can compare with: offset allowed, year 0001 or later. */
+export const timestampSchema = z.iso
+  .datetime({ offset: true })
+  .refine((s) => !s.startsWith('0000-'), 'year 0000 is out of range (0001–9999)');

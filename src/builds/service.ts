@@ -6,10 +6,14 @@
 import { randomInt } from 'node:crypto';
 import {
   type Client,
+  type Connection,
+  isGrpcDeadlineError,
+  isGrpcServiceError,
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import { ApplicationFailure, WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
 import type pino from 'pino';
@@ -24,6 +28,7 @@ import { type StoredVerification } from '../domain/verification.ts';
 import {
   type BuildPage,
   type BuildQuery,
+  type LeaseKeyCheck,
   type PeekQuery,
   type Storage,
   type VerificationQuery,
@@ -93,6 +98,16 @@ export interface BuildServiceOptions {
   registry: Registry;
   taskQueue: string;
   logger: pino.Logger;
+  /**
+   * How long one call that needs only the Temporal server (start, signal, describe) may take before
+   * the service answers UNAVAILABLE. @default 5000
+   */
+  temporalRpcTimeoutMs?: number;
+  /**
+   * How long a build's workflow may take to answer an update or a query (that needs a worker)
+   * before the service answers UNAVAILABLE. @default 10000
+   */
+  workflowAnswerTimeoutMs?: number;
 }
 
 const CANCEL_WAIT_MS = 5000;
@@ -102,10 +117,71 @@ const CANCEL_WAIT_MS = 5000;
  * @default 3000
  */
 const STORED_WAIT_MS = 3000;
+/** Default of `BuildServiceOptions.temporalRpcTimeoutMs`. */
+export const TEMPORAL_RPC_TIMEOUT_MS = 5000;
+/** Default of `BuildServiceOptions.workflowAnswerTimeoutMs`. */
+export const WORKFLOW_ANSWER_TIMEOUT_MS = 10_000;
+/** Heartbeats of one batch sent to their workflows at a time. */
+const BATCH_CONCURRENCY = 8;
+
+/** The Kiln error a Temporal failure stands for, when it means "not reachable or not answering in time". */
+function unavailableError(
+  e: unknown,
+  what: string,
+  ms: number,
+  address: string,
+  taskQueue: string,
+): KilnError | undefined {
+  const grpc = isGrpcServiceError(e)
+    ? e
+    : isGrpcServiceError((e as { cause?: unknown })?.cause)
+      ? (e as { cause: unknown }).cause
+      : undefined;
+  const code = (grpc as { code?: number } | undefined)?.code;
+  // 14 UNAVAILABLE: no connection. 8 RESOURCE_EXHAUSTED, 10 ABORTED: the server sheds load or
+  // lost a race. 4 DEADLINE_EXCEEDED / 1 CANCELLED: our own time limit.
+  if (code === 14) {
+    return new KilnError('UNAVAILABLE', `Temporal is unreachable at ${address} (${what}); retry`);
+  }
+  if (code === 8 || code === 10) {
+    const details = (grpc as { details?: string }).details ?? '';
+    return new KilnError('UNAVAILABLE', `Temporal at ${address} refused the call for now (${what}: ${details}); retry`);
+  }
+  if (e instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(e) || code === 4 || code === 1) {
+    return new KilnError(
+      'UNAVAILABLE',
+      `${what}: no answer within ${ms} ms (Temporal at ${address} is unreachable or slow, or no worker polls task queue ${taskQueue}); retry`,
+    );
+  }
+  return undefined;
+}
 
 /** See the module comment. */
 export class BuildService {
-  constructor(private readonly o: BuildServiceOptions) {}
+  private readonly rpcMs: number;
+  private readonly answerMs: number;
+
+  constructor(private readonly o: BuildServiceOptions) {
+    this.rpcMs = o.temporalRpcTimeoutMs ?? TEMPORAL_RPC_TIMEOUT_MS;
+    this.answerMs = o.workflowAnswerTimeoutMs ?? WORKFLOW_ANSWER_TIMEOUT_MS;
+  }
+
+  /** host:port of the Temporal server, for messages. */
+  private get temporalAddress(): string {
+    return (this.o.client.connection as Partial<Connection>).options?.address ?? 'its configured address';
+  }
+
+  /**
+   * Runs Temporal calls with a deadline (`ms` from now, or `deadline`), and turns "unreachable" and
+   * "no answer in time" into UNAVAILABLE naming the server and the task queue.
+   */
+  private async temporal<T>(what: string, ms: number, fn: () => Promise<T>, deadline = Date.now() + ms): Promise<T> {
+    try {
+      return await this.o.client.withDeadline(deadline, fn);
+    } catch (e) {
+      throw unavailableError(e, what, ms, this.temporalAddress, this.o.taskQueue) ?? e;
+    }
+  }
 
   /** Schedules a build, or returns the build an earlier request with the same `requestId` made. */
   async schedule(req: ScheduleRequest): Promise<Build> {
@@ -180,7 +256,9 @@ export class BuildService {
     args: Parameters<typeof swarmingBuildWorkflow>,
   ): Promise<void> {
     try {
-      await this.o.client.workflow.start(workflow, { ...this.workflowStartOptions(build), args });
+      await this.temporal(`starting build ${build.id}`, this.rpcMs, () =>
+        this.o.client.workflow.start(workflow, { ...this.workflowStartOptions(build), args }),
+      );
     } catch (e) {
       if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
     }
@@ -189,29 +267,46 @@ export class BuildService {
   /**
    * Starts a lease-mode build with update-with-start and answers once its workflow has stored it,
    * so the build is leasable (peek) and readable (GET) when `schedule` returns. Without a worker
-   * that takes `STORED_WAIT_MS`; the build is durable as soon as the start is acknowledged.
+   * that takes `STORED_WAIT_MS`: the server holds the answer back while no worker takes the update,
+   * so the service then asks whether the workflow exists (it is durable as soon as it does).
    */
   private async startLeaseBuild(build: Build, input: BuildWorkflowInput): Promise<Build> {
     const start = new WithStartWorkflowOperation(buildWorkflow, { ...this.workflowStartOptions(build), args: [input] });
-    const abort = new AbortController();
-    const stored = this.o.client.withAbortSignal(abort.signal, () =>
+    // A deadline, not an abort signal: it also cuts the client's retries while Temporal is down.
+    const deadline = Date.now() + STORED_WAIT_MS;
+    const stored = this.o.client.withDeadline(deadline, () =>
       this.o.client.workflow.executeUpdateWithStart(storedUpdate, { startWorkflowOperation: start }),
     );
     stored.catch(() => undefined); // awaited below once the start is known
     try {
       await start.workflowHandle();
     } catch (e) {
-      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
-      return build; // the same build, started by an earlier request with this requestId, has ended
+      if (e instanceof WorkflowExecutionAlreadyStartedError) return build; // started by an earlier request; ended
+      if (Date.now() < deadline) {
+        throw (
+          unavailableError(e, `starting build ${build.id}`, STORED_WAIT_MS, this.temporalAddress, this.o.taskQueue) ?? e
+        );
+      }
+      // No answer in time: the start may or may not have happened. The workflow knows.
+      await this.temporal(`starting build ${build.id}`, this.rpcMs, () =>
+        this.o.client.workflow.getHandle(buildWorkflowId(build.id)).describe(),
+      ).catch((d: unknown) => {
+        if (d instanceof WorkflowNotFoundError) {
+          throw new KilnError(
+            'UNAVAILABLE',
+            `build ${build.id} could not be started within ${STORED_WAIT_MS} ms (Temporal at ${this.temporalAddress} is slow?); retry with the same requestId`,
+          );
+        }
+        throw d;
+      });
+      this.o.logger.warn({ buildId: build.id }, 'scheduled; not stored yet (is a worker running?)');
+      return build;
     }
-    const timer = setTimeout(() => abort.abort(), STORED_WAIT_MS);
     try {
       return await stored;
     } catch (e) {
       this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (is a worker running?)');
       return build;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -219,20 +314,13 @@ export class BuildService {
   async find(id: string): Promise<Build | undefined> {
     const stored = await this.o.storage.getBuild(id);
     if (stored) return stored;
-    const deadline = Date.now() + STORED_WAIT_MS;
     try {
-      return await this.o.client.withDeadline(deadline, () =>
+      // A query needs a worker; a build whose workflow no worker has run yet cannot answer one.
+      return await this.temporal(`build ${id} is not stored yet and its workflow`, STORED_WAIT_MS, () =>
         this.o.client.workflow.getHandle(buildWorkflowId(id)).query(getBuildQuery),
       );
     } catch (e) {
       if (e instanceof WorkflowNotFoundError) return undefined;
-      // A query needs a worker; a build whose workflow no worker has run yet cannot answer one.
-      if (Date.now() >= deadline) {
-        throw new KilnError(
-          'UNAVAILABLE',
-          `build ${id} is not stored yet and its workflow did not answer within ${STORED_WAIT_MS} ms (is a worker running?); try again`,
-        );
-      }
       throw e;
     }
   }
@@ -261,12 +349,17 @@ export class BuildService {
   /** Cancels a build from any non-ended state; idempotent. Waits briefly to return the ended build. */
   async cancel(id: string, reason: string | undefined, canceledBy: string | undefined): Promise<Build> {
     const b = await this.get(id);
-    if (isEnded(b.status)) return b;
+    // Signalled even when storage says the build ended: storage may show a state change whose
+    // workflow task the Temporal server lost. A closed workflow is "not found": then it has ended.
     try {
-      await this.o.client.workflow.getHandle(buildWorkflowId(id)).signal(cancelSignal, { reason, canceledBy });
+      await this.temporal(`canceling build ${id}`, this.rpcMs, () =>
+        this.o.client.workflow.getHandle(buildWorkflowId(id)).signal(cancelSignal, { reason, canceledBy }),
+      );
     } catch (e) {
       if (!(e instanceof WorkflowNotFoundError)) throw e;
+      return b;
     }
+    if (isEnded(b.status)) return b;
     const deadline = Date.now() + CANCEL_WAIT_MS;
     for (let delay = 20; ; delay = Math.min(delay * 2, 250)) {
       const now = await this.get(id);
@@ -276,32 +369,52 @@ export class BuildService {
   }
 
   lease(id: string, req: { leaseDurationMs?: number; holder?: string; requestId?: string }): Promise<LeaseGrant> {
-    return this.update(id, (h) => h.executeUpdate(leaseUpdate, { args: [req] }));
+    return this.update(id, 'leasing', (h) => h.executeUpdate(leaseUpdate, { args: [req] }));
   }
 
-  start(id: string, req: { leaseKey: string; url?: string }): Promise<Build> {
-    return this.update(id, (h) => h.executeUpdate(startUpdate, { args: [req] }));
+  async start(id: string, req: { leaseKey: string; url?: string }): Promise<Build> {
+    await this.screenKey(id, req.leaseKey);
+    return this.update(id, 'starting', (h) => h.executeUpdate(startUpdate, { args: [req] }));
   }
 
-  heartbeat(id: string, req: { leaseKey: string; leaseDurationMs?: number }): Promise<HeartbeatReply> {
-    return this.update(id, (h) => h.executeUpdate(heartbeatUpdate, { args: [req] }));
+  async heartbeat(id: string, req: { leaseKey: string; leaseDurationMs?: number }): Promise<HeartbeatReply> {
+    await this.screenKey(id, req.leaseKey);
+    return this.update(id, 'heartbeat for', (h) => h.executeUpdate(heartbeatUpdate, { args: [req] }));
   }
 
-  /** Many heartbeats in one call; each answers on its own. */
-  heartbeatBatch(
+  /**
+   * Many heartbeats in one call; each answers on its own. Keys are screened against storage in one
+   * read, at most `BATCH_CONCURRENCY` heartbeats go to workflows at a time, and the whole batch
+   * answers within `workflowAnswerTimeoutMs` (heartbeats not sent by then answer UNAVAILABLE).
+   */
+  async heartbeatBatch(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
   ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: string; message: string } }))[]> {
-    return Promise.all(
-      items.map(async (it) => {
-        try {
-          return { buildId: it.buildId, ...(await this.heartbeat(it.buildId, it)) };
-        } catch (e) {
-          const k = e instanceof KilnError ? e : new KilnError('INTERNAL', 'heartbeat failed');
-          if (!(e instanceof KilnError)) this.o.logger.error({ err: e, buildId: it.buildId }, 'heartbeat failed');
-          return { buildId: it.buildId, error: { code: k.code, message: k.message } };
+    const checks = await this.o.storage.checkLeaseKeys(items);
+    const deadline = Date.now() + this.answerMs;
+    return mapConcurrently(items, BATCH_CONCURRENCY, async (it, i) => {
+      try {
+        this.screen(it.buildId, checks[i]);
+        if (Date.now() >= deadline) {
+          throw new KilnError(
+            'UNAVAILABLE',
+            `heartbeat for build ${it.buildId} not sent: the batch ran out of time; retry`,
+          );
         }
-      }),
-    );
+        const req = { leaseKey: it.leaseKey, leaseDurationMs: it.leaseDurationMs };
+        const reply = await this.update(
+          it.buildId,
+          'heartbeat for',
+          (h) => h.executeUpdate(heartbeatUpdate, { args: [req] }),
+          deadline,
+        );
+        return { buildId: it.buildId, ...reply };
+      } catch (e) {
+        const k = e instanceof KilnError ? e : new KilnError('INTERNAL', 'heartbeat failed');
+        if (!(e instanceof KilnError)) this.o.logger.error({ err: e, buildId: it.buildId }, 'heartbeat failed');
+        return { buildId: it.buildId, error: { code: k.code, message: k.message } };
+      }
+    });
   }
 
   succeed(id: string, req: CompleteRequest): Promise<Build> {
@@ -317,9 +430,12 @@ export class BuildService {
    * current lease, or the one current when the build ended). Returns the attempt (lease generation).
    */
   async checkLogWriter(id: string, leaseKey: string): Promise<number> {
+    await this.screenKey(id, leaseKey);
     let r;
     try {
-      r = await this.o.client.workflow.getHandle(buildWorkflowId(id)).query(logWriterQuery, leaseKey);
+      r = await this.temporal(`build ${id}'s workflow`, this.answerMs, () =>
+        this.o.client.workflow.getHandle(buildWorkflowId(id)).query(logWriterQuery, leaseKey),
+      );
     } catch (e) {
       if (e instanceof WorkflowNotFoundError) {
         await this.get(id);
@@ -338,7 +454,9 @@ export class BuildService {
    */
   async notifySwarming(id: string, req: { taskId: string; messageId?: string }): Promise<void> {
     try {
-      await this.o.client.workflow.getHandle(buildWorkflowId(id)).signal(swarmingNotifySignal, req);
+      await this.temporal(`notifying build ${id}`, this.rpcMs, () =>
+        this.o.client.workflow.getHandle(buildWorkflowId(id)).signal(swarmingNotifySignal, req),
+      );
     } catch (e) {
       if (!(e instanceof WorkflowNotFoundError)) throw e;
       await this.get(id);
@@ -346,45 +464,86 @@ export class BuildService {
   }
 
   setPriority(id: string, priority: number): Promise<Build> {
-    return this.update(id, (h) => h.executeUpdate(setPriorityUpdate, { args: [{ priority }] }));
+    return this.update(id, 'changing the priority of', (h) =>
+      h.executeUpdate(setPriorityUpdate, { args: [{ priority }] }),
+    );
+  }
+
+  /**
+   * Refuses, without a workflow round trip, a lease key that storage proves this build never handed
+   * out: storage keeps hashes of the keys each build's workflow answers to, so a forged key costs
+   * one storage read. A build storage holds no key hashes for (not stored yet, or stored by an older
+   * Kiln) is left to its workflow; so are builds of Swarming buckets, which take no lease keys at all.
+   */
+  private screen(id: string, c: LeaseKeyCheck | undefined): void {
+    const b = c?.build;
+    if (!b) return;
+    if (this.o.registry.bucket(bucketPath(b.builder))?.swarming) {
+      throw new KilnError(
+        'INVALID_BUILD_STATE',
+        `build ${id} belongs to a Swarming bucket; it is not leased by runners`,
+      );
+    }
+    if (c.known !== false) return;
+    if (isEnded(b.status)) {
+      throw new KilnError('BUILD_IS_COMPLETED', `build ${id} has ended with status ${b.status}; stop working on it`);
+    }
+    throw new KilnError(
+      'LEASE_EXPIRED',
+      `lease key is not current for build ${id}; the lease expired or was reset: stop`,
+    );
+  }
+
+  private async screenKey(id: string, leaseKey: string): Promise<void> {
+    this.screen(id, (await this.o.storage.checkLeaseKeys([{ buildId: id, leaseKey }]))[0]);
   }
 
   private async report(id: string, kind: 'succeed' | 'fail', req: CompleteRequest): Promise<Build> {
+    await this.screenKey(id, req.leaseKey);
+    const deadline = Date.now() + this.answerMs;
     try {
-      return await this.update(id, (h) =>
-        h.executeUpdate(kind === 'succeed' ? succeedUpdate : failUpdate, { args: [req] }),
+      return await this.update(
+        id,
+        kind === 'succeed' ? 'succeeding' : 'failing',
+        (h) => h.executeUpdate(kind === 'succeed' ? succeedUpdate : failUpdate, { args: [req] }),
+        deadline,
       );
     } catch (e) {
       if (e instanceof KilnError && e.code === 'BUILD_IS_COMPLETED') {
         // A retried report whose first try ended the build (and closed its workflow) gets the same
-        // answer: same outcome, same lease generation. Nothing changes, so the key need not be checked.
-        const stored = await this.o.storage.getBuild(id);
+        // answer — only with the very key that ended it, and only for the same outcome.
+        const stored = (await this.o.storage.checkLeaseKeys([{ buildId: id, leaseKey: req.leaseKey }]))[0];
         const outcomes = kind === 'succeed' ? ['SUCCESS'] : ['FAILURE', 'INFRA_FAILURE'];
-        if (
-          stored &&
-          outcomes.includes(stored.status) &&
-          req.leaseKey.split('.')[0] === String(stored.leaseGeneration)
-        ) {
-          return stored;
-        }
+        if (stored?.build && stored.endedBy && outcomes.includes(stored.build.status)) return stored.build;
       }
       if (e instanceof KilnError && (e.code === 'LEASE_EXPIRED' || e.code === 'BUILD_IS_COMPLETED')) {
-        // Refused, not applied — but noted in the build's own history for whoever looks later.
-        await this.o.client.workflow
-          .getHandle(buildWorkflowId(id))
-          .executeUpdate(staleReportUpdate, { args: [{ leaseKey: req.leaseKey, report: kind }] })
-          .catch(() => undefined);
+        // Refused, not applied — but noted in the build's own history for whoever looks later,
+        // within the same time bound as the report.
+        await this.update(
+          id,
+          'noting a late report on',
+          (h) => h.executeUpdate(staleReportUpdate, { args: [{ leaseKey: req.leaseKey, report: kind }] }),
+          deadline,
+        ).catch(() => undefined);
       }
       throw e;
     }
   }
 
-  /** Runs an update on the build's workflow, mapping Temporal errors to Kiln codes. */
-  private async update<T>(id: string, fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<T>): Promise<T> {
+  /**
+   * Runs an update on the build's workflow within `deadline`, mapping Temporal errors to Kiln codes:
+   * a refusal keeps its code, no answer in time is UNAVAILABLE.
+   */
+  private async update<T>(
+    id: string,
+    what: string,
+    fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<T>,
+    deadline = Date.now() + this.answerMs,
+  ): Promise<T> {
     const handle = this.o.client.workflow.getHandle(buildWorkflowId(id));
     for (let attempt = 0; ; attempt++) {
       try {
-        return await fn(handle);
+        return await this.temporal(`${what} build ${id}`, this.answerMs, () => fn(handle), deadline);
       } catch (e) {
         if (e instanceof WorkflowUpdateFailedError && e.cause instanceof ApplicationFailure) {
           const code = e.cause.type;
@@ -407,4 +566,15 @@ export class BuildService {
       }
     }
   }
+}
+
+/** `fn` over `items`, at most `limit` at a time; results in the items' order. */
+async function mapConcurrently<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await fn(items[i] as T, i);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
 }

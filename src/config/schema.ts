@@ -123,9 +123,14 @@ export const configSchema = z
           .default(1024 * 1024),
         /** Public base URL, used in links (build pages, logs). */
         publicUrl: z.string().url().optional(),
+        /**
+         * Lease-key calls (start, heartbeat, succeed, fail, log, tinderbox report) one client address
+         * may have in flight; more answer UNAVAILABLE. @default 64
+         */
+        maxLeaseCallsInFlightPerClient: z.number().int().positive().default(64),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024 }),
+      .default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxLeaseCallsInFlightPerClient: 64 }),
     temporal: z
       .object({
         /** host:port; absent → `kiln dev` starts its own dev server. */
@@ -177,6 +182,18 @@ export const configSchema = z
     metrics: metricsConfigSchema.default({ enabled: true, worker: { host: '127.0.0.1', port: 9464 } }),
     // ---- launchpad: repositories, schedulers, promotions, merges, notifications, git (src/config/launchpad.ts) ----
     ...launchpadConfigShape,
+    /** Build logs. */
+    logs: z
+      .object({
+        /** Most bytes one attempt's log may hold; uploads past it get PAYLOAD_TOO_LARGE. @default 16777216 (16 MiB) */
+        maxBytesPerAttempt: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024 * 1024),
+      })
+      .strict()
+      .default({ maxBytesPerAttempt: 16 * 1024 * 1024 }),
   })
   .strict()
   .superRefine((cfg, ctx) => {

@@ -27,19 +27,68 @@ export interface LogRead extends LogState {
   data: Buffer;
 }
 
+/** Limits on one append. */
+export interface AppendLimits {
+  /** Most bytes one attempt's log may hold; an append past it is refused with PAYLOAD_TOO_LARGE. */
+  maxBytes?: number;
+}
+
 /** Storage for build logs. */
 export interface LogStore {
   /**
-   * Writes `data` at byte `offset`. Bytes the log already has are skipped (an upload retried after
-   * a lost answer changes nothing); an offset past the end is refused with CONFLICT naming the
-   * size, so the writer resends from there. `complete` marks the log finished; later appends are
-   * refused unless they only repeat what is there.
+   * Writes `data` at byte `offset`. Bytes the log already has must be the same (an upload retried
+   * after a lost answer changes nothing) and are skipped; different bytes there are refused with
+   * CONFLICT, so two writers never splice their data. An offset past the end is refused with
+   * CONFLICT naming the size, so the writer resends from there. `complete` marks the log finished;
+   * later appends are refused unless they only repeat what is there. A log may not grow past
+   * `limits.maxBytes` (PAYLOAD_TOO_LARGE).
    */
-  append(key: LogKey, offset: number, data: Buffer, complete: boolean): Promise<LogState>;
+  append(key: LogKey, offset: number, data: Buffer, complete: boolean, limits?: AppendLimits): Promise<LogState>;
   /** Reads from `offset` (up to `limit` bytes) of the given attempt, else the latest; undefined when the build has no log. */
   read(buildId: string, opts?: { attempt?: number; offset?: number; limit?: number }): Promise<LogRead | undefined>;
   /** The attempts that have a log, oldest first. */
   attempts(buildId: string): Promise<number[]>;
+}
+
+/** `store` with `limits` applied to every append (for code that appends without knowing them). */
+export function withAppendLimits(store: LogStore, limits: AppendLimits): LogStore {
+  return {
+    append: (key, offset, data, complete, more) => store.append(key, offset, data, complete, { ...limits, ...more }),
+    read: (buildId, opts) => store.read(buildId, opts),
+    attempts: (buildId) => store.attempts(buildId),
+  };
+}
+
+/**
+ * The checks every store makes before writing: `existing` are the log's bytes from `offset` that
+ * `data` overlaps. Returns the part of `data` that is new.
+ */
+export function freshBytes(
+  offset: number,
+  size: number,
+  data: Buffer,
+  existing: Buffer,
+  complete: boolean,
+  limits: AppendLimits,
+): Buffer {
+  if (offset > size) throw new KilnError('CONFLICT', `log has ${size} bytes; send from offset ${size}`);
+  const overlap = Math.min(data.length, size - offset);
+  if (!existing.subarray(0, overlap).equals(data.subarray(0, overlap))) {
+    throw new KilnError(
+      'CONFLICT',
+      `the log already has different bytes at offset ${offset}; it has ${size} bytes (another writer, or a resend that changed)`,
+    );
+  }
+  const fresh = data.subarray(overlap);
+  if (fresh.length > 0 && complete)
+    throw new KilnError('INVALID_BUILD_STATE', 'the log is complete; nothing can be added');
+  if (limits.maxBytes !== undefined && size + fresh.length > limits.maxBytes) {
+    throw new KilnError(
+      'PAYLOAD_TOO_LARGE',
+      `a build attempt's log may hold at most ${limits.maxBytes} bytes (logs.maxBytesPerAttempt); it has ${size}`,
+    );
+  }
+  return fresh;
 }
 
 /** Refuses anything that could step outside the log folder: build IDs are decimal, attempts integers. */
@@ -83,7 +132,13 @@ export class FileLogStore implements LogStore {
     return next;
   }
 
-  async append(key: LogKey, offset: number, data: Buffer, complete: boolean): Promise<LogState> {
+  async append(
+    key: LogKey,
+    offset: number,
+    data: Buffer,
+    complete: boolean,
+    limits: AppendLimits = {},
+  ): Promise<LogState> {
     if (!Number.isSafeInteger(offset) || offset < 0)
       throw new KilnError('INVALID_ARGUMENT', 'offset must be a non-negative integer');
     const p = this.paths(key);
@@ -91,10 +146,10 @@ export class FileLogStore implements LogStore {
       await mkdir(this.dir(key.buildId), { recursive: true });
       const size = await fileSize(p.log);
       const wasComplete = await exists(p.done);
-      if (offset > size) throw new KilnError('CONFLICT', `log has ${size} bytes; send from offset ${size}`);
-      const fresh = data.subarray(Math.min(data.length, size - offset));
+      const overlap = Math.max(0, Math.min(data.length, size - offset));
+      const existing = overlap > 0 ? await readBytes(p.log, offset, overlap) : Buffer.alloc(0);
+      const fresh = freshBytes(offset, size, data, existing, wasComplete, limits);
       if (fresh.length > 0) {
-        if (wasComplete) throw new KilnError('INVALID_BUILD_STATE', 'the log is complete; nothing can be added');
         const fh = await open(p.log, 'a');
         try {
           await fh.write(fresh);
@@ -118,17 +173,7 @@ export class FileLogStore implements LogStore {
     if (size < 0) return undefined;
     const offset = Math.min(Math.max(opts.offset ?? 0, 0), size);
     const length = Math.min(size - offset, opts.limit ?? size);
-    let data: Buffer = Buffer.alloc(0);
-    if (length > 0) {
-      const fh = await open(p.log, 'r');
-      try {
-        data = Buffer.alloc(length);
-        const { bytesRead } = await fh.read(data, 0, length, offset);
-        data = data.subarray(0, bytesRead);
-      } finally {
-        await fh.close();
-      }
-    }
+    const data = length > 0 ? await readBytes(p.log, offset, length) : Buffer.alloc(0);
     return { attempt, data, size, complete: await exists(p.done) };
   }
 
@@ -145,6 +190,17 @@ export class FileLogStore implements LogStore {
       .filter((n): n is string => n !== undefined)
       .map(Number)
       .sort((a, b) => a - b);
+  }
+}
+
+async function readBytes(path: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const data = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(data, 0, length, offset);
+    return data.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
   }
 }
 

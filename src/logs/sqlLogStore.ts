@@ -6,14 +6,28 @@
  */
 import { isBuildId } from '../domain/buildId.ts';
 import { KilnError } from '../domain/errors.ts';
-import { type SqlClient } from '../storage/sqlClient.ts';
-import { checkLogKey, type LogKey, type LogRead, type LogState, type LogStore } from './logStore.ts';
+import { type SqlClient, type SqlExecutor } from '../storage/sqlClient.ts';
+import {
+  type AppendLimits,
+  checkLogKey,
+  freshBytes,
+  type LogKey,
+  type LogRead,
+  type LogState,
+  type LogStore,
+} from './logStore.ts';
 
 /** See the module comment. */
 export class SqlLogStore implements LogStore {
   constructor(private readonly db: SqlClient) {}
 
-  async append(key: LogKey, offset: number, data: Buffer, complete: boolean): Promise<LogState> {
+  async append(
+    key: LogKey,
+    offset: number,
+    data: Buffer,
+    complete: boolean,
+    limits: AppendLimits = {},
+  ): Promise<LogState> {
     checkLogKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new KilnError('INVALID_ARGUMENT', 'offset must be a non-negative integer');
@@ -32,10 +46,11 @@ export class SqlLogStore implements LogStore {
       ).rows[0];
       if (!head) throw new KilnError('INTERNAL', 'log header vanished');
       const size = Number(head.size);
-      if (offset > size) throw new KilnError('CONFLICT', `log has ${size} bytes; send from offset ${size}`);
-      const fresh = data.subarray(Math.min(data.length, size - offset));
+      const overlap = Math.max(0, Math.min(data.length, size - offset));
+      const existing =
+        overlap > 0 ? await readRange(tx, key.buildId, key.attempt, offset, offset + overlap) : Buffer.alloc(0);
+      const fresh = freshBytes(offset, size, data, existing, head.complete, limits);
       if (fresh.length > 0) {
-        if (head.complete) throw new KilnError('INVALID_BUILD_STATE', 'the log is complete; nothing can be added');
         await tx.query(
           'INSERT INTO build_log_chunks (build_id, attempt, start_offset, data) VALUES ($1::bigint, $2, $3, $4)',
           [key.buildId, key.attempt, size, fresh],
@@ -71,21 +86,7 @@ export class SqlLogStore implements LogStore {
     const size = Number(head.size);
     const offset = Math.min(Math.max(opts.offset ?? 0, 0), size);
     const end = offset + Math.min(size - offset, opts.limit ?? size);
-    let data = Buffer.alloc(0);
-    if (end > offset) {
-      // The chunks that overlap [offset, end): the one starting at or before offset, and those after.
-      const chunks = await this.db.query<{ start_offset: string; data: Uint8Array }>(
-        `SELECT start_offset, data FROM build_log_chunks
-         WHERE build_id = $1::bigint AND attempt = $2 AND start_offset < $4
-           AND start_offset >= COALESCE((SELECT max(start_offset) FROM build_log_chunks
-                                         WHERE build_id = $1::bigint AND attempt = $2 AND start_offset <= $3), 0)
-         ORDER BY start_offset`,
-        [buildId, attempt, offset, end],
-      );
-      const parts = chunks.rows.map((c) => Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength));
-      const first = Number(chunks.rows[0]?.start_offset ?? offset);
-      data = Buffer.concat(parts).subarray(offset - first, end - first);
-    }
+    const data = end > offset ? await readRange(this.db, buildId, attempt, offset, end) : Buffer.alloc(0);
     return { attempt, data, size, complete: head.complete };
   }
 
@@ -97,4 +98,26 @@ export class SqlLogStore implements LogStore {
     );
     return r.rows.map((x) => x.attempt);
   }
+}
+
+/** Bytes [start, end) of a log (within its size). */
+async function readRange(
+  db: SqlExecutor,
+  buildId: string,
+  attempt: number,
+  start: number,
+  end: number,
+): Promise<Buffer> {
+  // The chunks that overlap [start, end): the one starting at or before start, and those after.
+  const chunks = await db.query<{ start_offset: string; data: Uint8Array }>(
+    `SELECT start_offset, data FROM build_log_chunks
+     WHERE build_id = $1::bigint AND attempt = $2 AND start_offset < $4
+       AND start_offset >= COALESCE((SELECT max(start_offset) FROM build_log_chunks
+                                     WHERE build_id = $1::bigint AND attempt = $2 AND start_offset <= $3), 0)
+     ORDER BY start_offset`,
+    [buildId, attempt, start, end],
+  );
+  const parts = chunks.rows.map((c) => Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength));
+  const first = Number(chunks.rows[0]?.start_offset ?? start);
+  return Buffer.concat(parts).subarray(start - first, end - first);
 }

@@ -122,6 +122,18 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX verifications_created ON verifications (create_time);
     `,
   },
+  {
+    version: 5,
+    name: 'build_lease_keys',
+    sql: `
+      ALTER TABLE builds ADD COLUMN lease_expires timestamptz;
+      ALTER TABLE builds ADD COLUMN lease_key_hashes text[];
+      ALTER TABLE builds ADD COLUMN ended_by_key_hash text;
+      UPDATE builds SET lease_expires = (data->>'leaseExpiration')::timestamptz WHERE leased;
+      CREATE INDEX builds_scheduled ON builds (project, bucket, priority, id DESC) WHERE status = 'SCHEDULED';
+      DROP INDEX builds_peek;
+    `,
+  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

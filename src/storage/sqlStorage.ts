@@ -2,7 +2,8 @@
  * `Storage` in SQL that runs unchanged on PGlite and PostgreSQL. Build rows keep the whole build as
  * JSON plus the columns that searches and peeks filter on.
  */
-import { type Build, type BuilderId } from '../domain/build.ts';
+import { createHash } from 'node:crypto';
+import { type Build, type BuilderId, type BuildLeaseKeys } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
 import { type LogStore } from '../logs/logStore.ts';
 import { SqlLogStore } from '../logs/sqlLogStore.ts';
@@ -17,6 +18,7 @@ import {
   type BuildSummary,
   type ChangeFeedPage,
   type BuildReservation,
+  type LeaseKeyCheck,
   type PeekQuery,
   type ReserveBuildRequest,
   type Storage,
@@ -92,16 +94,20 @@ export class SqlStorage implements Storage {
     return reserved;
   }
 
-  async recordBuild(build: Build): Promise<void> {
+  async recordBuild(build: Build, leaseKeys?: BuildLeaseKeys): Promise<void> {
+    // Same version, other content: the stored write came from a workflow task that was lost.
     await this.db.query(
       `INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
-                           create_time, update_time, version, data)
-       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12, $13, $14::jsonb)
+                           create_time, update_time, version, data, lease_expires, lease_key_hashes, ended_by_key_hash)
+       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12, $13, $14::jsonb, $15,
+               $16::text[], $17)
        ON CONFLICT (id) DO UPDATE SET
          status = EXCLUDED.status, priority = EXCLUDED.priority, leased = EXCLUDED.leased,
          tags = EXCLUDED.tags, dimensions = EXCLUDED.dimensions, update_time = EXCLUDED.update_time,
-         version = EXCLUDED.version, data = EXCLUDED.data
-       WHERE builds.version < EXCLUDED.version`,
+         version = EXCLUDED.version, data = EXCLUDED.data, lease_expires = EXCLUDED.lease_expires,
+         lease_key_hashes = EXCLUDED.lease_key_hashes, ended_by_key_hash = EXCLUDED.ended_by_key_hash
+       WHERE builds.version < EXCLUDED.version
+          OR (builds.version = EXCLUDED.version AND builds.data IS DISTINCT FROM EXCLUDED.data)`,
       [
         build.id,
         build.builder.project,
@@ -117,6 +123,9 @@ export class SqlStorage implements Storage {
         build.updateTime,
         build.version,
         JSON.stringify(build),
+        build.leaseExpiration ?? null,
+        leaseKeys ? leaseKeys.known.map(keyHash) : null,
+        leaseKeys?.endedBy !== undefined ? keyHash(leaseKeys.endedBy) : null,
       ],
     );
   }
@@ -124,6 +133,26 @@ export class SqlStorage implements Storage {
   async getBuild(id: string): Promise<Build | undefined> {
     const r = await this.db.query<{ data: Build }>('SELECT data FROM builds WHERE id = $1::bigint', [id]);
     return r.rows[0]?.data;
+  }
+
+  async checkLeaseKeys(items: { buildId: string; leaseKey: string }[]): Promise<LeaseKeyCheck[]> {
+    if (items.length === 0) return [];
+    const r = await this.db.query<{ id: string; data: Build; hashes: string[] | null; ended_by: string | null }>(
+      `SELECT id::text AS id, data, lease_key_hashes AS hashes, ended_by_key_hash AS ended_by
+       FROM builds WHERE id = ANY($1::bigint[])`,
+      [[...new Set(items.map((it) => it.buildId))]],
+    );
+    const rows = new Map(r.rows.map((row) => [row.id, row]));
+    return items.map((it) => {
+      const row = rows.get(it.buildId);
+      if (!row) return { endedBy: false };
+      const h = keyHash(it.leaseKey);
+      return {
+        build: row.data,
+        ...(row.hashes !== null ? { known: row.hashes.includes(h) } : {}),
+        endedBy: row.ended_by === h,
+      };
+    });
   }
 
   async searchBuilds(q: BuildQuery): Promise<BuildPage> {
@@ -158,10 +187,12 @@ export class SqlStorage implements Storage {
     if (q.buckets.length === 0) return [];
     const pairs = q.buckets.map((b) => b.split('/'));
     const params: unknown[] = [pairs.map((p) => p[0] ?? ''), pairs.map((p) => p[1] ?? '')];
-    // Row comparison on (project, bucket) lets the planner use the partial peek index.
+    // Row comparison on (project, bucket) lets the planner use the partial index of SCHEDULED builds.
+    // A stored lease past its expiry may be one the workflow never granted (a lost workflow task):
+    // offer the build, and let the workflow decide at lease time.
     const where = [
       `status = 'SCHEDULED'`,
-      'NOT leased',
+      '(NOT leased OR lease_expires <= now())',
       `(project, bucket) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
     ];
     if (q.dimensions !== undefined) {
@@ -186,7 +217,8 @@ export class SqlStorage implements Storage {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
        ON CONFLICT (id) DO UPDATE SET
          phase = EXCLUDED.phase, update_time = EXCLUDED.update_time, version = EXCLUDED.version, data = EXCLUDED.data
-       WHERE verifications.version < EXCLUDED.version`,
+       WHERE verifications.version < EXCLUDED.version
+          OR (verifications.version = EXCLUDED.version AND verifications.data IS DISTINCT FROM EXCLUDED.data)`,
       [v.id, v.host, v.change, v.patchset, v.phase, v.createTime, v.updateTime, v.version, JSON.stringify(v)],
     );
   }
@@ -401,6 +433,11 @@ export class SqlStorage implements Storage {
   async close(): Promise<void> {
     await this.db.close();
   }
+}
+
+/** What storage keeps of a lease key: its SHA-256, never the key itself. */
+function keyHash(leaseKey: string): string {
+  return createHash('sha256').update(leaseKey).digest('hex');
 }
 
 /** Internal: a concurrent schedule with the same request key committed first. */

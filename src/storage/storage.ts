@@ -5,7 +5,7 @@
  * Two backends implement it with the same SQL: embedded PGlite (default, one process) and
  * PostgreSQL (many processes and hosts).
  */
-import { type Build, type BuilderId, type BuildStatus } from '../domain/build.ts';
+import { type Build, type BuilderId, type BuildLeaseKeys, type BuildStatus } from '../domain/build.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 import { type LogStore } from '../logs/logStore.ts';
 import { type SqlClient } from './sqlClient.ts';
@@ -51,7 +51,11 @@ export interface BuildPage {
   nextCursor?: string;
 }
 
-/** What a runner peeks for: SCHEDULED unleased builds it can run, best priority first, then oldest. */
+/**
+ * What a runner peeks for: SCHEDULED builds it can run, best priority first, then oldest. A build
+ * whose stored lease has expired counts as unleased: storage may show a lease the workflow never
+ * granted (its workflow task was lost), and the workflow decides at lease time anyway.
+ */
 export interface PeekQuery {
   /** `project/bucket` strings. */
   buckets: string[];
@@ -61,6 +65,16 @@ export interface PeekQuery {
   builders?: string[];
   /** @default 10 */
   limit?: number;
+}
+
+/** What storage knows about a lease key a caller presented for a build (see `Storage.checkLeaseKeys`). */
+export interface LeaseKeyCheck {
+  /** The stored build; undefined when storage has not seen it. */
+  build?: Build;
+  /** Whether the build's workflow answers to this key; undefined when storage holds no key hashes for the build. */
+  known?: boolean;
+  /** True when this key's succeed/fail ended the build. */
+  endedBy: boolean;
 }
 
 /** What `findVerifications` filters on. */
@@ -152,12 +166,19 @@ export interface OpenBuildStat {
 export interface Storage {
   /** Claims the request key (if any) and allocates the builder's next build number, atomically. */
   reserveBuild(req: ReserveBuildRequest): Promise<BuildReservation>;
-  /** Inserts or updates a build; a write whose `version` is not newer than the stored one is ignored. */
-  recordBuild(build: Build): Promise<void>;
+  /**
+   * Inserts or updates a build, with the hashes of `leaseKeys` when given. A write whose `version`
+   * is older than the stored one is ignored, and so is one of the same version and content; one of
+   * the same version and other content wins (the stored one came from a workflow task the Temporal
+   * server lost, or the workflow would never have written that version twice).
+   */
+  recordBuild(build: Build, leaseKeys?: BuildLeaseKeys): Promise<void>;
   getBuild(id: string): Promise<Build | undefined>;
+  /** For each item: the stored build and whether its workflow answers to the key (one read for all). */
+  checkLeaseKeys(items: { buildId: string; leaseKey: string }[]): Promise<LeaseKeyCheck[]>;
   searchBuilds(q: BuildQuery): Promise<BuildPage>;
   peekBuilds(q: PeekQuery): Promise<Build[]>;
-  /** Inserts or updates a change verification; a write whose `version` is not newer is ignored. */
+  /** Inserts or updates a change verification; versions as in `recordBuild` (older ignored, equal and different wins). */
   recordVerification(v: StoredVerification): Promise<void>;
   getVerification(id: string): Promise<StoredVerification | undefined>;
   /** Verifications of a change (newest patch set first), optionally of one patch set. */

@@ -96,6 +96,37 @@ for (const [name, make] of Object.entries(BACKENDS)) {
       assert.equal((await logs.read(key.buildId))?.complete, true);
     });
 
+    it('refuses different bytes at an offset already written: two writers never splice their data', async () => {
+      const key = { buildId: buildId(), attempt: 1 };
+      await logs.append(key, 0, Buffer.from('runner A line\n'), false);
+      const e = await rejectsWithCode(logs.append(key, 0, Buffer.from('runner B line\n'), false), 'CONFLICT');
+      assert.match(e.message, /different bytes at offset 0/);
+      // Overlapping the end with other bytes is refused too; the same bytes plus more are fine.
+      await rejectsWithCode(logs.append(key, 7, Buffer.from('X line\nmore'), false), 'CONFLICT');
+      assert.deepEqual(await logs.append(key, 7, Buffer.from('A line\nmore'), false), { size: 18, complete: false });
+      const concurrent = await Promise.allSettled([
+        logs.append(key, 18, Buffer.from(' from A'), false),
+        logs.append(key, 18, Buffer.from(' from B'), false),
+      ]);
+      assert.equal(concurrent.filter((r) => r.status === 'fulfilled').length, 1, 'one writer wins the offset');
+      const data = text((await logs.read(key.buildId))?.data);
+      assert.ok(data === 'runner A line\nmore from A' || data === 'runner A line\nmore from B', data);
+    });
+
+    it('caps the bytes of one attempt with PAYLOAD_TOO_LARGE, counting what is already there', async () => {
+      const key = { buildId: buildId(), attempt: 1 };
+      const limits = { maxBytes: 10 };
+      await logs.append(key, 0, Buffer.from('12345678'), false, limits);
+      const e = await rejectsWithCode(logs.append(key, 8, Buffer.from('9ab'), false, limits), 'PAYLOAD_TOO_LARGE');
+      assert.match(e.message, /at most 10 bytes/);
+      assert.deepEqual(await logs.append(key, 8, Buffer.from('9a'), true, limits), { size: 10, complete: true });
+      // A retry of what is there is not growth.
+      assert.deepEqual(await logs.append(key, 0, Buffer.from('123456789a'), true, limits), {
+        size: 10,
+        complete: true,
+      });
+    });
+
     it('reads a window by offset and limit across many chunks, byte-exact with multi-byte text', async () => {
       const key = { buildId: buildId(), attempt: 2 };
       const whole = Buffer.from(Array.from({ length: 50 }, (_, i) => `línea ${i} ✓\n`).join(''));

@@ -150,7 +150,7 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       assert.equal(await s.getBuild(buildId(T0 - 1000)), undefined);
     });
 
-    void it('applies newer versions and ignores older or equal ones', async () => {
+    void it('applies newer versions and ignores older ones', async () => {
       const s = ctx.storage();
       const v1 = makeBuild({ project: ctx.project(), bucket: 'ci', builder: 'x' }, T0);
       const v2: Build = { ...v1, status: 'STARTED', version: 2, leaseExpiration: '2024-05-01T10:05:00.000Z' };
@@ -159,9 +159,23 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       await s.recordBuild(v1);
       await s.recordBuild(v3);
       await s.recordBuild(v2); // a late, older write
-      await s.recordBuild({ ...v3, summaryMarkdown: 'same version, different content' });
+      await s.recordBuild({ ...v3 }); // a retried write
       assert.deepEqual(await s.getBuild(v1.id), v3);
       assert.equal((await s.searchBuilds({ builder: v1.builder, status: 'STARTED' })).builds.length, 0);
+    });
+
+    void it("lets a write of the same version with other content replace a lost workflow task's write", async () => {
+      const s = ctx.storage();
+      const v1 = makeBuild({ project: ctx.project(), bucket: 'ci', builder: 'x' }, T0);
+      // The lost task leased the build; the workflow never did, and its next real write reuses version 2.
+      const lost: Build = { ...v1, version: 2, leaseHolder: 'lost', leaseExpiration: '2024-05-01T11:00:00.000Z' };
+      const real: Build = { ...v1, version: 2, status: 'CANCELED', summaryMarkdown: 'canceled' };
+      await s.recordBuild(v1);
+      await s.recordBuild(lost, { known: ['1.lost'] });
+      await s.recordBuild(real, { known: [] });
+      assert.deepEqual(await s.getBuild(v1.id), real);
+      const [check] = await s.checkLeaseKeys([{ buildId: v1.id, leaseKey: '1.lost' }]);
+      assert.equal(check?.known, false, 'the lost lease key went with its write');
     });
 
     void it('keeps the newest of concurrent writes', async () => {
@@ -174,6 +188,36 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       }));
       await Promise.all([...versions].reverse().map((v) => s.recordBuild(v)));
       assert.equal((await s.getBuild(base.id))?.summaryMarkdown, 'v30');
+    });
+  },
+
+  'lease keys': (ctx) => {
+    void it('knows the keys a build answers to and the one that ended it, by hash only', async () => {
+      const s = ctx.storage();
+      const bl = { project: ctx.project(), bucket: 'ci', builder: 'x' };
+      const b = makeBuild(bl, T0, { status: 'SUCCESS', version: 5 });
+      const old = makeBuild(bl, T0 + 1);
+      await s.recordBuild(b, { known: ['1.a', '2.b'], endedBy: '2.b' });
+      await s.recordBuild(old); // written without keys (by an older Kiln)
+      const checks = await s.checkLeaseKeys([
+        { buildId: b.id, leaseKey: '2.b' },
+        { buildId: b.id, leaseKey: '1.a' },
+        { buildId: b.id, leaseKey: '2.forged' },
+        { buildId: old.id, leaseKey: '1.x' },
+        { buildId: buildId(T0 - 5000), leaseKey: '1.x' },
+      ]);
+      assert.deepEqual(
+        checks.map((c) => [c.build?.id, c.known, c.endedBy]),
+        [
+          [b.id, true, true],
+          [b.id, true, false],
+          [b.id, false, false],
+          [old.id, undefined, false],
+          [undefined, undefined, false],
+        ],
+      );
+      assert.deepEqual(await s.checkLeaseKeys([]), []);
+      assert.ok(!JSON.stringify(await s.getBuild(b.id)).includes('2.b'), 'keys are not in the stored build');
     });
   },
 
@@ -224,6 +268,10 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       await s.recordVerification(ended);
       await s.recordVerification({ ...a, version: 3 }); // late, older
       assert.deepEqual(await s.getVerification(a.id), ended);
+      // The same version with other content: the stored one was a lost workflow task's write.
+      const redone = { ...ended, messages: ['Verified +1 (redone)'] };
+      await s.recordVerification(redone);
+      assert.deepEqual(await s.getVerification(a.id), redone);
       const b = verification(host, 7, 2, 'run-b');
       const other = verification(host, 8, 1, 'run-c');
       await s.recordVerification(b);
@@ -357,7 +405,10 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       const old30 = makeBuild(bl, m(0), { priority: 30 });
       const new30 = makeBuild(bl, m(2), { priority: 30 });
       const urgent = makeBuild(bl, m(3), { priority: 10 });
-      const leased = makeBuild(bl, m(1), { priority: 1, leaseExpiration: '2024-05-01T11:00:00.000Z' });
+      const leased = makeBuild(bl, m(1), {
+        priority: 1,
+        leaseExpiration: new Date(Date.now() + 3600_000).toISOString(),
+      });
       const started = makeBuild(bl, m(1), { priority: 1, status: 'STARTED' });
       const ended = makeBuild(bl, m(1), { priority: 1, status: 'SUCCESS' });
       await recordAll(s, [old30, new30, urgent, leased, started, ended]);
@@ -368,6 +419,26 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       const { leaseExpiration: _, ...unleased } = leased;
       await s.recordBuild({ ...unleased, version: 2 });
       assert.equal((await s.peekBuilds({ buckets: [`${project}/ci`], limit: 1 }))[0]?.id, leased.id);
+    });
+
+    void it('offers a SCHEDULED build whose stored lease has expired (the workflow decides at lease time)', async () => {
+      const s = ctx.storage();
+      const project = ctx.project();
+      const bl = { project, bucket: 'ci', builder: 'linux' };
+      const expired = makeBuild(bl, T0, {
+        leaseHolder: 'gone',
+        leaseExpiration: new Date(Date.now() - 1000).toISOString(),
+      });
+      const live = makeBuild(bl, T0 + 1, {
+        leaseHolder: 'r',
+        leaseExpiration: new Date(Date.now() + 60_000).toISOString(),
+      });
+      const startedExpired = makeBuild(bl, T0 + 2, {
+        status: 'STARTED',
+        leaseExpiration: new Date(Date.now() - 1000).toISOString(),
+      });
+      await recordAll(s, [expired, live, startedExpired]);
+      assert.deepEqual(ids(await s.peekBuilds({ buckets: [`${project}/ci`] })), ids([expired]));
     });
 
     void it('returns a build only to runners whose dimensions cover all of its own', async () => {

@@ -4,6 +4,7 @@
  * noted in the build's history.
  */
 import { z } from 'zod';
+import { leaseCall } from '../clientLimit.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams, leaseKeySchema, propertiesSchema, urlSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -25,15 +26,19 @@ export const failBuildBody = completeBuildBody.extend({
 });
 
 export const succeedBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds/:id/succeed', async (req) => {
-    const { id } = parseInput(buildIdParams, req.params, 'params');
-    return ctx.service.succeed(id, parseInput(completeBuildBody, req.body, 'body'));
-  });
+  app.post('/api/v1/builds/:id/succeed', async (req) =>
+    leaseCall(app, ctx, req, async () => {
+      const { id } = parseInput(buildIdParams, req.params, 'params');
+      return ctx.service.succeed(id, parseInput(completeBuildBody, req.body, 'body'));
+    }),
+  );
 };
 
 export const failBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds/:id/fail', async (req) => {
-    const { id } = parseInput(buildIdParams, req.params, 'params');
-    return ctx.service.fail(id, parseInput(failBuildBody, req.body, 'body'));
-  });
+  app.post('/api/v1/builds/:id/fail', async (req) =>
+    leaseCall(app, ctx, req, async () => {
+      const { id } = parseInput(buildIdParams, req.params, 'params');
+      return ctx.service.fail(id, parseInput(failBuildBody, req.body, 'body'));
+    }),
+  );
 };

@@ -9,7 +9,7 @@ import { KilnError } from '../../domain/errors.ts';
 import { eventSecretMatches } from '../../gerrit/settings.ts';
 import { type IntakeAction } from '../../gerrit/intake.ts';
 import { type Route } from '../context.ts';
-import { parseInput } from '../validate.ts';
+import { checkStorable, parseInput } from '../validate.ts';
 
 /** The header carrying the shared secret. */
 export const GERRIT_SECRET_HEADER = 'x-kiln-gerrit-secret';
@@ -31,6 +31,8 @@ export const gerritEvents: Route = (app, ctx) => {
       throw new KilnError('UNAUTHENTICATED', `missing or wrong ${GERRIT_SECRET_HEADER} header`);
     }
     const q = parseInput(gerritEventsQuery, req.query, 'query');
+    // Event fields end up in verifications and build properties: refuse what storage cannot hold.
+    checkStorable(req.body, 'body');
     const actions = await intake.handle(q.host, req.body);
     void reply.code(202);
     return { actions };

@@ -14,8 +14,13 @@ import { parseInput } from '../validate.ts';
 
 export const getLogQuery = z
   .object({
-    offset: z.coerce.number().int().min(0).optional(),
-    attempt: z.coerce.number().int().min(0).optional(),
+    offset: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    attempt: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1)
+      .optional(),
   })
   .strict();
 

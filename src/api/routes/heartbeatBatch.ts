@@ -1,6 +1,7 @@
 /** POST /api/v1/heartbeat — heartbeats for many builds in one call; each item answers on its own. */
 import { z } from 'zod';
 import { isBuildId } from '../../domain/buildId.ts';
+import { leaseCall } from '../clientLimit.ts';
 import { type Route } from '../context.ts';
 import { leaseDurationSecs, leaseKeySchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -23,15 +24,17 @@ export const heartbeatBatchBody = z
   .strict();
 
 export const heartbeatBatch: Route = (app, ctx) => {
-  app.post('/api/v1/heartbeat', async (req) => {
-    const body = parseInput(heartbeatBatchBody, req.body, 'body');
-    const results = await ctx.service.heartbeatBatch(
-      body.heartbeats.map((h) => ({
-        buildId: h.buildId,
-        leaseKey: h.leaseKey,
-        leaseDurationMs: h.leaseDurationSecs === undefined ? undefined : h.leaseDurationSecs * 1000,
-      })),
-    );
-    return { results };
-  });
+  app.post('/api/v1/heartbeat', async (req) =>
+    leaseCall(app, ctx, req, async () => {
+      const body = parseInput(heartbeatBatchBody, req.body, 'body');
+      const results = await ctx.service.heartbeatBatch(
+        body.heartbeats.map((h) => ({
+          buildId: h.buildId,
+          leaseKey: h.leaseKey,
+          leaseDurationMs: h.leaseDurationSecs === undefined ? undefined : h.leaseDurationSecs * 1000,
+        })),
+      );
+      return { results };
+    }),
+  );
 };

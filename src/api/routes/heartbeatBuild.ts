@@ -3,6 +3,7 @@
  * BUILD_IS_COMPLETED) tells the runner to stop. The lease key is the credential.
  */
 import { z } from 'zod';
+import { leaseCall } from '../clientLimit.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams, leaseDurationSecs, leaseKeySchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -12,12 +13,14 @@ export const heartbeatBody = z
   .strict();
 
 export const heartbeatBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds/:id/heartbeat', async (req) => {
-    const { id } = parseInput(buildIdParams, req.params, 'params');
-    const body = parseInput(heartbeatBody, req.body, 'body');
-    return ctx.service.heartbeat(id, {
-      leaseKey: body.leaseKey,
-      leaseDurationMs: body.leaseDurationSecs === undefined ? undefined : body.leaseDurationSecs * 1000,
-    });
-  });
+  app.post('/api/v1/builds/:id/heartbeat', async (req) =>
+    leaseCall(app, ctx, req, async () => {
+      const { id } = parseInput(buildIdParams, req.params, 'params');
+      const body = parseInput(heartbeatBody, req.body, 'body');
+      return ctx.service.heartbeat(id, {
+        leaseKey: body.leaseKey,
+        leaseDurationMs: body.leaseDurationSecs === undefined ? undefined : body.leaseDurationSecs * 1000,
+      });
+    }),
+  );
 };

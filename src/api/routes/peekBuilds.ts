@@ -8,7 +8,12 @@ import { parseInput } from '../validate.ts';
 export const peekBuildsBody = z
   .object({
     buckets: z
-      .array(z.string().regex(/^[^/\s]+\/[^/\s]+$/, 'a "project/bucket" string'))
+      .array(
+        z
+          .string()
+          .max(201)
+          .regex(/^[^/\s]+\/[^/\s]+$/, 'a "project/bucket" string'),
+      )
       .min(1)
       .max(100),
     dimensions: z.array(dimensionSchema).max(128).optional(),

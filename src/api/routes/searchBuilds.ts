@@ -8,7 +8,7 @@ import { BUILD_STATUSES } from '../../domain/build.ts';
 import { KilnError } from '../../domain/errors.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { builderNameSchema, tagSchema } from '../schemas.ts';
+import { builderNameSchema, cursorSchema, tagSchema, timestampSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 const one = <T extends z.ZodType>(s: T) => z.preprocess((v) => (Array.isArray(v) ? v[v.length - 1] : v), s);
@@ -23,10 +23,10 @@ export const searchBuildsQuery = z
       .preprocess((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]), z.array(tagSchema).max(64))
       .optional(),
     buildset: one(z.string().max(1024)).optional(),
-    createdAfter: one(z.iso.datetime({ offset: true })).optional(),
-    createdBefore: one(z.iso.datetime({ offset: true })).optional(),
+    createdAfter: one(timestampSchema).optional(),
+    createdBefore: one(timestampSchema).optional(),
     limit: one(z.coerce.number().int().min(1).max(1000)).optional(),
-    cursor: one(z.string().regex(/^[0-9]{1,19}$/, 'a cursor from a previous page')).optional(),
+    cursor: one(cursorSchema).optional(),
   })
   .strict();
 

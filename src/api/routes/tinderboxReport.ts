@@ -7,6 +7,8 @@
 import { z } from 'zod';
 import { type Build } from '../../domain/build.ts';
 import { report } from '../../builds/tinderbox.ts';
+import { withAppendLimits } from '../../logs/logStore.ts';
+import { leaseCall } from '../clientLimit.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams, leaseKeySchema, urlSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -24,8 +26,12 @@ export const reportBody = z
   .strict();
 
 export const tinderboxReport: Route = (app, ctx) => {
-  app.post('/api/v1/tinderbox/report', async (req): Promise<Build> => {
-    const body = parseInput(reportBody, req.body, 'body');
-    return report(ctx.service, ctx.logs, body);
-  });
+  app.post('/api/v1/tinderbox/report', async (req): Promise<Build> =>
+    leaseCall(app, ctx, req, async () => {
+      // The log is stored as bytes: any character may appear in it.
+      const body = parseInput(reportBody, req.body, 'body', { anyText: ['log'] });
+      const logs = ctx.logs && withAppendLimits(ctx.logs, { maxBytes: ctx.registry.config.logs.maxBytesPerAttempt });
+      return report(ctx.service, logs, body);
+    }),
+  );
 };

@@ -1,0 +1,199 @@
+/**
+ * Lost workflow tasks. A build's storage write is a local activity: it runs inside a workflow task,
+ * before that task is durable. When the Temporal server dies between the write and the task's
+ * completion, storage holds a state change the workflow never made. The rule: storage may lag the
+ * workflow, never lead it in a way that sticks.
+ *
+ * Here a hook around the worker's storage SIGKILLs the Temporal dev server right after a lease,
+ * start, end or reset write, over many lease cycles, and restarts it on the same database, while
+ * runner slots drive builds (see leaseCycles.ts). Afterwards every build has ended SUCCESS exactly
+ * once, storage holds exactly what its workflow returned, no build was invisible to peek for longer
+ * than its lease while its workflow could lease it, no build was leased twice at once, and every
+ * history replays.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { BuildService } from '../../src/builds/service.ts';
+import { parseConfig, Registry } from '../../src/config/load.ts';
+import { type Build } from '../../src/domain/build.ts';
+import { buildWorkflowId } from '../../src/domain/buildId.ts';
+import { openStorage } from '../../src/storage/open.ts';
+import { type Storage } from '../../src/storage/storage.ts';
+import { getBuildQuery } from '../../workflows/build.ts';
+import { createKilnWorker } from '../../workers/worker.ts';
+import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
+import { testLogger } from '../support/temporal.ts';
+import {
+  checkBuilds,
+  faultFigures,
+  runLeaseCycles,
+  through,
+  type WorkflowView,
+  type WriteKind,
+  writeKind,
+} from './leaseCycles.ts';
+
+/** At least this many builds, and more until the server has been killed `KILLS` times. */
+const BUILDS = Number(process.env.KILN_LOST_TASK_BUILDS ?? '16');
+const KILLS = Number(process.env.KILN_LOST_TASK_KILLS ?? '8');
+const LEASE_MS = 3000;
+const builder = { project: 'lost', bucket: 'ci', builder: 'work' };
+
+const CONFIG = `
+projects:
+  - name: lost
+    buckets:
+      - name: ci
+        builders:
+          - name: work
+            leaseDurationSecs: 3
+            maxLeaseResets: 100
+`;
+
+describe('fault suite: the Temporal server dies between a storage write and its workflow task', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-lost-task-'));
+  const taskQueue = `kiln-lost-task-${process.pid}`;
+  let port: number;
+  let temporal: Child;
+  let storage: Storage;
+  let connection: Connection;
+  let nativeConnection: NativeConnection;
+  let worker: Worker;
+  let workerRun: Promise<void>;
+  let service: BuildService;
+  let client: Client;
+
+  /** The kill the hook is armed with, if any. */
+  let armed: WriteKind | undefined;
+  let restarting: Promise<void> | undefined;
+  const killed: { kind: WriteKind; build: Build }[] = [];
+
+  const restartTemporal = async (): Promise<void> => {
+    await sleep(500 + Math.random() * 1500);
+    temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
+  };
+
+  /** The worker's storage: after a matching write, the Temporal server dies before the task completes. */
+  const hooked = (real: Storage): Storage =>
+    new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === 'recordBuild') {
+          return async (...args: Parameters<Storage['recordBuild']>) => {
+            await target.recordBuild(...args);
+            const kind = writeKind(args[0]);
+            if (armed !== undefined && kind === armed && restarting === undefined) {
+              armed = undefined;
+              killed.push({ kind, build: args[0] });
+              await temporal.kill('SIGKILL');
+              restarting = restartTemporal().finally(() => (restarting = undefined));
+            }
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+
+  before(async () => {
+    port = await freePort();
+    temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
+    storage = await openStorage({ kind: 'embedded' });
+    const registry = new Registry(parseConfig(CONFIG, 'lost-task.yaml', { LOG_LEVEL: 'silent' }));
+    connection = await Connection.connect({ address: `127.0.0.1:${port}` });
+    client = new Client({ connection });
+    service = new BuildService({ client, storage, registry, taskQueue, logger: testLogger });
+    nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
+    worker = await createKilnWorker({
+      connection: nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      deps: { storage: hooked(storage), logger: testLogger },
+    });
+    workerRun = worker.run();
+  });
+
+  after(async () => {
+    armed = undefined;
+    await restarting;
+    if (worker?.getState() === 'RUNNING') worker.shutdown();
+    await workerRun?.catch(() => undefined);
+    await nativeConnection?.close();
+    await connection?.close();
+    await temporal?.kill('SIGKILL');
+    await storage?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('ends every build exactly once, keeps none invisible past its lease and leases none twice', async () => {
+    const handle = (id: string) => client.workflow.getHandle(buildWorkflowId(id));
+    const view: WorkflowView = {
+      query: (id) => handle(id).query(getBuildQuery),
+      result: (id) => handle(id).result() as Promise<Build>,
+      history: (id) => handle(id).fetchHistory(),
+    };
+    let storageLed = 0;
+    let driving = true;
+
+    /** Arms the hook again and again, each time after the last restart finished. */
+    const chaos = async (): Promise<void> => {
+      const kinds: WriteKind[] = ['lease', 'lease', 'start', 'end', 'reset'];
+      while (driving && killed.length < KILLS) {
+        await sleep(300 + Math.random() * 1200);
+        await restarting;
+        const before = killed.length;
+        armed = kinds[Math.floor(Math.random() * kinds.length)];
+        for (let i = 0; i < 100 && driving && killed.length === before; i++) await sleep(100);
+        armed = undefined;
+        await restarting;
+        const last = killed[killed.length - 1];
+        if (killed.length > before && last) {
+          // Did storage lead the workflow after this kill? (It should, often: that is the fault.)
+          const t = await through(() => view.query(last.build.id), 'query after restart').catch(() => undefined);
+          const s = await storage.getBuild(last.build.id);
+          if (t && s && JSON.stringify(s) !== JSON.stringify(t) && s.version >= t.version) storageLed += 1;
+        }
+      }
+    };
+    const chaosRun = chaos();
+    let r;
+    try {
+      r = await runLeaseCycles({
+        calls: {
+          schedule: () => service.schedule({ builder }),
+          peek: () => service.peek({ buckets: ['lost/ci'], limit: 100 }),
+          lease: async (id, q) =>
+            (await service.lease(id, { holder: q.holder, requestId: q.requestId, leaseDurationMs: q.leaseMs }))
+              .leaseKey,
+          start: (id, leaseKey) => service.start(id, { leaseKey }),
+          heartbeat: (id, leaseKey, ms) => service.heartbeat(id, { leaseKey, leaseDurationMs: ms }),
+          succeed: (id, leaseKey) => service.succeed(id, { leaseKey }),
+        },
+        view,
+        stored: (id) => storage.getBuild(id),
+        slots: 4,
+        more: (scheduled) => scheduled < BUILDS || (killed.length < KILLS && scheduled < BUILDS * 6),
+        leaseMs: LEASE_MS,
+        invisibleSlackMs: 20_000,
+        giveUpAt: Date.now() + 7 * 60_000,
+        label: 'lost-task',
+      });
+    } finally {
+      driving = false;
+      await chaosRun;
+    }
+    const killedAfter = Object.fromEntries(
+      (['lease', 'start', 'end', 'reset'] as const).map((k) => [k, killed.filter((x) => x.kind === k).length]),
+    );
+    console.log(
+      `lost-task fault figures: ${JSON.stringify({ ...faultFigures(r), kills: killed.length, killedAfter, storageLed })}`,
+    );
+    await checkBuilds(r, (id) => storage.getBuild(id), view, 'lost-task');
+    assert.ok(killed.length >= Math.min(KILLS, 3), `the hook killed the server ${killed.length} times`);
+  });
+});
