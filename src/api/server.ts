@@ -10,6 +10,7 @@ import { toErrorResponse } from './errors.ts';
 import { cancelBuild } from './routes/cancelBuild.ts';
 import { failBuild, succeedBuild } from './routes/completeBuild.ts';
 import { getBuild } from './routes/getBuild.ts';
+import { getBuildByNumber } from './routes/getBuildByNumber.ts';
 import { getBuilder } from './routes/getBuilder.ts';
 import { gerritEvents } from './routes/gerritEvents.ts';
 import { getLog } from './routes/getLog.ts';
@@ -43,6 +44,7 @@ import { registerUi } from './ui.ts';
 export const ROUTES: Route[] = [
   scheduleBuild,
   getBuild,
+  getBuildByNumber,
   searchBuilds,
   cancelBuild,
   setPriority,

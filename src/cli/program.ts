@@ -123,12 +123,18 @@ export function buildProgram(): Command {
     },
   );
 
-  apiOpts(program.command('get <id>').description('show one build')).action(
-    async (id: string, o: { api: string; token?: string; json?: boolean }) => {
-      const build = await client(o).get(id);
-      print(o, build, () => buildDetails(build));
-    },
-  );
+  apiOpts(
+    program.command('get <build>').description('show one build: by id, or by project/bucket/builder/number'),
+  ).action(async (ref: string, o: { api: string; token?: string; json?: boolean }) => {
+    const byNumber = /^([^/]+)\/([^/]+)\/([^/]+)\/([0-9]+)$/.exec(ref);
+    const build = byNumber
+      ? await client(o).getByNumber(
+          { project: byNumber[1]!, bucket: byNumber[2]!, builder: byNumber[3]! },
+          Number(byNumber[4]),
+        )
+      : await client(o).get(ref);
+    print(o, build, () => buildDetails(build));
+  });
 
   apiOpts(
     program
@@ -139,6 +145,7 @@ export function buildProgram(): Command {
       .option('--status <status>', 'SCHEDULED, STARTED, SUCCESS, FAILURE, INFRA_FAILURE, CANCELED')
       .option('-t, --tag <key:value>', 'tag that must match (repeatable)', collect, [])
       .option('--buildset <buildset>', 'e.g. patch/gerrit/host/123/4')
+      .option('--created-by <name>', 'who scheduled (the token name, or anonymous)')
       .option('--limit <n>', 'page size', '50')
       .option('--cursor <cursor>', 'next page'),
   ).action(
@@ -148,6 +155,7 @@ export function buildProgram(): Command {
       status?: string;
       tag: string[];
       buildset?: string;
+      createdBy?: string;
       limit: string;
       cursor?: string;
       api: string;
@@ -164,6 +172,7 @@ export function buildProgram(): Command {
         status: o.status,
         tag: o.tag,
         buildset: o.buildset,
+        createdBy: o.createdBy,
         limit: o.limit,
         cursor: o.cursor,
       });

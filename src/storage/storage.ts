@@ -38,6 +38,8 @@ export interface BuildQuery {
   buildset?: string;
   createdAfter?: string;
   createdBefore?: string;
+  /** Only builds scheduled by this caller (the token's name, `anonymous` without auth). */
+  createdBy?: string;
   /** @default 100 */
   limit?: number;
   /** From a previous page's `nextCursor`. */
@@ -136,6 +138,8 @@ export interface Storage {
   /** Inserts or updates a build; a write whose `version` is not newer than the stored one is ignored. */
   recordBuild(build: Build): Promise<void>;
   getBuild(id: string): Promise<Build | undefined>;
+  /** The build of `builder` with this per-builder number (Buildbucket v2 GetBuild by builder and number). */
+  getBuildByNumber(builder: BuilderId, number: number): Promise<Build | undefined>;
   searchBuilds(q: BuildQuery): Promise<BuildPage>;
   peekBuilds(q: PeekQuery): Promise<Build[]>;
   /** Inserts or updates a change verification; a write whose `version` is not newer is ignored. */
