@@ -11,6 +11,7 @@ import { type ApiMetricsOptions, registerApiMetrics } from '../metrics/api.ts';
 import { cancelBuild } from './routes/cancelBuild.ts';
 import { failBuild, succeedBuild } from './routes/completeBuild.ts';
 import { getBuild } from './routes/getBuild.ts';
+import { getBuildByNumber } from './routes/getBuildByNumber.ts';
 import { getBuilder } from './routes/getBuilder.ts';
 import { gerritEvents } from './routes/gerritEvents.ts';
 import { getLog } from './routes/getLog.ts';
@@ -48,6 +49,7 @@ import { listSchedules, scheduleAction } from './routes/schedules.ts';
 export const ROUTES: Route[] = [
   scheduleBuild,
   getBuild,
+  getBuildByNumber,
   searchBuilds,
   cancelBuild,
   setPriority,

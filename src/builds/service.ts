@@ -332,6 +332,11 @@ export class BuildService {
     return b;
   }
 
+  /** The build of `builder` numbered `number`, from storage (where schedule has put it before answering). */
+  getByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
+    return this.o.storage.getBuildByNumber(builder, number);
+  }
+
   search(q: BuildQuery): Promise<BuildPage> {
     return this.o.storage.searchBuilds(q);
   }

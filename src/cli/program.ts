@@ -124,24 +124,30 @@ export function buildProgram(): Command {
     },
   );
 
-  apiOpts(program.command('get <id>').description('show one build')).action(
-    async (id: string, o: { api: string; token?: string; json?: boolean }) => {
-      const build = await client(o).get(id);
-      // ---- launchpad: which promotions the build fed ----
-      const fed = build.input.gitilesCommit
-        ? await client(o)
-            .promotions({ build: id, limit: 10 })
-            .then((r) => r.promotions)
-            .catch(() => [])
-        : [];
-      print(o, fed.length ? { ...build, promotions: fed } : build, () =>
-        [
-          buildDetails(build),
-          ...(fed.length ? ['promotions fed:', ...fed.map((a) => `  ${promotionLine(a)}`)] : []),
-        ].join('\n'),
-      );
-    },
-  );
+  apiOpts(
+    program.command('get <build>').description('show one build: by id, or by project/bucket/builder/number'),
+  ).action(async (ref: string, o: { api: string; token?: string; json?: boolean }) => {
+    const byNumber = /^([^/]+)\/([^/]+)\/([^/]+)\/([0-9]+)$/.exec(ref);
+    const build = byNumber
+      ? await client(o).getByNumber(
+          { project: byNumber[1]!, bucket: byNumber[2]!, builder: byNumber[3]! },
+          Number(byNumber[4]),
+        )
+      : await client(o).get(ref);
+    // ---- launchpad: which promotions the build fed ----
+    const fed = build.input.gitilesCommit
+      ? await client(o)
+          .promotions({ build: build.id, limit: 10 })
+          .then((r) => r.promotions)
+          .catch(() => [])
+      : [];
+    print(o, fed.length ? { ...build, promotions: fed } : build, () =>
+      [
+        buildDetails(build),
+        ...(fed.length ? ['promotions fed:', ...fed.map((a) => `  ${promotionLine(a)}`)] : []),
+      ].join('\n'),
+    );
+  });
 
   apiOpts(
     program
@@ -152,6 +158,7 @@ export function buildProgram(): Command {
       .option('--status <status>', 'SCHEDULED, STARTED, SUCCESS, FAILURE, INFRA_FAILURE, CANCELED')
       .option('-t, --tag <key:value>', 'tag that must match (repeatable)', collect, [])
       .option('--buildset <buildset>', 'e.g. patch/gerrit/host/123/4')
+      .option('--created-by <name>', 'who scheduled (the token name, or anonymous)')
       .option('--limit <n>', 'page size', '50')
       .option('--cursor <cursor>', 'next page'),
   ).action(
@@ -161,6 +168,7 @@ export function buildProgram(): Command {
       status?: string;
       tag: string[];
       buildset?: string;
+      createdBy?: string;
       limit: string;
       cursor?: string;
       api: string;
@@ -177,6 +185,7 @@ export function buildProgram(): Command {
         status: o.status,
         tag: o.tag,
         buildset: o.buildset,
+        createdBy: o.createdBy,
         limit: o.limit,
         cursor: o.cursor,
       });

@@ -190,6 +190,12 @@ export class KilnClient {
     return this.request('GET', `/api/v1/builds/${encodeURIComponent(id)}`);
   }
 
+  /** A build by builder and per-builder number. */
+  getByNumber(b: { project: string; bucket: string; builder: string }, number: number): Promise<Build> {
+    const path = [b.project, b.bucket, b.builder].map(encodeURIComponent).join('/');
+    return this.request('GET', `/api/v1/builders/${path}/builds/${number}`);
+  }
+
   search(q: Record<string, string | string[] | number | undefined>): Promise<{ builds: Build[]; nextCursor?: string }> {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) {

@@ -134,6 +134,15 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP INDEX builds_peek;
     `,
   },
+  {
+    version: 6,
+    name: 'build_lookups',
+    sql: `
+      -- GetBuild by builder and number (Buildbucket v2), and search by who scheduled.
+      CREATE INDEX builds_number ON builds (project, bucket, builder, number);
+      CREATE INDEX builds_created_by ON builds ((data->>'createdBy'), id);
+    `,
+  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

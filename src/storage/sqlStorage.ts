@@ -155,6 +155,14 @@ export class SqlStorage implements Storage {
     });
   }
 
+  async getBuildByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
+    const r = await this.db.query<{ data: Build }>(
+      'SELECT data FROM builds WHERE project = $1 AND bucket = $2 AND builder = $3 AND number = $4 ORDER BY id DESC LIMIT 1',
+      [builder.project, builder.bucket, builder.builder, number],
+    );
+    return r.rows[0]?.data;
+  }
+
   async searchBuilds(q: BuildQuery): Promise<BuildPage> {
     const where: string[] = [];
     const params: unknown[] = [];
@@ -171,6 +179,7 @@ export class SqlStorage implements Storage {
     if (tags.length > 0) add((p) => `tags @> ${p}::text[]`, tags);
     if (q.createdAfter) add((p) => `create_time >= ${p}`, q.createdAfter);
     if (q.createdBefore) add((p) => `create_time < ${p}`, q.createdBefore);
+    if (q.createdBy !== undefined) add((p) => `data->>'createdBy' = ${p}`, q.createdBy);
     if (q.cursor) add((p) => `id > ${p}::bigint`, q.cursor);
     const limit = Math.min(Math.max(q.limit ?? 100, 1), MAX_PAGE);
     params.push(limit + 1);

@@ -39,6 +39,8 @@ export interface BuildQuery {
   buildset?: string;
   createdAfter?: string;
   createdBefore?: string;
+  /** Only builds scheduled by this caller (the token's name, `anonymous` without auth). */
+  createdBy?: string;
   /** @default 100 */
   limit?: number;
   /** From a previous page's `nextCursor`. */
@@ -176,6 +178,8 @@ export interface Storage {
   getBuild(id: string): Promise<Build | undefined>;
   /** For each item: the stored build and whether its workflow answers to the key (one read for all). */
   checkLeaseKeys(items: { buildId: string; leaseKey: string }[]): Promise<LeaseKeyCheck[]>;
+  /** The build of `builder` with this per-builder number (Buildbucket v2 GetBuild by builder and number). */
+  getBuildByNumber(builder: BuilderId, number: number): Promise<Build | undefined>;
   searchBuilds(q: BuildQuery): Promise<BuildPage>;
   peekBuilds(q: PeekQuery): Promise<Build[]>;
   /** Inserts or updates a change verification; versions as in `recordBuild` (older ignored, equal and different wins). */

@@ -86,6 +86,30 @@ describe('LUCI builder names', () => {
     });
   });
 
+  it('gets a build by builder and number, and searches by who scheduled it', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const first = await call('POST', '/api/v1/builds', { builder: { ...builder, builder: 'linux (dbg)' } });
+      const second = await call('POST', '/api/v1/builds', { builder: { ...builder, builder: 'linux (dbg)' } });
+      assert.deepEqual([first.body.number, second.body.number], [1, 2]);
+      const path = `/api/v1/builders/infra/try/${encodeURIComponent('linux (dbg)')}/builds`;
+      const got = await call('GET', `${path}/2`);
+      assert.equal(got.status, 200, JSON.stringify(got.body));
+      assert.equal(got.body.id, second.body.id);
+      const missing = await call('GET', `${path}/99`);
+      assert.deepEqual([missing.status, missing.body.code], [404, 'BUILD_NOT_FOUND']);
+      assert.match(String(missing.body.message), /infra\/try\/linux \(dbg\) #99/);
+      const bad = await call('GET', `${path}/0`);
+      assert.deepEqual([bad.status, bad.body.code], [400, 'INVALID_ARGUMENT']);
+      assert.match(String(bad.body.message), /params\.number/);
+
+      const mine = await call('GET', '/api/v1/builds?createdBy=anonymous&limit=1000');
+      assert.ok((mine.body.builds as { id: string }[]).some((b) => b.id === second.body.id));
+      const nobody = await call('GET', '/api/v1/builds?createdBy=someone-else');
+      assert.deepEqual(nobody.body.builds, []);
+    });
+  });
+
   it('refuses names LUCI does not allow, in the API and in the config', async () => {
     for (const name of ['a/b', 'tab\tname', 'x'.repeat(129), '', 'ünïcode']) {
       const r = await call('POST', '/api/v1/builds', { builder: { ...builder, builder: name } });

@@ -303,6 +303,7 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
         makeBuild(builders[i]!, minute(i), {
           number: i + 1,
           status,
+          createdBy: i % 3 === 0 ? 'cq' : 'alice',
           tags: [
             `i:${i}`,
             i % 2 === 0 ? 'parity:even' : 'parity:odd',
@@ -372,6 +373,15 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
         await search({ buckets: [`${f.project}/ci`], status: 'SUCCESS', tags: ['extra:yes'] }),
         ids([b[4]!]),
       );
+      assert.deepEqual(await search({ builder: { project: f.project }, createdBy: 'cq' }), ids([b[3]!, b[0]!]));
+    });
+
+    void it('gets a build by builder and number', async () => {
+      const f = await fixture();
+      const s = ctx.storage();
+      assert.equal((await s.getBuildByNumber(f.ci, 4))?.id, f.builds[3]!.id);
+      assert.equal(await s.getBuildByNumber(f.ci, 2), undefined, 'number 2 is a build of another builder');
+      assert.equal(await s.getBuildByNumber({ ...f.ci, builder: 'nope' }, 1), undefined);
     });
 
     void it('pages with a cursor, newest first, without repeating or skipping builds', async () => {

@@ -1,6 +1,6 @@
 /**
  * GET /api/v1/builds — search, newest first, paged by `cursor`. Filters: project, bucket, builder,
- * status, tag (repeatable; all must match), buildset, createdAfter/createdBefore (RFC 3339).
+ * status, tag (repeatable; all must match), buildset, createdAfter/createdBefore (RFC 3339), createdBy.
  * Only buckets the caller may read are searched.
  */
 import { z } from 'zod';
@@ -25,6 +25,7 @@ export const searchBuildsQuery = z
     buildset: one(z.string().max(1024)).optional(),
     createdAfter: one(timestampSchema).optional(),
     createdBefore: one(timestampSchema).optional(),
+    createdBy: one(z.string().min(1).max(200)).optional(),
     limit: one(z.coerce.number().int().min(1).max(1000)).optional(),
     cursor: one(cursorSchema).optional(),
   })
@@ -47,6 +48,7 @@ export const searchBuilds: Route = (app, ctx) => {
       buildset: q.buildset,
       createdAfter: q.createdAfter,
       createdBefore: q.createdBefore,
+      createdBy: q.createdBy,
       limit: q.limit,
       cursor: q.cursor,
     });
