@@ -194,29 +194,8 @@ export class SqlStorage implements Storage {
 
   async peekBuilds(q: PeekQuery): Promise<Build[]> {
     if (q.buckets.length === 0) return [];
-    const pairs = q.buckets.map((b) => b.split('/'));
-    const params: unknown[] = [pairs.map((p) => p[0] ?? ''), pairs.map((p) => p[1] ?? '')];
-    // Row comparison on (project, bucket) lets the planner use the partial index of SCHEDULED builds.
-    // A stored lease past its expiry may be one the workflow never granted (a lost workflow task):
-    // offer the build, and let the workflow decide at lease time.
-    const where = [
-      `status = 'SCHEDULED'`,
-      '(NOT leased OR lease_expires <= now())',
-      `(project, bucket) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
-    ];
-    if (q.dimensions !== undefined) {
-      params.push(q.dimensions);
-      where.push(`dimensions <@ $${params.length}::text[]`);
-    }
-    if (q.builders !== undefined) {
-      params.push(q.builders);
-      where.push(`builder = ANY($${params.length}::text[])`);
-    }
-    params.push(Math.min(Math.max(q.limit ?? 10, 1), MAX_PAGE));
-    const r = await this.db.query<{ data: Build }>(
-      `SELECT data FROM builds WHERE ${where.join(' AND ')} ORDER BY priority ASC, id DESC LIMIT $${params.length}`,
-      params,
-    );
+    const { text, params } = peekStatement(q);
+    const r = await this.db.query<{ data: Build }>(text, params);
     return r.rows.map((row) => row.data);
   }
 
@@ -442,6 +421,44 @@ export class SqlStorage implements Storage {
   async close(): Promise<void> {
     await this.db.close();
   }
+}
+
+/**
+ * The peek as one statement (exported so a test can EXPLAIN it). Per bucket, `project = … AND
+ * bucket = …` walks the partial index of SCHEDULED builds (`builds_scheduled`) in (priority, id DESC)
+ * order and stops after `limit` matches however many builds are pending; the outer sort merges at
+ * most `limit` rows per bucket. A join of the bucket pairs against the table instead reads and sorts
+ * every pending row of those buckets, and after ANALYZE the planner turns that into a full scan.
+ * A stored lease past its expiry may be one the workflow never granted (a lost workflow task): the
+ * build is offered, and its workflow decides at lease time.
+ */
+export function peekStatement(q: PeekQuery): { text: string; params: unknown[] } {
+  const pairs = [...new Set(q.buckets)].map((b) => b.split('/'));
+  const params: unknown[] = [pairs.map((p) => p[0] ?? ''), pairs.map((p) => p[1] ?? '')];
+  const where = [
+    'x.project = p.project',
+    'x.bucket = p.bucket',
+    `x.status = 'SCHEDULED'`,
+    '(NOT x.leased OR x.lease_expires <= now())',
+  ];
+  if (q.dimensions !== undefined) {
+    params.push(q.dimensions);
+    where.push(`x.dimensions <@ $${params.length}::text[]`);
+  }
+  if (q.builders !== undefined) {
+    params.push(q.builders);
+    where.push(`x.builder = ANY($${params.length}::text[])`);
+  }
+  params.push(Math.min(Math.max(q.limit ?? 10, 1), MAX_PAGE));
+  const limit = `$${params.length}`;
+  return {
+    text: `SELECT m.data FROM unnest($1::text[], $2::text[]) AS p(project, bucket)
+       CROSS JOIN LATERAL (
+         SELECT x.data, x.priority, x.id FROM builds x WHERE ${where.join(' AND ')}
+         ORDER BY x.priority ASC, x.id DESC LIMIT ${limit}) m
+       ORDER BY m.priority ASC, m.id DESC LIMIT ${limit}`,
+    params,
+  };
 }
 
 /** What storage keeps of a lease key: its SHA-256, never the key itself. */
