@@ -17,6 +17,7 @@ import type pino from 'pino';
 import { type ActivityDeps, createActivities } from '../activities/index.ts';
 import { withBuildMetrics } from '../src/metrics/builds.ts';
 import { type KilnMetrics } from '../src/metrics/registry.ts';
+import { DEFAULT_MAX_CACHED_WORKFLOWS } from '../src/config/schema.ts';
 
 const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -87,6 +88,8 @@ export interface KilnWorkerOptions {
   identity?: string;
   /** Counts build transitions as the activities store them (src/metrics/builds.ts). */
   metrics?: KilnMetrics;
+  /** Workflows kept in memory between tasks (config `worker.maxCachedWorkflows`). @default 2000 */
+  maxCachedWorkflows?: number;
 }
 
 /** Creates (does not run) a worker for Kiln's task queue. */
@@ -100,5 +103,6 @@ export async function createKilnWorker(opts: KilnWorkerOptions): Promise<Worker>
       opts.metrics ? { ...opts.deps, storage: withBuildMetrics(opts.deps.storage, opts.metrics) } : opts.deps,
     ),
     ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
+    maxCachedWorkflows: opts.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS,
   });
 }

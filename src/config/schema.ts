@@ -106,6 +106,32 @@ export const metricsConfigSchema = z
   .strict()
   .refine((m) => m.token === undefined || m.tokenEnv === undefined, 'give at most one of token or tokenEnv');
 
+// ---- worker (issue 18) ----
+/** Default of `worker.maxCachedWorkflows`. */
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 2000;
+
+/**
+ * The `worker` block. A worker keeps the workflows it ran lately in memory (the SDK's sticky cache),
+ * so their next message costs no replay; a build not in the cache is replayed from its history
+ * first (a few ms of CPU and one extra round trip to the server). Each cached build costs roughly
+ * 0.1–0.15 MB of the worker's memory, so the cache is sized here rather than from the heap limit
+ * (the SDK's default grows with the machine's memory, e.g. ~2,300 on 24 GiB).
+ */
+export const workerConfigSchema = z
+  .object({
+    /**
+     * Builds (and other workflows) each worker process keeps in memory; 0 turns the cache off.
+     * Raise it towards the number of builds open at once when memory allows. @default 2000
+     */
+    maxCachedWorkflows: z.number().int().min(0).max(1_000_000).default(DEFAULT_MAX_CACHED_WORKFLOWS),
+  })
+  .strict()
+  .refine((w) => w.maxCachedWorkflows !== 1, {
+    message: 'maxCachedWorkflows must be 0 (no cache) or at least 2',
+    path: ['maxCachedWorkflows'],
+  });
+// ---- end worker ----
+
 /** The whole config file. */
 export const configSchema = z
   .object({
@@ -182,6 +208,9 @@ export const configSchema = z
     metrics: metricsConfigSchema.default({ enabled: true, worker: { host: '127.0.0.1', port: 9464 } }),
     // ---- launchpad: repositories, schedulers, promotions, merges, notifications, git (src/config/launchpad.ts) ----
     ...launchpadConfigShape,
+    // ---- worker (issue 18): the workflow cache of each `kiln worker` / `kiln dev` ----
+    worker: workerConfigSchema.default({ maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS }),
+    // ---- end worker ----
     /** Build logs. */
     logs: z
       .object({

@@ -86,6 +86,7 @@ export async function startWorker(opts: {
       launchpad: launchpad.context,
     },
     ...(metricsOn ? { metrics: kilnMetrics() } : {}),
+    maxCachedWorkflows: opts.config.worker.maxCachedWorkflows, // issue 18: a sized workflow cache
   });
   const run = worker.run();
   await launchpad.reconcile();
