@@ -8,9 +8,25 @@
  * dies, it is started again on the same database and the log says so. `temporal.pid` in the data
  * dir records the server's pid and its owner's (the Kiln process), so a later `kiln dev` stops a
  * server left behind by a Kiln that is gone, and refuses to touch one whose Kiln is still running.
+ * The server's stderr (its warnings and errors) goes to `temporal-server.log` in the data dir, whole:
+ * the server writes it directly, so it survives Kiln and its lines are never dropped; the file is
+ * rotated to `temporal-server.log.1` at start once it passes `MAX_LOG_BYTES`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,6 +57,8 @@ export interface DevServer {
   uiUrl: string;
   /** The SQLite file that holds every workflow. */
   dbFile: string;
+  /** Where the server's stderr goes (every start appends to it). */
+  logFile: string;
   /** The current server process (it changes when a dead server is restarted). */
   pid(): number | undefined;
   /** Stops supervising, then stops the server's whole process group (SIGTERM, SIGKILL after 10 s). */
@@ -56,6 +74,40 @@ export interface DevServerOptions {
   logger: pino.Logger;
   /** How long to wait for the server to answer. @default 60000 */
   startTimeoutMs?: number;
+}
+
+/** The server's log is rotated at start once it is this big. */
+export const MAX_LOG_BYTES = 16 * 1024 * 1024;
+/** How much of the log's end error messages quote. */
+const LOG_TAIL_BYTES = 4000;
+
+/** The last `bytes` of `file` (empty when it cannot be read). */
+function tailOf(file: string, bytes = LOG_TAIL_BYTES): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const size = fstatSync(fd).size;
+    const len = Math.min(size, bytes);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Opens the server's log for appending, rotating a big one away first; writes a line saying who starts. */
+function openServerLog(logFile: string): number {
+  try {
+    if (statSync(logFile).size > MAX_LOG_BYTES) renameSync(logFile, `${logFile}.1`);
+  } catch {
+    // no log yet
+  }
+  const fd = openSync(logFile, 'a');
+  writeSync(fd, `--- ${new Date().toISOString()} kiln (pid ${process.pid}) starts the Temporal dev server ---\n`);
+  return fd;
 }
 
 /** What `temporal.pid` holds: the server's pid and the pid of the Kiln process that started it. */
@@ -77,6 +129,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   mkdirSync(opts.dataDir, { recursive: true });
   const pidFile = join(opts.dataDir, 'temporal.pid');
   const dbFile = join(opts.dataDir, 'temporal.db');
+  const logFile = join(opts.dataDir, 'temporal-server.log');
   await stopLeftOver(pidFile, opts.logger);
   for (const [key, port] of [
     ['temporal.devServer.port', opts.port],
@@ -109,28 +162,44 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   ];
 
   let child: ChildProcess | undefined;
-  let stderr = '';
+  let logStart = 0; // where this start's lines begin in the log
+  const stderr = () => {
+    const size = existsSync(logFile) ? statSync(logFile).size : 0;
+    return tailOf(logFile, Math.max(0, Math.min(LOG_TAIL_BYTES, size - logStart)));
+  };
   let stopping = false;
   let restarting: Promise<void> | undefined;
 
   const spawnServer = async (): Promise<void> => {
-    stderr = '';
-    // detached: its own process group, so the terminal's Ctrl-C does not reach it.
-    const c = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const fd = openServerLog(logFile);
+    logStart = fstatSync(fd).size;
+    // detached: its own process group, so the terminal's Ctrl-C does not reach it. The server
+    // writes its stderr straight into the log file (the child keeps its own copy of the fd).
+    let c: ChildProcess;
+    try {
+      c = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'ignore', fd], detached: true });
+    } finally {
+      closeSync(fd);
+    }
     child = c;
-    c.stderr?.on('data', (d: Buffer) => {
-      stderr = (stderr + d.toString()).slice(-4000);
-    });
+    let up = false;
     c.once('exit', (code, signal) => {
-      if (stopping || child !== c) return;
+      // A server that dies before it answered is the caller's failure to handle (start, or the
+      // restart loop), not a second restart in parallel.
+      if (stopping || child !== c || !up) return;
       opts.logger.error(
-        { code, signal, db: dbFile, stderr: stderr.trim().slice(-1000) || undefined },
+        { code, signal, db: dbFile, log: logFile, stderr: stderr().trim().slice(-1000) || undefined },
         `Temporal dev server exited unexpectedly; restarting it on the same database (${dbFile})`,
       );
       restarting = restart();
     });
     if (c.pid !== undefined) writeFileSync(pidFile, JSON.stringify({ pid: c.pid, owner: process.pid }));
-    await waitUntilUp(address, c, () => stderr, opts.startTimeoutMs ?? 60_000);
+    await waitUntilUp(address, c, stderr, logFile, opts.startTimeoutMs ?? 60_000);
+    up = true;
+    // Died between its answer and now: the exit handler saw `up` false.
+    if (c.exitCode !== null || c.signalCode !== null) {
+      throw new DevServerError(`Temporal dev server exited right after it started (whole log: ${logFile})`);
+    }
   };
 
   const restart = async (): Promise<void> => {
@@ -160,11 +229,12 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     rmSync(pidFile, { force: true });
     throw e;
   }
-  opts.logger.info({ address, ui: uiUrl }, 'Temporal dev server up');
+  opts.logger.info({ address, ui: uiUrl, log: logFile }, 'Temporal dev server up');
   return {
     address,
     uiUrl,
     dbFile,
+    logFile,
     pid: () => child?.pid,
     stop: async () => {
       stopping = true;
@@ -195,11 +265,19 @@ function killGroup(c: ChildProcess | undefined, signal: NodeJS.Signals): void {
   }
 }
 
-async function waitUntilUp(address: string, c: ChildProcess, stderr: () => string, timeoutMs: number): Promise<void> {
+async function waitUntilUp(
+  address: string,
+  c: ChildProcess,
+  stderr: () => string,
+  logFile: string,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (c.exitCode !== null || c.signalCode !== null)
-      throw new DevServerError(`Temporal dev server exited (${c.exitCode ?? c.signalCode}): ${stderr().trim()}`);
+      throw new DevServerError(
+        `Temporal dev server exited (${c.exitCode ?? c.signalCode}): ${stderr().trim()} (whole log: ${logFile})`,
+      );
     try {
       const conn = await Connection.connect({ address, connectTimeout: 1000 });
       try {
@@ -210,7 +288,9 @@ async function waitUntilUp(address: string, c: ChildProcess, stderr: () => strin
       return;
     } catch (e) {
       if (Date.now() > deadline)
-        throw new DevServerError(`Temporal dev server did not answer on ${address}: ${(e as Error).message}`);
+        throw new DevServerError(
+          `Temporal dev server did not answer on ${address}: ${(e as Error).message} (its log: ${logFile})`,
+        );
       await sleep(250);
     }
   }
