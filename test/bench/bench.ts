@@ -10,6 +10,7 @@
  *   BENCH_BARE=0                      skips the bare-Temporal baseline (for profiling Kiln alone)
  *   BENCH_TEMPORAL=dev|cluster        the Temporal dev server (default), or a multi-process Temporal cluster on
  *                                     a throwaway PostgreSQL (test/support/temporalCluster.ts; `npm run bench:cluster`)
+ *   BENCH_PENDING=25000               builds kept pending for the deep-queue figures (0 skips them; test/bench/pending.ts)
  *   BENCH_STARTUP=0                   skips the start time and idle RSS of `kiln api` / `kiln worker` (sources vs
  *                                     the production build; needs PostgreSQL, test/bench/startup.ts)
  * CPU per build is this process (API, worker, clients: all threads) and the Temporal server's processes (the
@@ -34,14 +35,16 @@ import { compiledMode, measureStartup, startupTable, TSX_MODE } from './startup.
 import { buildKiln } from '../../scripts/build.ts';
 import { createKilnWorker, workflowBundle } from '../../workers/worker.ts';
 import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
+import { PENDING_BUCKET_CONFIG, pendingPhase, pendingTable } from './pending.ts';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedded';
 const OPEN_BUILDS = Number(process.env.BENCH_OPEN_BUILDS ?? '1000');
 const BARE = process.env.BENCH_BARE !== '0';
-const LEVELS = (process.env.BENCH_LEVELS ?? '1,4,16').split(',').map(Number);
+const LEVELS = (process.env.BENCH_LEVELS ?? '1,4,16').split(',').filter(Boolean).map(Number);
 const TEMPORAL = process.env.BENCH_TEMPORAL === 'cluster' ? 'cluster' : 'dev';
 const STARTUP = process.env.BENCH_STARTUP !== '0';
+const PENDING = Number(process.env.BENCH_PENDING ?? '25000');
 const buildsAt = (c: number) => Math.max(40, c * 20) * SCALE;
 
 type Samples = Record<string, number[]>;
@@ -98,7 +101,7 @@ projects:
       - name: ci
         builders:
           - name: b
-`;
+${PENDING_BUCKET_CONFIG}`;
 
 async function main(): Promise<void> {
   // --- Temporal: the dev server, or a cluster on PostgreSQL (BENCH_TEMPORAL=cluster) ---
@@ -220,6 +223,7 @@ async function main(): Promise<void> {
         }
 
         // History events per build, and per heartbeat (a build with 3 more heartbeats).
+        if (sampleIds.length === 0) return;
         const lens = await Promise.all(
           sampleIds.map(
             async (id) => (await env.client.workflow.getHandle(buildWorkflowId(id)).describe()).historyLength,
@@ -259,6 +263,25 @@ async function main(): Promise<void> {
       }),
     ),
   ]);
+
+  // --- many pending builds (issue 18 item 1): a fresh worker, stopped and restarted by the phase ---
+  const startWorker = async () => {
+    const w = await createKilnWorker({
+      connection: env.nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      deps: { storage, logger: testLogger },
+    });
+    return { worker: w, run: w.run() };
+  };
+  if (PENDING > 0) {
+    const figures = await pendingPhase({ kiln, n: PENDING, startWorker, log: (l) => console.error(l) });
+    results.push({ pending: figures });
+    console.error(
+      `  ${PENDING} pending: schedule ${figures.scheduleBuildsPerSec.toFixed(1)} builds/s, peek p99 ${ms(figures.peekMs.alone.p99)} ms alone / ${ms(figures.peekMs.with16.p99)} ms with 16, restart → lease ${ms(figures.workerRestartToFirstLeaseMs)} ms`,
+    );
+  }
+  // --- end pending ---
 
   await app.close();
   await storage.close();
@@ -316,7 +339,9 @@ async function main(): Promise<void> {
       `| ${r.runners} | ${r.builds} | ${r.kilnBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.ratio.toFixed(2)} | ${cpu(r.cpuMsPerBuild.kiln)} | ${cpu(r.cpuMsPerBuild.bare)} | ${l('schedule→leasable')} | ${l('schedule')} | ${l('lease')} | ${l('start')} | ${l('heartbeat')} | ${l('succeed')} |`,
     );
   }
-  for (const r of results.filter((x) => !('runners' in x) && !('startup' in x)))
+  for (const r of results.filter((x) => 'pending' in x))
+    lines.push('', 'Many pending builds (one runner covering half of them):', '', pendingTable(r.pending as never));
+  for (const r of results.filter((x) => !('runners' in x) && !('startup' in x) && !('pending' in x)))
     lines.push('', ...Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'number' ? v.toFixed(1) : String(v)}`));
   for (const r of results.filter((x) => 'startup' in x))
     lines.push(
