@@ -11,6 +11,8 @@
  *   BENCH_TEMPORAL=dev|cluster        the Temporal dev server (default), or a multi-process Temporal cluster on
  *                                     a throwaway PostgreSQL (test/support/temporalCluster.ts; `npm run bench:cluster`)
  *   BENCH_PENDING=25000               builds kept pending for the deep-queue figures (0 skips them; test/bench/pending.ts)
+ *   BENCH_FLEET=500                   simulated pull runners against one API (0 skips them; test/bench/fleet.ts)
+ *   BENCH_FLEET_SECS=120              how long the fleet runs (heartbeats and peeks every 10 s each)
  *   BENCH_STARTUP=0                   skips the start time and idle RSS of `kiln api` / `kiln worker` (sources vs
  *                                     the production build; needs PostgreSQL, test/bench/startup.ts)
  * CPU per build is this process (API, worker, clients: all threads) and the Temporal server's processes (the
@@ -35,7 +37,8 @@ import { compiledMode, measureStartup, startupTable, TSX_MODE } from './startup.
 import { buildKiln } from '../../scripts/build.ts';
 import { createKilnWorker, workflowBundle } from '../../workers/worker.ts';
 import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
-import { PENDING_BUCKET_CONFIG, pendingPhase, pendingTable } from './pending.ts';
+import { PENDING_BUCKET, PENDING_BUCKET_CONFIG, pendingPhase, pendingTable } from './pending.ts';
+import { FLEET_BUCKET_CONFIG, fleetPhase, fleetTable } from './fleet.ts';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedded';
@@ -45,6 +48,8 @@ const LEVELS = (process.env.BENCH_LEVELS ?? '1,4,16').split(',').filter(Boolean)
 const TEMPORAL = process.env.BENCH_TEMPORAL === 'cluster' ? 'cluster' : 'dev';
 const STARTUP = process.env.BENCH_STARTUP !== '0';
 const PENDING = Number(process.env.BENCH_PENDING ?? '25000');
+const FLEET = Number(process.env.BENCH_FLEET ?? '500');
+const FLEET_SECS = Number(process.env.BENCH_FLEET_SECS ?? '120');
 const buildsAt = (c: number) => Math.max(40, c * 20) * SCALE;
 
 type Samples = Record<string, number[]>;
@@ -101,7 +106,7 @@ projects:
       - name: ci
         builders:
           - name: b
-${PENDING_BUCKET_CONFIG}`;
+${PENDING_BUCKET_CONFIG}${FLEET_BUCKET_CONFIG}`;
 
 async function main(): Promise<void> {
   // --- Temporal: the dev server, or a cluster on PostgreSQL (BENCH_TEMPORAL=cluster) ---
@@ -282,6 +287,26 @@ async function main(): Promise<void> {
     );
   }
   // --- end pending ---
+  // --- a fleet of runners against one API (issue 18 item 2), peeking the pending queue too ---
+  if (FLEET > 0) {
+    const w = await startWorker();
+    const figures = await fleetPhase({
+      kiln,
+      url,
+      runners: FLEET,
+      secs: FLEET_SECS,
+      peekBuckets: [PENDING_BUCKET, 'bench/fleet'],
+      serverCpuSecs,
+      log: (l) => console.error(l),
+    });
+    w.worker.shutdown();
+    await w.run;
+    results.push({ fleet: figures });
+    console.error(
+      `  ${FLEET} runners: heartbeat p99 ${ms(figures.heartbeatMs.p99)} ms, API CPU ${figures.apiCpuMsPerRunnerSec.toFixed(2)} ms/s per runner, ${figures.leasesLost} leases lost`,
+    );
+  }
+  // --- end fleet ---
 
   await app.close();
   await storage.close();
@@ -341,7 +366,14 @@ async function main(): Promise<void> {
   }
   for (const r of results.filter((x) => 'pending' in x))
     lines.push('', 'Many pending builds (one runner covering half of them):', '', pendingTable(r.pending as never));
-  for (const r of results.filter((x) => !('runners' in x) && !('startup' in x) && !('pending' in x)))
+  for (const r of results.filter((x) => 'fleet' in x))
+    lines.push(
+      '',
+      'Pull runners against one API (one build each; process = API + worker):',
+      '',
+      fleetTable(r.fleet as never),
+    );
+  for (const r of results.filter((x) => !('runners' in x) && !('startup' in x) && !('pending' in x) && !('fleet' in x)))
     lines.push('', ...Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'number' ? v.toFixed(1) : String(v)}`));
   for (const r of results.filter((x) => 'startup' in x))
     lines.push(
