@@ -13,6 +13,9 @@
  *   BENCH_PENDING=25000               builds kept pending for the deep-queue figures (0 skips them; test/bench/pending.ts)
  *   BENCH_FLEET=500                   simulated pull runners against one API (0 skips them; test/bench/fleet.ts)
  *   BENCH_FLEET_SECS=120              how long the fleet runs (heartbeats and peeks every 10 s each)
+ *   BENCH_LONG_HOURS=12               a build heartbeating every 10 s for this long on the time-skipping test server
+ *                                     (0 skips it; needs KILN_SETUP_EXTRAS=java-test-server; test/bench/longBuild.ts)
+ *   BENCH_LONG_MAX_EVENTS             that build's continue-as-new threshold (the workflow's default when unset)
  *   BENCH_STARTUP=0                   skips the start time and idle RSS of `kiln api` / `kiln worker` (sources vs
  *                                     the production build; needs PostgreSQL, test/bench/startup.ts)
  * CPU per build is this process (API, worker, clients: all threads) and the Temporal server's processes (the
@@ -39,6 +42,7 @@ import { createKilnWorker, workflowBundle } from '../../workers/worker.ts';
 import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
 import { PENDING_BUCKET, PENDING_BUCKET_CONFIG, pendingPhase, pendingTable } from './pending.ts';
 import { FLEET_BUCKET_CONFIG, fleetPhase, fleetTable } from './fleet.ts';
+import { longBuildPhase, longBuildTable } from './longBuild.ts';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedded';
@@ -50,6 +54,8 @@ const STARTUP = process.env.BENCH_STARTUP !== '0';
 const PENDING = Number(process.env.BENCH_PENDING ?? '25000');
 const FLEET = Number(process.env.BENCH_FLEET ?? '500');
 const FLEET_SECS = Number(process.env.BENCH_FLEET_SECS ?? '120');
+const LONG_HOURS = Number(process.env.BENCH_LONG_HOURS ?? '12');
+const LONG_MAX_EVENTS = process.env.BENCH_LONG_MAX_EVENTS ? Number(process.env.BENCH_LONG_MAX_EVENTS) : undefined;
 const buildsAt = (c: number) => Math.max(40, c * 20) * SCALE;
 
 type Samples = Record<string, number[]>;
@@ -307,6 +313,19 @@ async function main(): Promise<void> {
     );
   }
   // --- end fleet ---
+  // --- a 12-hour build on the time-skipping server (issue 18 item 5) ---
+  if (LONG_HOURS > 0) {
+    const figures = await longBuildPhase({
+      hours: LONG_HOURS,
+      maxHistoryEvents: LONG_MAX_EVENTS,
+      log: (l) => console.error(l),
+    });
+    results.push({ longBuild: figures });
+    console.error(
+      `  ${LONG_HOURS} h build: ${figures.runs} runs, max ${figures.maxEventsPerRun} events per run, ${figures.ok ? 'all carried' : figures.problems.join('; ')}`,
+    );
+  }
+  // --- end long build ---
 
   await app.close();
   await storage.close();
@@ -373,7 +392,10 @@ async function main(): Promise<void> {
       '',
       fleetTable(r.fleet as never),
     );
-  for (const r of results.filter((x) => !('runners' in x) && !('startup' in x) && !('pending' in x) && !('fleet' in x)))
+  for (const r of results.filter((x) => 'longBuild' in x))
+    lines.push('', 'A long build (runner heartbeats every 10 s):', '', longBuildTable(r.longBuild as never));
+  const own = ['runners', 'startup', 'pending', 'fleet', 'longBuild'];
+  for (const r of results.filter((x) => !own.some((k) => k in x)))
     lines.push('', ...Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'number' ? v.toFixed(1) : String(v)}`));
   for (const r of results.filter((x) => 'startup' in x))
     lines.push(
