@@ -95,6 +95,24 @@ export async function authorizedBuild(
   return build;
 }
 
+/**
+ * `authorizedBuild` for a caller that needs only the verdict, not the build: the same answers, but
+ * the build's bucket comes from the service's memory when it has seen the build (a lease right after
+ * a peek or schedule costs no storage read), else from storage.
+ */
+export async function authorizeBuild(
+  ctx: { registry: Registry; service: { bucketOf(id: string): Promise<string> } },
+  req: FastifyRequest,
+  id: string,
+  role: Role,
+): Promise<void> {
+  const token = authenticate(ctx.registry, req);
+  const path = await ctx.service.bucketOf(id);
+  if (token === undefined) return;
+  if (ctx.registry.roleOf(path, token) === undefined) throw new KilnError('BUILD_NOT_FOUND', `build ${id} not found`);
+  requireRole(ctx.registry, req, path, role);
+}
+
 /** Throws unless the request's token has at least `role` on bucket `path` (`project/bucket`). */
 export function requireRole(registry: Registry, req: FastifyRequest, path: string, role: Role): void {
   if (registry.authDisabled) return;

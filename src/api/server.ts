@@ -19,6 +19,7 @@ import { heartbeatBatch } from './routes/heartbeatBatch.ts';
 import { heartbeatBuild } from './routes/heartbeatBuild.ts';
 import { leaseBuild } from './routes/leaseBuild.ts';
 import { peekBuilds } from './routes/peekBuilds.ts';
+import { leaseNext } from './routes/leaseNext.ts'; // issue 18
 import { scheduleBuild } from './routes/scheduleBuild.ts';
 import { searchBuilds } from './routes/searchBuilds.ts';
 import { searchVerifications } from './routes/searchVerifications.ts';
@@ -79,6 +80,8 @@ export const ROUTES: Route[] = [
   rebuildBuild,
   // Runners (issue 17): long-poll for canceled builds.
   watchLeases,
+  // Issue 18: peek + lease (+ start) in one round trip.
+  leaseNext,
   // ---- launchpad: schedulers, promotions ----
   listSchedules,
   scheduleAction,

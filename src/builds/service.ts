@@ -4,6 +4,7 @@
  * Kiln's fixed error codes. Auth is the caller's job.
  */
 import { randomInt } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import {
   type Client,
   type Connection,
@@ -156,10 +157,28 @@ function unavailableError(
   return undefined;
 }
 
+// ---- issue 18: what the API remembers between a runner's calls (fewer storage reads per build) ----
+/** Builds whose bucket the service remembers; a build's bucket never changes. */
+const BUCKET_CACHE_SIZE = 100_000;
+/** Lease keys this process granted, per build, that need no storage screen before the workflow. */
+const GRANTED_KEY_CACHE_SIZE = 20_000;
+/** Candidates `leaseNext` peeks for, and tries in order while others win the race for them. */
+const LEASE_NEXT_CANDIDATES = 10;
+/** Refusals that mean "someone else took this build first": `leaseNext` tries the next one. */
+const LOST_LEASE_RACE = ['BUILD_IS_LEASED', 'BUILD_IS_COMPLETED', 'BUILD_NOT_FOUND', 'INVALID_BUILD_STATE'];
+// ---- end issue 18 ----
+
 /** See the module comment. */
 export class BuildService {
   private readonly rpcMs: number;
   private readonly answerMs: number;
+  /** Build id → `project/bucket`, for auth without reading the build (issue 18). */
+  private readonly buckets = new LRUCache<string, string>({ max: BUCKET_CACHE_SIZE });
+  /**
+   * Build id → the lease key this process granted last. A key found here skips the storage screen:
+   * the workflow validates every key anyway, the screen only spares it forged ones (issue 18).
+   */
+  private readonly grantedKeys = new LRUCache<string, string>({ max: GRANTED_KEY_CACHE_SIZE });
 
   constructor(private readonly o: BuildServiceOptions) {
     this.rpcMs = o.temporalRpcTimeoutMs ?? TEMPORAL_RPC_TIMEOUT_MS;
@@ -230,6 +249,7 @@ export class BuildService {
       version: 1,
     };
     const timeouts = timeoutsOf(cfg, req);
+    this.buckets.set(build.id, bucketPath(build.builder));
     if (swarming) {
       await this.startWorkflow(swarmingBuildWorkflow, build, [{ build, timeouts, swarming: swarming.spec }]);
       return build;
@@ -313,7 +333,10 @@ export class BuildService {
   /** The build from storage, or from its workflow when storage has not seen it yet. */
   async find(id: string): Promise<Build | undefined> {
     const stored = await this.o.storage.getBuild(id);
-    if (stored) return stored;
+    if (stored) {
+      this.buckets.set(id, bucketPath(stored.builder));
+      return stored;
+    }
     try {
       // A query needs a worker; a build whose workflow no worker has run yet cannot answer one.
       return await this.temporal(`build ${id} is not stored yet and its workflow`, STORED_WAIT_MS, () =>
@@ -347,8 +370,46 @@ export class BuildService {
   }
 
   /** Lease-mode builds only: Swarming buckets are never offered to runners. */
-  peek(q: PeekQuery): Promise<Build[]> {
-    return this.o.storage.peekBuilds({ ...q, buckets: q.buckets.filter((p) => !this.o.registry.bucket(p)?.swarming) });
+  async peek(q: PeekQuery): Promise<Build[]> {
+    const builds = await this.o.storage.peekBuilds({
+      ...q,
+      buckets: q.buckets.filter((p) => !this.o.registry.bucket(p)?.swarming),
+    });
+    for (const b of builds) this.buckets.set(b.id, bucketPath(b.builder));
+    return builds;
+  }
+
+  /**
+   * The `project/bucket` of build `id` (for auth), from memory when this process has seen the build,
+   * else from storage; BUILD_NOT_FOUND for an unknown id.
+   */
+  async bucketOf(id: string): Promise<string> {
+    return this.buckets.get(id) ?? bucketPath((await this.get(id)).builder);
+  }
+
+  /**
+   * Peek + lease in one call (issue 18): leases the best build of `q` (best priority, then oldest),
+   * trying the next candidate when another runner took one first, and optionally starts it. Undefined
+   * when nothing is pending. A lost answer leaves a lease nobody holds: it expires like a dead
+   * runner's and the build is offered again.
+   */
+  async leaseNext(
+    q: Omit<PeekQuery, 'limit'>,
+    req: { leaseDurationMs?: number; holder?: string; start?: { url?: string } },
+  ): Promise<LeaseGrant | undefined> {
+    for (const c of await this.peek({ ...q, limit: LEASE_NEXT_CANDIDATES })) {
+      let grant: LeaseGrant;
+      try {
+        grant = await this.lease(c.id, { holder: req.holder, leaseDurationMs: req.leaseDurationMs });
+      } catch (e) {
+        if (e instanceof KilnError && LOST_LEASE_RACE.includes(e.code)) continue;
+        throw e;
+      }
+      if (!req.start) return grant;
+      const build = await this.start(c.id, { leaseKey: grant.leaseKey, url: req.start.url });
+      return { ...grant, build };
+    }
+    return undefined;
   }
 
   /** Cancels a build from any non-ended state; idempotent. Waits briefly to return the ended build. */
@@ -373,8 +434,11 @@ export class BuildService {
     }
   }
 
-  lease(id: string, req: { leaseDurationMs?: number; holder?: string; requestId?: string }): Promise<LeaseGrant> {
-    return this.update(id, 'leasing', (h) => h.executeUpdate(leaseUpdate, { args: [req] }));
+  async lease(id: string, req: { leaseDurationMs?: number; holder?: string; requestId?: string }): Promise<LeaseGrant> {
+    const grant = await this.update(id, 'leasing', (h) => h.executeUpdate(leaseUpdate, { args: [req] }));
+    this.grantedKeys.set(id, grant.leaseKey);
+    this.buckets.set(id, bucketPath(grant.build.builder));
+    return grant;
   }
 
   async start(id: string, req: { leaseKey: string; url?: string }): Promise<Build> {
@@ -395,7 +459,10 @@ export class BuildService {
   async heartbeatBatch(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
   ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: string; message: string } }))[]> {
-    const checks = await this.o.storage.checkLeaseKeys(items);
+    const unknown = items.filter((it) => this.grantedKeys.get(it.buildId) !== it.leaseKey);
+    const screened = await this.o.storage.checkLeaseKeys(unknown);
+    const byItem = new Map(unknown.map((it, i) => [it, screened[i]]));
+    const checks = items.map((it) => byItem.get(it));
     const deadline = Date.now() + this.answerMs;
     return mapConcurrently(items, BATCH_CONCURRENCY, async (it, i) => {
       try {
@@ -500,6 +567,7 @@ export class BuildService {
   }
 
   private async screenKey(id: string, leaseKey: string): Promise<void> {
+    if (this.grantedKeys.get(id) === leaseKey) return; // granted here: the workflow judges it
     this.screen(id, (await this.o.storage.checkLeaseKeys([{ buildId: id, leaseKey }]))[0]);
   }
 

@@ -1,6 +1,6 @@
 /** POST /api/v1/builds/:id/cancel — cancel from any non-ended state; idempotent (SCHEDULER). */
 import { z } from 'zod';
-import { authorizedBuild, callerName } from '../auth.ts';
+import { authorizeBuild, callerName } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -11,7 +11,7 @@ export const cancelBuild: Route = (app, ctx) => {
   app.post('/api/v1/builds/:id/cancel', async (req) => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
     const body = parseInput(cancelBuildBody, req.body ?? {}, 'body');
-    await authorizedBuild(ctx, req, id, 'SCHEDULER');
+    await authorizeBuild(ctx, req, id, 'SCHEDULER');
     return ctx.service.cancel(id, body.reason, callerName(ctx.registry, req));
   });
 };

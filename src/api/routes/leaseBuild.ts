@@ -1,6 +1,6 @@
 /** POST /api/v1/builds/:id/lease — lease a SCHEDULED build (WRITER); the key is then its capability. */
 import { z } from 'zod';
-import { authorizedBuild } from '../auth.ts';
+import { authorizeBuild } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams, leaseDurationSecs } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -17,7 +17,7 @@ export const leaseBuild: Route = (app, ctx) => {
   app.post('/api/v1/builds/:id/lease', async (req) => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
     const body = parseInput(leaseBuildBody, req.body ?? {}, 'body');
-    await authorizedBuild(ctx, req, id, 'WRITER');
+    await authorizeBuild(ctx, req, id, 'WRITER');
     return ctx.service.lease(id, {
       holder: body.holder,
       requestId: body.requestId,

@@ -1,6 +1,6 @@
 /** POST /api/v1/builds/:id/priority — change a pending build's priority (WRITER). */
 import { z } from 'zod';
-import { authorizedBuild } from '../auth.ts';
+import { authorizeBuild } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildIdParams } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -11,7 +11,7 @@ export const setPriority: Route = (app, ctx) => {
   app.post('/api/v1/builds/:id/priority', async (req) => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
     const body = parseInput(setPriorityBody, req.body, 'body');
-    await authorizedBuild(ctx, req, id, 'WRITER');
+    await authorizeBuild(ctx, req, id, 'WRITER');
     return ctx.service.setPriority(id, body.priority);
   });
 };
