@@ -10,6 +10,8 @@
  *   BENCH_BARE=0                      skips the bare-Temporal baseline (for profiling Kiln alone)
  *   BENCH_TEMPORAL=dev|cluster        the Temporal dev server (default), or a multi-process Temporal cluster on
  *                                     a throwaway PostgreSQL (test/support/temporalCluster.ts; `npm run bench:cluster`)
+ *   BENCH_NEXT=0                      skips the lease-next cycle (schedule → lease-next with start → 3 heartbeats
+ *                                     → succeed: 6 calls instead of 8) measured beside the classic one
  *   BENCH_PENDING=25000               builds kept pending for the deep-queue figures (0 skips them; test/bench/pending.ts)
  *   BENCH_FLEET=500                   simulated pull runners against one API (0 skips them; test/bench/fleet.ts)
  *   BENCH_FLEET_SECS=120              how long the fleet runs (heartbeats and peeks every 10 s each)
@@ -52,6 +54,7 @@ const LEVELS = (process.env.BENCH_LEVELS ?? '1,4,16').split(',').filter(Boolean)
 const TEMPORAL = process.env.BENCH_TEMPORAL === 'cluster' ? 'cluster' : 'dev';
 const STARTUP = process.env.BENCH_STARTUP !== '0';
 const PENDING = Number(process.env.BENCH_PENDING ?? '25000');
+const NEXT = process.env.BENCH_NEXT !== '0';
 const FLEET = Number(process.env.BENCH_FLEET ?? '500');
 const FLEET_SECS = Number(process.env.BENCH_FLEET_SECS ?? '120');
 const LONG_HOURS = Number(process.env.BENCH_LONG_HOURS ?? '12');
@@ -190,6 +193,37 @@ async function main(): Promise<void> {
           const kilnCpu = cpuSince(c0);
           const kilnSecs = kilnCpu.wallSecs;
 
+          // Kiln with lease-next (issue 18): schedule → lease-next (+ start) → 3 heartbeats → succeed.
+          const ns: Samples = {};
+          let nnext = NEXT ? 0 : n;
+          const c2 = cpuNow();
+          await Promise.all(
+            Array.from({ length: c }, async () => {
+              while (nnext < n) {
+                nnext++;
+                await timed(ns, 'schedule', () => kiln.schedule({ builder }));
+                type Grant = { leaseKey: string; build: { id: string } };
+                let g: Grant | null = null;
+                while (g === null) {
+                  g = (
+                    await timed(ns, 'lease-next', () =>
+                      kiln.request<{ lease: Grant | null }>('POST', '/api/v1/lease-next', {
+                        buckets: ['bench/ci'],
+                        holder: 'bench',
+                        start: true,
+                      }),
+                    )
+                  ).lease;
+                  if (g === null) await new Promise((r) => setTimeout(r, 2));
+                }
+                const { leaseKey, build: leased } = g;
+                for (let i = 0; i < 3; i++) await timed(ns, 'heartbeat', () => kiln.heartbeat(leased.id, { leaseKey }));
+                await timed(ns, 'succeed', () => kiln.succeed(leased.id, { leaseKey }));
+              }
+            }),
+          );
+          const nextCpu = cpuSince(c2);
+
           // Bare Temporal: start + 6 updates per workflow, straight from the client.
           const bs: Samples = {};
           let bnext = BARE ? 0 : n;
@@ -218,6 +252,19 @@ async function main(): Promise<void> {
             kilnBuildsPerSec: n / kilnSecs,
             bareBuildsPerSec: n / bareSecs,
             ratio: bareSecs / kilnSecs,
+            ...(NEXT
+              ? {
+                  leaseNextBuildsPerSec: n / nextCpu.wallSecs,
+                  leaseNextRatio: bareSecs / nextCpu.wallSecs,
+                  leaseNextCpuMsPerBuild: {
+                    process: (1000 * nextCpu.nodeSecs) / n,
+                    temporal: (1000 * nextCpu.serverSecs) / n,
+                  },
+                  leaseNextLatencyMs: Object.fromEntries(
+                    Object.entries(ns).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }]),
+                  ),
+                }
+              : {}),
             cpuMsPerBuild: {
               kiln: { process: (1000 * kilnCpu.nodeSecs) / n, temporal: (1000 * kilnCpu.serverSecs) / n },
               bare: { process: (1000 * bareCpu.nodeSecs) / n, temporal: (1000 * bareCpu.serverSecs) / n },
@@ -229,7 +276,7 @@ async function main(): Promise<void> {
           };
           results.push(row);
           console.error(
-            `  ${c} runner(s): ${row.kilnBuildsPerSec.toFixed(1)} builds/s (bare ${row.bareBuildsPerSec.toFixed(1)}/s)`,
+            `  ${c} runner(s): ${row.kilnBuildsPerSec.toFixed(1)} builds/s${NEXT ? `, lease-next ${(n / nextCpu.wallSecs).toFixed(1)}/s` : ''} (bare ${row.bareBuildsPerSec.toFixed(1)}/s)`,
           );
         }
 
@@ -382,6 +429,32 @@ async function main(): Promise<void> {
     lines.push(
       `| ${r.runners} | ${r.builds} | ${r.kilnBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.ratio.toFixed(2)} | ${cpu(r.cpuMsPerBuild.kiln)} | ${cpu(r.cpuMsPerBuild.bare)} | ${l('schedule→leasable')} | ${l('schedule')} | ${l('lease')} | ${l('start')} | ${l('heartbeat')} | ${l('succeed')} |`,
     );
+  }
+  const nextRows = results.filter((x) => 'leaseNextBuildsPerSec' in x) as {
+    runners: number;
+    builds: number;
+    bareBuildsPerSec: number;
+    leaseNextBuildsPerSec: number;
+    leaseNextRatio: number;
+    leaseNextCpuMsPerBuild: Cpu;
+    leaseNextLatencyMs: Record<string, { p50: number; p99: number }>;
+  }[];
+  if (nextRows.length > 0) {
+    lines.push(
+      '',
+      'With lease-next (schedule → lease-next with start → 3 heartbeats → succeed: 6 HTTP calls instead of 8):',
+      '',
+      '| runners | builds | Kiln builds/s | bare Temporal builds/s | ratio | CPU ms/build Kiln (process + server) | schedule p50/p99 | lease-next p50/p99 | heartbeat p50/p99 | succeed p50/p99 |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+    );
+    for (const r of nextRows) {
+      const l = (k: string) =>
+        `${ms(r.leaseNextLatencyMs[k]?.p50 ?? NaN)} / ${ms(r.leaseNextLatencyMs[k]?.p99 ?? NaN)}`;
+      const c = r.leaseNextCpuMsPerBuild;
+      lines.push(
+        `| ${r.runners} | ${r.builds} | ${r.leaseNextBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.leaseNextRatio.toFixed(2)} | ${c.process.toFixed(0)} + ${Number.isNaN(c.temporal) ? '-' : c.temporal.toFixed(0)} | ${l('schedule')} | ${l('lease-next')} | ${l('heartbeat')} | ${l('succeed')} |`,
+      );
+    }
   }
   for (const r of results.filter((x) => 'pending' in x))
     lines.push('', 'Many pending builds (one runner covering half of them):', '', pendingTable(r.pending as never));
