@@ -165,7 +165,13 @@ const GRANTED_KEY_CACHE_SIZE = 20_000;
 /** Candidates `leaseNext` peeks for, and tries in order while others win the race for them. */
 const LEASE_NEXT_CANDIDATES = 10;
 /** Refusals that mean "someone else took this build first": `leaseNext` tries the next one. */
-const LOST_LEASE_RACE = ['BUILD_IS_LEASED', 'BUILD_IS_COMPLETED', 'BUILD_NOT_FOUND', 'INVALID_BUILD_STATE'];
+const LOST_LEASE_RACE = [
+  'BUILD_IS_LEASED',
+  'BUILD_IS_COMPLETED',
+  'BUILD_NOT_FOUND',
+  'INVALID_BUILD_STATE',
+  'UNAVAILABLE',
+];
 // ---- end issue 18 ----
 
 /** See the module comment. */
@@ -622,6 +628,13 @@ export class BuildService {
           const code = e.cause.type;
           throw new KilnError(isErrorCode(code) ? code : 'INTERNAL', e.cause.message);
         }
+        // ---- issue 18: the server dropped the update before any worker saw it (concurrent updates on one
+        // build, e.g. runners racing for the same build through lease-next): nothing was applied, so send it again.
+        if (updateNotProcessed(e)) {
+          if (attempt < 3 && Date.now() < deadline) continue;
+          throw new KilnError('UNAVAILABLE', `${what} build ${id}: the update was not processed (busy build); retry`);
+        }
+        // ---- end issue 18 ----
         if (e instanceof WorkflowNotFoundError) {
           // Ended and closed, or never existed: storage knows which.
           const stored = await this.o.storage.getBuild(id);
@@ -639,6 +652,12 @@ export class BuildService {
       }
     }
   }
+}
+
+/** The server's "rejected because it wasn't processed by worker": the update was never applied (issue 18). */
+function updateNotProcessed(e: unknown): boolean {
+  const texts = [e, (e as { cause?: unknown })?.cause].map((x) => String((x as Error | undefined)?.message ?? ''));
+  return texts.some((t) => t.includes("wasn't processed by worker"));
 }
 
 /** `fn` over `items`, at most `limit` at a time; results in the items' order. */
