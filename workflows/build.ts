@@ -9,7 +9,6 @@
  * succeed, fail, setPriority); signals for fire-and-forget (cancel, notes); a query for reading.
  */
 import {
-  CancellationScope,
   condition,
   continueAsNew,
   defineQuery,
@@ -20,7 +19,6 @@ import {
   log,
   patched,
   setHandler,
-  sleep,
   upsertSearchAttributes,
   uuid4,
   workflowInfo,
@@ -44,7 +42,15 @@ import {
   KilnStatus,
 } from '../src/domain/searchAttributes.ts';
 import { announceBuildEnd } from './buildEnded.ts';
-import { BuildShell, CLOCK_VERSIONS_PATCH, cancelSignal, getBuildQuery, noteSignal, refuseIf } from './buildCore.ts';
+import {
+  BuildShell,
+  CLOCK_VERSIONS_PATCH,
+  DeadlineTimer,
+  cancelSignal,
+  getBuildQuery,
+  noteSignal,
+  refuseIf,
+} from './buildCore.ts';
 
 export type {
   CancelRequest,
@@ -131,61 +137,17 @@ export const logWriterQuery = defineQuery<LogWriterCheck, [string]>('logWriter')
  */
 const LEAN_PATCH = 'kiln-lean-timer-and-heartbeat-visibility';
 
-/** A build in lease mode: see the module comment. */
-export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
-  // Runs started before these patches replay (and go on) the way they began.
-  const lean = patched(LEAN_PATCH);
-  const clockVersions = patched(CLOCK_VERSIONS_PATCH);
-  const st: BuildWorkflowState = input.state ?? initialCoreState(input.build);
-  const m = new LeaseMachine(st, input.timeouts, { lean, clockVersions });
-  const b = st.build;
-
-  /**
-   * A child build (of a change verification) tells its parent about every persisted transition,
-   * so the parent can post "taken" / "rescheduled" messages. Builds without a parent send nothing,
-   * so histories of builds started before this existed replay unchanged.
-   */
-  const notifyParent = async (): Promise<void> => {
-    const parent = workflowInfo().parent;
-    if (parent === undefined) return;
-    const progress: BuildProgress = {
-      buildId: b.id,
-      status: b.status,
-      leaseHolder: b.leaseHolder,
-      leaseGeneration: b.leaseGeneration,
-      leaseResets: b.leaseResets,
-      url: b.url,
-      version: b.version,
-    };
-    await getExternalWorkflowHandle(parent.workflowId)
-      .signal(buildProgressSignal, progress)
-      .catch((e: unknown) => log.warn('could not notify the parent workflow', { buildId: b.id, error: String(e) }));
-  };
-
-  const shell = new BuildShell(m, {
-    maxHistoryEvents: input.maxHistoryEvents,
-    searchAttributes: () => [
-      { key: KilnStatus, value: b.status },
-      { key: KilnLeaseHolder, value: b.leaseHolder ?? null },
-      { key: KilnLeaseExpiresAt, value: b.leaseExpiration ? new Date(b.leaseExpiration) : null },
-      ...(lean
-        ? [{ key: KilnLastHeartbeatAt, value: st.lastContactMs === undefined ? null : new Date(st.lastContactMs) }]
-        : []),
-    ],
-    afterPersist: notifyParent,
-  });
+/**
+ * Registers every lease-mode message handler on `shell` over `m`, in the order buffered messages
+ * are delivered in; `showDetails` refreshes the Temporal UI's current details.
+ */
+function handleLeaseMessages(
+  m: LeaseMachine,
+  shell: BuildShell<LeaseBuildState>,
+  showDetails: (lastHeartbeat?: string) => void,
+): void {
+  const b = m.build;
   const now = (): number => shell.now();
-
-  const showDetails = (lastHeartbeat?: string): void => {
-    const lines: string[] = [];
-    if (b.leaseHolder) lines.push(`lease holder: ${b.leaseHolder}`);
-    if (b.leaseExpiration) lines.push(`lease expires: ${b.leaseExpiration}`);
-    if (lastHeartbeat) lines.push(`last heartbeat: ${lastHeartbeat}`);
-    if (b.leaseResets > 0) lines.push(`lease resets: ${b.leaseResets}`);
-    shell.showDetails(lines);
-  };
-
-  // ---- handlers, registered before anything else (in this order, which buffered messages follow) ----
 
   shell.handleGetBuild();
   setHandler(storedUpdate, async () => {
@@ -268,6 +230,65 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   );
 
   shell.handleNotes();
+}
+
+/** A build in lease mode: see the module comment. */
+export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
+  // Runs started before these patches replay (and go on) the way they began.
+  const lean = patched(LEAN_PATCH);
+  const clockVersions = patched(CLOCK_VERSIONS_PATCH);
+  const st: BuildWorkflowState = input.state ?? initialCoreState(input.build);
+  const m = new LeaseMachine(st, input.timeouts, { lean, clockVersions });
+  const b = st.build;
+
+  /**
+   * A child build (of a change verification) tells its parent about every persisted transition,
+   * so the parent can post "taken" / "rescheduled" messages. Builds without a parent send nothing,
+   * so histories of builds started before this existed replay unchanged.
+   */
+  const notifyParent = async (): Promise<void> => {
+    const parent = workflowInfo().parent;
+    if (parent === undefined) return;
+    const progress: BuildProgress = {
+      buildId: b.id,
+      status: b.status,
+      leaseHolder: b.leaseHolder,
+      leaseGeneration: b.leaseGeneration,
+      leaseResets: b.leaseResets,
+      url: b.url,
+      version: b.version,
+    };
+    await getExternalWorkflowHandle(parent.workflowId)
+      .signal(buildProgressSignal, progress)
+      .catch((e: unknown) => log.warn('could not notify the parent workflow', { buildId: b.id, error: String(e) }));
+  };
+
+  const shell = new BuildShell(m, {
+    maxHistoryEvents: input.maxHistoryEvents,
+    searchAttributes: () => [
+      { key: KilnStatus, value: b.status },
+      { key: KilnLeaseHolder, value: b.leaseHolder ?? null },
+      { key: KilnLeaseExpiresAt, value: b.leaseExpiration ? new Date(b.leaseExpiration) : null },
+      ...(lean
+        ? [{ key: KilnLastHeartbeatAt, value: st.lastContactMs === undefined ? null : new Date(st.lastContactMs) }]
+        : []),
+    ],
+    afterPersist: notifyParent,
+  });
+  const now = (): number => shell.now();
+
+  const showDetails = (lastHeartbeat?: string): void => {
+    const lines: string[] = [];
+    if (b.leaseHolder) lines.push(`lease holder: ${b.leaseHolder}`);
+    if (b.leaseExpiration) lines.push(`lease expires: ${b.leaseExpiration}`);
+    if (lastHeartbeat) lines.push(`last heartbeat: ${lastHeartbeat}`);
+    if (b.leaseResets > 0) lines.push(`lease resets: ${b.leaseResets}`);
+    shell.showDetails(lines);
+  };
+
+  // ---- handlers, registered before anything else ----
+
+  handleLeaseMessages(m, shell, showDetails);
 
   // ---- main loop ----
 
@@ -280,25 +301,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   const nextDeadlineMs = (): number => m.nextDeadlineMs(now());
 
   /** The one deadline timer of the lean loop: re-armed only when a nearer deadline appears. */
-  let timer: { at: number; scope: CancellationScope } | undefined;
-  let timerFired = false;
-  const armTimer = (at: number): void => {
-    if (timer !== undefined && timer.at <= at) return;
-    timer?.scope.cancel();
-    const t = { at, scope: new CancellationScope() };
-    timer = t;
-    t.scope
-      .run(() => sleep(Math.max(1, at - Date.now())))
-      .then(
-        () => {
-          if (timer === t) {
-            timer = undefined;
-            timerFired = true;
-          }
-        },
-        () => undefined, // canceled: a nearer deadline took its place
-      );
-  };
+  const timer = new DeadlineTimer();
 
   showDetails();
   for (;;) {
@@ -317,16 +320,12 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     if (lean) {
       // A later deadline (a heartbeat moved the lease) keeps the armed timer; when it fires early,
       // fireDeadlines finds nothing due and the next pass arms the timer for the new deadline.
-      armTimer(nextDeadlineMs());
+      timer.arm(nextDeadlineMs());
       await condition(
         () =>
-          timerFired ||
-          b.version !== version ||
-          m.unpersisted ||
-          nextDeadlineMs() < (timer?.at ?? 0) ||
-          shell.historyIsLong(),
+          timer.fired || b.version !== version || m.unpersisted || nextDeadlineMs() < timer.at || shell.historyIsLong(),
       );
-      timerFired = false;
+      timer.fired = false;
       continue;
     }
     const deadline = nextDeadlineMs();

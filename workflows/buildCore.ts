@@ -7,6 +7,7 @@
  */
 import {
   ApplicationFailure,
+  CancellationScope,
   allHandlersFinished,
   condition,
   defineQuery,
@@ -15,6 +16,7 @@ import {
   patched,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -183,5 +185,39 @@ export class BuildShell<S extends BuildCoreState> {
       await next();
     }
     return true;
+  }
+}
+
+/**
+ * One deadline timer, re-armed only when a nearer deadline appears (not on every transition): a
+ * later deadline keeps the armed timer, which then fires early and finds nothing due.
+ */
+export class DeadlineTimer {
+  private timer: { at: number; scope: CancellationScope } | undefined;
+  /** The armed timer fired; the caller resets it once it has acted. */
+  fired = false;
+
+  /** When the armed timer fires (0 when none is armed). */
+  get at(): number {
+    return this.timer?.at ?? 0;
+  }
+
+  /** Arms the timer for `at` unless one is armed for no later. */
+  arm(at: number): void {
+    if (this.timer !== undefined && this.timer.at <= at) return;
+    this.timer?.scope.cancel();
+    const t = { at, scope: new CancellationScope() };
+    this.timer = t;
+    t.scope
+      .run(() => sleep(Math.max(1, at - Date.now())))
+      .then(
+        () => {
+          if (this.timer === t) {
+            this.timer = undefined;
+            this.fired = true;
+          }
+        },
+        () => undefined, // canceled: a nearer deadline took its place
+      );
   }
 }

@@ -91,6 +91,96 @@ function failureMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** What the steps of a Swarming build work on. */
+interface SwarmingRun {
+  m: SwarmingMachine;
+  shell: BuildShell<SwarmingBuildState>;
+  spec: SwarmingBuildSpec;
+  showDetails: () => void;
+  /** The build's tags changed: the next persist writes them to search attributes. */
+  markTagsChanged: () => void;
+}
+
+/** Registers every Swarming-mode message handler, in the order buffered messages are delivered in. */
+function handleSwarmingMessages(m: SwarmingMachine, shell: BuildShell<SwarmingBuildState>): void {
+  const b = m.build;
+  shell.handleGetBuild();
+  const refuse = (_req: unknown): never => refuseLeaseMode(b);
+  setHandler(leaseUpdate, refuse, { validator: refuse });
+  setHandler(startUpdate, refuse, { validator: refuse });
+  setHandler(heartbeatUpdate, refuse, { validator: refuse });
+  setHandler(succeedUpdate, refuse, { validator: refuse });
+  setHandler(failUpdate, refuse, { validator: refuse });
+  setHandler(setPriorityUpdate, refuse, { validator: refuse });
+  shell.handleCancel();
+  shell.handleNotes();
+  setHandler(swarmingNotifySignal, (req) => {
+    if (!m.notified(req.taskId)) {
+      log.warn('notification for another task ignored', { buildId: b.id, taskId: req.taskId, ours: m.st.taskId });
+    }
+  });
+}
+
+/** Applies a task result to the build. */
+function apply({ m, shell }: SwarmingRun, r: TaskResultView): void {
+  const step = shell.settle(m.apply(r, shell.now()));
+  if (step.ignored) log.warn('task result ignored', { buildId: m.build.id, taskId: r.taskId, error: step.ignored });
+}
+
+/** Renders and creates the task; a build that cannot get one ends INFRA_FAILURE. */
+async function createTask(run: SwarmingRun): Promise<void> {
+  const { m, shell, spec } = run;
+  const b = m.build;
+  m.creating();
+  let prepared;
+  try {
+    prepared = prepareSwarmingTask(spec, b, Math.floor(Math.random() * 100));
+  } catch (e) {
+    if (!(e instanceof KilnError)) throw e;
+    shell.settle(m.end('INFRA_FAILURE', {}, `cannot build the Swarming task: ${e.message}`, shell.now()));
+    return;
+  }
+  let created;
+  try {
+    created = await createSwarmingTask({ hostname: spec.hostname, request: prepared.request });
+  } catch (e) {
+    shell.settle(m.end('INFRA_FAILURE', {}, `Swarming NewTask failed: ${failureMessage(e)}`, shell.now()));
+    return;
+  }
+  const url = swarmingTaskUrl(spec.bucket.url_format, {
+    swarmingHostname: spec.hostname,
+    taskId: created.taskId,
+    bucket: b.builder.bucket,
+    builder: b.builder.builder,
+  });
+  const buildTags = swarmingBuildTags(spec.hostname, created);
+  m.taskCreated({ taskId: created.taskId, buildTags, url, template: prepared.template }, shell.now());
+  run.markTagsChanged();
+  if (created.result) apply(run, created.result);
+  run.showDetails();
+}
+
+/** GetResult, applied to the build. A task Swarming no longer knows ends the build INFRA_FAILURE. */
+async function poll(run: SwarmingRun, taskId: string): Promise<void> {
+  const { m, shell, spec } = run;
+  m.polling(shell.now());
+  try {
+    apply(run, await getSwarmingTaskResult({ hostname: spec.hostname, taskId }));
+  } catch (e) {
+    const permanent = e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.nonRetryable;
+    if (permanent) {
+      const summary = `cannot read Swarming task ${taskId}: ${failureMessage(e)}`;
+      shell.settle(m.end('INFRA_FAILURE', {}, summary, shell.now()));
+    } else {
+      log.warn('polling the task failed; the sync timer tries again', {
+        buildId: m.build.id,
+        error: failureMessage(e),
+      });
+    }
+  }
+  run.showDetails();
+}
+
 /**
  * Patch: the loop stores until storage has caught up (a change made while a persist was in flight
  * is stored at once, not at the next wake), as lease mode does.
@@ -129,78 +219,11 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
     else await shell.persist();
   };
 
+  const run: SwarmingRun = { m, shell, spec, showDetails, markTagsChanged: () => (tagsChanged = true) };
+
   // ---- handlers, registered before anything else (in this order, which buffered messages follow) ----
 
-  shell.handleGetBuild();
-  const refuse = (_req: unknown): never => refuseLeaseMode(b);
-  setHandler(leaseUpdate, refuse, { validator: refuse });
-  setHandler(startUpdate, refuse, { validator: refuse });
-  setHandler(heartbeatUpdate, refuse, { validator: refuse });
-  setHandler(succeedUpdate, refuse, { validator: refuse });
-  setHandler(failUpdate, refuse, { validator: refuse });
-  setHandler(setPriorityUpdate, refuse, { validator: refuse });
-  shell.handleCancel();
-  shell.handleNotes();
-  setHandler(swarmingNotifySignal, (req) => {
-    if (!m.notified(req.taskId)) {
-      log.warn('notification for another task ignored', { buildId: b.id, taskId: req.taskId, ours: st.taskId });
-    }
-  });
-
-  // ---- steps ----
-
-  /** Applies a task result to the build. */
-  const apply = (r: TaskResultView): void => {
-    const step = shell.settle(m.apply(r, now()));
-    if (step.ignored) log.warn('task result ignored', { buildId: b.id, taskId: r.taskId, error: step.ignored });
-  };
-
-  /** Renders and creates the task; a build that cannot get one ends INFRA_FAILURE. */
-  const createTask = async (): Promise<void> => {
-    m.creating();
-    let prepared;
-    try {
-      prepared = prepareSwarmingTask(spec, b, Math.floor(Math.random() * 100));
-    } catch (e) {
-      if (!(e instanceof KilnError)) throw e;
-      shell.settle(m.end('INFRA_FAILURE', {}, `cannot build the Swarming task: ${e.message}`, now()));
-      return;
-    }
-    let created;
-    try {
-      created = await createSwarmingTask({ hostname: spec.hostname, request: prepared.request });
-    } catch (e) {
-      shell.settle(m.end('INFRA_FAILURE', {}, `Swarming NewTask failed: ${failureMessage(e)}`, now()));
-      return;
-    }
-    const url = swarmingTaskUrl(spec.bucket.url_format, {
-      swarmingHostname: spec.hostname,
-      taskId: created.taskId,
-      bucket: b.builder.bucket,
-      builder: b.builder.builder,
-    });
-    const buildTags = swarmingBuildTags(spec.hostname, created);
-    m.taskCreated({ taskId: created.taskId, buildTags, url, template: prepared.template }, now());
-    tagsChanged = true;
-    if (created.result) apply(created.result);
-    showDetails();
-  };
-
-  /** GetResult, applied to the build. A task Swarming no longer knows ends the build INFRA_FAILURE. */
-  const poll = async (taskId: string): Promise<void> => {
-    m.polling(now());
-    try {
-      apply(await getSwarmingTaskResult({ hostname: spec.hostname, taskId }));
-    } catch (e) {
-      const permanent = e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.nonRetryable;
-      if (permanent) {
-        shell.settle(m.end('INFRA_FAILURE', {}, `cannot read Swarming task ${taskId}: ${failureMessage(e)}`, now()));
-      } else {
-        log.warn('polling the task failed; the sync timer tries again', { buildId: b.id, error: failureMessage(e) });
-      }
-    }
-    showDetails();
-  };
+  handleSwarmingMessages(m, shell);
 
   // ---- main loop ----
 
@@ -209,7 +232,7 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
     if (!isEnded(b.status) && !st.createAttempted) {
       // NewTask may retry for minutes: meanwhile keep persisting, so a cancel shows at once.
       let created = false;
-      const creating = createTask().finally(() => {
+      const creating = createTask(run).finally(() => {
         created = true;
       });
       while (!created) {
@@ -232,7 +255,7 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
 
     const taskId = m.taskToPoll(now());
     if (taskId !== undefined) {
-      await poll(taskId);
+      await poll(run, taskId);
       continue;
     }
 
