@@ -1,6 +1,6 @@
 /**
  * `changeVerificationWorkflow`: one Gerrit patchset verified by one child build per configured
- * builder (BGP: one per platform) — see DESIGN.md "Change verification". Workflow ID
+ * builder (BGP: one per platform) — see docs/architecture.md "Change verification". Workflow ID
  * `verify/<host>/<change>/<patchset>`; the API starts it with signal-with-start, so a second
  * trigger for the same patchset joins the running verification as a signal.
  *
@@ -36,7 +36,14 @@ import {
 } from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.ts';
 import type { EvaluateTriggerResult, PostReviewResult, SubmitChangeResult } from '../activities/gerrit.ts';
-import { type Build, type BuilderId, type BuildTimeouts, builderPath, isEnded } from '../src/domain/build.ts';
+import {
+  type Build,
+  type BuilderId,
+  type BuildTimeouts,
+  builderPath,
+  isEnded,
+  scheduledBuildOf,
+} from '../src/domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../src/domain/buildId.ts';
 import { VERIFIED } from '../src/domain/gerrit/change.ts';
 import type { GerritProjectConfig } from '../src/domain/gerrit/projectConfig.ts';
@@ -398,12 +405,10 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       changeUrl: input.changeUrl,
       branch: input.branch,
     });
-    const build: Build = {
+    const build = scheduledBuildOf({
       id: r.buildId,
       builder: bc.builder,
       number: r.number,
-      status: 'SCHEDULED',
-      statusDetails: {},
       tags: [`buildset:${buildset}`, `builder:${bc.builder.builder}`],
       input: {
         properties: { ...bc.properties, ...cq },
@@ -412,13 +417,8 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       priority: bc.priority,
       dimensions: [...new Set([...bc.dimensions, ...requirements.map((r) => `cap:${r}`)])].sort(),
       createTime: now,
-      updateTime: now,
       createdBy: `verification ${info.workflowId}`,
-      leaseGeneration: 0,
-      leaseResets: 0,
-      events: [],
-      version: 1,
-    };
+    });
     const handle = await startChild(buildWorkflow, {
       workflowId: buildWorkflowId(build.id),
       args: [{ build, timeouts: bc.timeouts }],

@@ -19,8 +19,17 @@ import { ApplicationFailure, WorkflowIdConflictPolicy, WorkflowIdReusePolicy } f
 import type pino from 'pino';
 import { type Registry } from '../config/load.ts';
 import { type BuilderConfig } from '../config/schema.ts';
-import { type Build, type BuilderId, type BuildTimeouts, bucketPath, builderPath, isEnded } from '../domain/build.ts';
+import {
+  type Build,
+  type BuilderId,
+  type BuildTimeouts,
+  bucketPath,
+  builderPath,
+  isEnded,
+  scheduledBuildOf,
+} from '../domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
+import { COMPLETE_OUTCOMES, type CompleteKind, leaseKeyGeneration } from '../domain/buildMachine.ts';
 import { isErrorCode, KilnError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { parseTag } from '../domain/tags.ts';
@@ -207,12 +216,10 @@ export class BuildService {
       // The first request reserved the number but died before starting the workflow: start it now.
     }
     const now = new Date().toISOString();
-    const build: Build = {
+    const build = scheduledBuildOf({
       id: reservation.buildId,
       builder: req.builder,
       number: reservation.number,
-      status: 'SCHEDULED',
-      statusDetails: {},
       tags: [...tags, `builder:${req.builder.builder}`],
       input: {
         properties,
@@ -222,13 +229,8 @@ export class BuildService {
       priority: req.priority ?? cfg.priority,
       dimensions: [...new Set([...cfg.dimensions, ...(req.dimensions ?? [])])].sort(),
       createTime: now,
-      updateTime: now,
       createdBy: req.createdBy,
-      leaseGeneration: 0,
-      leaseResets: 0,
-      events: [],
-      version: 1,
-    };
+    });
     const timeouts = timeoutsOf(cfg, req);
     if (swarming) {
       await this.startWorkflow(swarmingBuildWorkflow, build, [{ build, timeouts, swarming: swarming.spec }]);
@@ -449,7 +451,7 @@ export class BuildService {
       throw e;
     }
     if (!r.ok) throw new KilnError(r.code, r.message);
-    return Number.parseInt(leaseKey.split('.')[0] ?? '0', 10);
+    return leaseKeyGeneration(leaseKey);
   }
 
   /**
@@ -503,7 +505,7 @@ export class BuildService {
     this.screen(id, (await this.o.storage.checkLeaseKeys([{ buildId: id, leaseKey }]))[0]);
   }
 
-  private async report(id: string, kind: 'succeed' | 'fail', req: CompleteRequest): Promise<Build> {
+  private async report(id: string, kind: CompleteKind, req: CompleteRequest): Promise<Build> {
     await this.screenKey(id, req.leaseKey);
     const deadline = Date.now() + this.answerMs;
     try {
@@ -518,8 +520,9 @@ export class BuildService {
         // A retried report whose first try ended the build (and closed its workflow) gets the same
         // answer — only with the very key that ended it, and only for the same outcome.
         const stored = (await this.o.storage.checkLeaseKeys([{ buildId: id, leaseKey: req.leaseKey }]))[0];
-        const outcomes = kind === 'succeed' ? ['SUCCESS'] : ['FAILURE', 'INFRA_FAILURE'];
-        if (stored?.build && stored.endedBy && outcomes.includes(stored.build.status)) return stored.build;
+        if (stored?.build && stored.endedBy && COMPLETE_OUTCOMES[kind].includes(stored.build.status)) {
+          return stored.build;
+        }
       }
       if (e instanceof KilnError && (e.code === 'LEASE_EXPIRED' || e.code === 'BUILD_IS_COMPLETED')) {
         // Refused, not applied — but noted in the build's own history for whoever looks later,

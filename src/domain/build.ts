@@ -124,6 +124,35 @@ export interface Build {
   version: number;
 }
 
+/** What a new build is made of; everything else starts the same for every build. */
+export type NewBuild = Pick<
+  Build,
+  'id' | 'builder' | 'number' | 'tags' | 'input' | 'priority' | 'dimensions' | 'createTime'
+> &
+  Partial<Pick<Build, 'createdBy'>>;
+
+/** A build just scheduled: SCHEDULED, version 1, no lease yet, updated when created. */
+export function scheduledBuildOf(n: NewBuild): Build {
+  return {
+    id: n.id,
+    builder: n.builder,
+    number: n.number,
+    status: 'SCHEDULED',
+    statusDetails: {},
+    tags: n.tags,
+    input: n.input,
+    priority: n.priority,
+    dimensions: n.dimensions,
+    createTime: n.createTime,
+    updateTime: n.createTime,
+    createdBy: n.createdBy,
+    leaseGeneration: 0,
+    leaseResets: 0,
+    events: [],
+    version: 1,
+  };
+}
+
 /** Most notes a build keeps in `events`. */
 export const MAX_BUILD_EVENTS = 50;
 

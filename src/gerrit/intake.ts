@@ -8,6 +8,7 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type pino from 'pino';
 import { type Registry } from '../config/load.ts';
+import { verificationWorkflowId } from '../domain/buildId.ts';
 import { KilnError } from '../domain/errors.ts';
 import { configCoversBranch, type GerritEventDecision, routeGerritEvent } from '../domain/gerrit/trigger.ts';
 import { KilnBuildset, KilnStatus } from '../domain/searchAttributes.ts';
@@ -23,11 +24,6 @@ import {
 import { timeoutsOf } from '../builds/service.ts';
 import { parseGerritEvent } from './events.ts';
 import { type GerritSettings, projectBuilders } from './settings.ts';
-
-/** The workflow ID of a patchset's verification. */
-export function verificationWorkflowId(host: string, change: number, patchset: number): string {
-  return `verify/${host}/${change}/${patchset}`;
-}
 
 /** How many older patchsets a new one cancels verifications of (bounded fan-out). */
 const MAX_OLDER_PATCHSETS = 50;

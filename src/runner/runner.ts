@@ -214,7 +214,8 @@ export class Runner {
   private async runBuild(h: Held): Promise<void> {
     const b = h.build;
     const log = this.logger.child({ buildId: b.id, builder: builderPath(b.builder), number: b.number });
-    const attempt = h.leaseKey.split('.')[0] ?? '0';
+    // The log attempt is the lease generation the grant's build carries: the key itself is opaque.
+    const attempt = String(b.leaseGeneration);
     let info: BuilderInfo;
     try {
       info = await this.builderInfo(b);
