@@ -18,7 +18,7 @@ import {
   type GerritReviewResult,
   type GerritRevision,
 } from '../domain/gerrit/change.ts';
-import { describeZodError } from './events.ts';
+import { formatZodError } from '../domain/zodIssues.ts';
 
 /** The magic first line Gerrit puts before every JSON body against XSSI. */
 export const XSSI_PREFIX = ")]}'";
@@ -338,7 +338,7 @@ export class GerritClient {
     if (!parsed.success) {
       throw new GerritError(
         'INTERNAL',
-        `${what}: unexpected response: ${describeZodError(parsed.error)}`,
+        `${what}: unexpected response: ${formatZodError(parsed.error)}`,
         status,
         false,
         method,

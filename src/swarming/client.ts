@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { formatZodError } from '../domain/zodIssues.ts';
 import { TASK_STATES } from '../domain/swarming/status.ts';
 import { type SwarmingNewTaskRequest } from '../domain/swarming/template.ts';
 
@@ -243,7 +244,7 @@ export class SwarmingClient {
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
-      throw malformed(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
+      throw malformed(formatZodError(parsed.error, { all: true, separator: '; ' }));
     }
     return parsed.data;
   }
