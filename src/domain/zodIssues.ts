@@ -50,7 +50,7 @@ export function zodIssuePath(path: readonly PropertyKey[], at = ''): string {
 export function pathPart(p: PropertyKey, first = false): string {
   if (typeof p === 'number') return `[${p}]`;
   const s = String(p);
-  if (/^[A-Za-z_$][\w$]*$/.test(s)) return first ? s : `.${s}`;
+  if (/^[A-Za-z_$][\w$-]*$/.test(s)) return first ? s : `.${s}`;
   // eslint-disable-next-line no-control-regex -- NUL and lone surrogates are exactly what this shows
   return `[${JSON.stringify(s).replace(/[\u0000-\u001f\ud800-\udfff]/g, escapeChar)}]`;
 }

@@ -6,7 +6,7 @@
  * that retry safe for votes and messages.
  */
 import { z } from 'zod';
-import { type ErrorCode, KilnError } from '../domain/errors.ts';
+import { type ErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
 import {
   CHANGE_STATUSES,
   type GerritAccount,
@@ -50,17 +50,18 @@ export type GerritChangeRef = number | string | { project: string; change: numbe
  * network errors (retry may help) and false otherwise (bad request, auth, not found, conflict, a
  * response Kiln cannot read). `code` is the Kiln error code the failure maps to.
  */
-export class GerritError extends KilnError {
+export class GerritError extends UpstreamError {
   constructor(
     code: ErrorCode,
     message: string,
     /** HTTP status, when Gerrit answered. */
     readonly status: number | undefined,
-    readonly transient: boolean,
+    transient: boolean,
     readonly method: string,
     readonly path: string,
+    options?: { cause?: unknown },
   ) {
-    super(code, message);
+    super('gerrit', code, message, transient, options);
     this.name = 'GerritError';
   }
 }

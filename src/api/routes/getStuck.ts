@@ -81,7 +81,7 @@ export const getStuck: Route = (app, ctx) => {
     try {
       report = await hit.report;
     } catch (e) {
-      throw new KilnError('UNAVAILABLE', `Temporal visibility did not answer: ${(e as Error).message}`.slice(0, 300));
+      throw new KilnError('UNAVAILABLE', 'Temporal visibility did not answer; retry', { cause: e });
     }
     const visible = (builder: string) => readable.has(builder.split('/').slice(0, 2).join('/'));
     const categories = report.categories.map((c) => ({ ...c, builds: c.builds.filter((b) => visible(b.builder)) }));
