@@ -21,7 +21,7 @@ import { type Registry } from '../config/load.ts';
 import { type BuilderConfig } from '../config/schema.ts';
 import { type Build, type BuilderId, type BuildTimeouts, bucketPath, builderPath, isEnded } from '../domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
-import { isErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
+import { type ErrorCode, isErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { parseTag } from '../domain/tags.ts';
 import { type StoredVerification } from '../domain/verification.ts';
@@ -395,7 +395,7 @@ export class BuildService {
    */
   async heartbeatBatch(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
-  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: string; message: string } }))[]> {
+  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: ErrorCode; message: string } }))[]> {
     const checks = await this.o.storage.checkLeaseKeys(items);
     const deadline = Date.now() + this.answerMs;
     return mapConcurrently(items, BATCH_CONCURRENCY, async (it, i) => {

@@ -10,7 +10,7 @@ import { DEFAULT_STUCK_THRESHOLDS, STUCK_CATEGORIES, type StuckThresholds } from
 import { findStuck, type StuckReport } from '../../stuck/find.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { lastOf } from '../uiSchemas.ts';
+import { lastOf } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 const secs = lastOf(

@@ -11,11 +11,14 @@ import { sameSecret } from '../../config/load.ts';
 import { isBuildId } from '../../domain/buildId.ts';
 import { KilnError } from '../../domain/errors.ts';
 import { parsePubsubUserdata } from '../../domain/swarming/template.ts';
-import { parseSwarmingNotification } from '../../swarming/notification.ts';
+import { parseSwarmingNotification, PubsubPushSchema } from '../../swarming/notification.ts';
 import { type Route } from '../context.ts';
 import { parseInput } from '../validate.ts';
 
 export const swarmingNotifyQuery = z.object({ token: z.string().max(512).optional() }).strict();
+/** The request body: a Pub/Sub push (checked, with the data inside it, by `parseSwarmingNotification`). */
+export const swarmingNotifyBody = PubsubPushSchema;
+export type SwarmingNotifyRequest = z.input<typeof swarmingNotifyBody>;
 
 export const swarmingNotify: Route = (app, ctx) => {
   app.post('/api/v1/swarming/notify', async (req, reply) => {
