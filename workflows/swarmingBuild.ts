@@ -79,7 +79,7 @@ const { getSwarmingTaskResult, cancelSwarmingTask } = proxyActivities<ReturnType
 /** Refuses every lease-mode call: runners never lease a Swarming build. */
 function refuseLeaseMode(b: Build): never {
   throw ApplicationFailure.create({
-    type: 'INVALID_BUILD_STATE',
+    type: 'INVALID_BUILD_STATE' satisfies KilnError['code'],
     message: `build ${b.id} belongs to Swarming bucket ${b.builder.project}/${b.builder.bucket}; it is run by Swarming, not leased by runners`,
     nonRetryable: true,
   });

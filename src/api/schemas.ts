@@ -1,19 +1,23 @@
-/** Request pieces several routes share. */
+/** Request pieces several routes share (response pieces are in uiSchemas.ts). */
 import { z } from 'zod';
 import { isBuildId } from '../domain/buildId.ts';
 import { BUILDER_NAME_RE, BUILDER_NAME_RULE } from '../domain/names.ts';
 
-const part = z
+/** A project, bucket, platform or capability name: letters, digits, ".", "_", "-", at most 100. */
+export const namePart = z
   .string()
   .min(1)
   .max(100)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_", "-"');
 
+/** A query parameter given once: a repeated one (`?limit=1&limit=2`) counts by its last value. */
+export const lastOf = <T extends z.ZodType>(s: T) => z.preprocess((v) => (Array.isArray(v) ? v[v.length - 1] : v), s);
+
 /** A builder's name (LUCI's rule, shared with the config). */
 export const builderNameSchema = z.string().regex(BUILDER_NAME_RE, BUILDER_NAME_RULE);
 
 /** `{project, bucket, builder}`. */
-export const builderIdSchema = z.object({ project: part, bucket: part, builder: builderNameSchema }).strict();
+export const builderIdSchema = z.object({ project: namePart, bucket: namePart, builder: builderNameSchema }).strict();
 
 /** `:id` path parameter. */
 export const buildIdParams = z.object({

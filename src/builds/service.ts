@@ -30,7 +30,7 @@ import {
 } from '../domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
 import { COMPLETE_OUTCOMES, type CompleteKind, leaseKeyGeneration } from '../domain/buildMachine.ts';
-import { isErrorCode, KilnError } from '../domain/errors.ts';
+import { type ErrorCode, isErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { parseTag } from '../domain/tags.ts';
 import { type StoredVerification } from '../domain/verification.ts';
@@ -153,8 +153,9 @@ function unavailableError(
     return new KilnError('UNAVAILABLE', `Temporal is unreachable at ${address} (${what}); retry`);
   }
   if (code === 8 || code === 10) {
-    const details = (grpc as { details?: string }).details ?? '';
-    return new KilnError('UNAVAILABLE', `Temporal at ${address} refused the call for now (${what}: ${details}); retry`);
+    return new KilnError('UNAVAILABLE', `Temporal at ${address} refused the call for now (${what}); retry`, {
+      cause: grpc,
+    });
   }
   if (e instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(e) || code === 4 || code === 1) {
     return new KilnError(
@@ -396,7 +397,7 @@ export class BuildService {
    */
   async heartbeatBatch(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
-  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: string; message: string } }))[]> {
+  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: ErrorCode; message: string } }))[]> {
     const checks = await this.o.storage.checkLeaseKeys(items);
     const deadline = Date.now() + this.answerMs;
     return mapConcurrently(items, BATCH_CONCURRENCY, async (it, i) => {
@@ -417,9 +418,13 @@ export class BuildService {
         );
         return { buildId: it.buildId, ...reply };
       } catch (e) {
-        const k = e instanceof KilnError ? e : new KilnError('INTERNAL', 'heartbeat failed');
-        if (!(e instanceof KilnError)) this.o.logger.error({ err: e, buildId: it.buildId }, 'heartbeat failed');
-        return { buildId: it.buildId, error: { code: k.code, message: k.message } };
+        // Each item answers like a whole request would (src/api/errors.ts): a refusal with its code
+        // and message, anything else a bare INTERNAL whose details stay in the log.
+        if (e instanceof KilnError && !(e instanceof UpstreamError) && e.code !== 'INTERNAL') {
+          return { buildId: it.buildId, error: { code: e.code, message: e.message } };
+        }
+        this.o.logger.error({ err: e, buildId: it.buildId }, 'heartbeat failed');
+        return { buildId: it.buildId, error: { code: 'INTERNAL' as const, message: 'internal error' } };
       }
     });
   }
@@ -554,8 +559,11 @@ export class BuildService {
         return await this.temporal(`${what} build ${id}`, this.answerMs, () => fn(handle), deadline);
       } catch (e) {
         if (e instanceof WorkflowUpdateFailedError && e.cause instanceof ApplicationFailure) {
+          // A refusal carries one of Kiln's codes and a message for the caller; anything else is a bug
+          // in the workflow, whose words stay in the log.
           const code = e.cause.type;
-          throw new KilnError(isErrorCode(code) ? code : 'INTERNAL', e.cause.message);
+          if (isErrorCode(code) && code !== 'INTERNAL') throw new KilnError(code, e.cause.message);
+          throw new KilnError('INTERNAL', `${what} build ${id} failed in its workflow`, { cause: e });
         }
         if (e instanceof WorkflowNotFoundError) {
           // Ended and closed, or never existed: storage knows which.

@@ -2,6 +2,7 @@
  * The build model shared by workflows, activities, storage and the API. Pure: no Node built-ins,
  * no I/O, so workflow code may import it.
  */
+import { type FailureType } from './errors.ts';
 
 /** Build statuses, as in Buildbucket v2. */
 export const BUILD_STATUSES = ['SCHEDULED', 'STARTED', 'SUCCESS', 'FAILURE', 'INFRA_FAILURE', 'CANCELED'] as const;
@@ -260,7 +261,7 @@ export function refuseUnstorableBuild(b: Build, reason: string, nowMs: number): 
 }
 
 /** `ApplicationFailure.type` of a storage write that can never succeed as it is (not retried). */
-export const UNSTORABLE_BUILD_FAILURE = 'UNSTORABLE_BUILD';
+export const UNSTORABLE_BUILD_FAILURE = 'UNSTORABLE_BUILD' satisfies FailureType;
 
 /**
  * The lease keys a build's workflow still answers to, written with each storage write (storage

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { bucketPath } from '../../domain/build.ts';
 import { callerName, requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { buildSchema } from '../uiSchemas.ts';
 import { builderIdSchema, dimensionSchema, propertiesSchema, tagSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
@@ -36,13 +37,15 @@ export const scheduleBuildBody = z
       .optional(),
   })
   .strict();
-export type ScheduleBuildBody = z.infer<typeof scheduleBuildBody>;
+export type ScheduleBuildRequest = z.input<typeof scheduleBuildBody>;
+/** The new build, or the one an earlier request with the same `requestId` made. */
+export const scheduleBuildResponse = buildSchema;
+export type ScheduleBuildResponse = z.infer<typeof scheduleBuildResponse>;
 
 export const scheduleBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds', async (req, reply) => {
+  app.post('/api/v1/builds', async (req): Promise<ScheduleBuildResponse> => {
     const body = parseInput(scheduleBuildBody, req.body, 'body');
     requireRole(ctx.registry, req, bucketPath(body.builder), 'SCHEDULER');
-    const build = await ctx.service.schedule({ ...body, createdBy: callerName(ctx.registry, req) });
-    return reply.code(200).send(build);
+    return ctx.service.schedule({ ...body, createdBy: callerName(ctx.registry, req) });
   });
 };

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { type BuilderId } from '../build.ts';
 import { KilnError } from '../errors.ts';
+import { formatZodError } from '../zodIssues.ts';
 
 /** What starts a verification for a Gerrit project. */
 export const GERRIT_TRIGGERS = ['patchset-created', 'approval', 'commit-queue'] as const;
@@ -44,13 +45,6 @@ export const GerritProjectConfigSchema = z
   });
 export type GerritProjectConfig = z.infer<typeof GerritProjectConfigSchema>;
 
-/** Formats a zod issue path as `a.b[0].c`. */
-function issuePath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
-  return out;
-}
-
 /**
  * Validates the Gerrit project configs (an array). Throws `KilnError('INVALID_ARGUMENT')` naming the
  * first bad field (e.g. `[1].builders[0]`), and refuses two configs for the same host and project.
@@ -58,9 +52,7 @@ function issuePath(path: readonly PropertyKey[]): string {
 export function parseGerritProjectConfigs(input: unknown): GerritProjectConfig[] {
   const r = z.array(GerritProjectConfigSchema).safeParse(input);
   if (!r.success) {
-    const issue = r.error.issues[0];
-    const where = issue ? issuePath(issue.path) : '';
-    throw new KilnError('INVALID_ARGUMENT', `invalid Gerrit project config ${where || '(root)'}: ${issue?.message}`);
+    throw new KilnError('INVALID_ARGUMENT', `invalid Gerrit project config ${formatZodError(r.error)}`);
   }
   const seen = new Set<string>();
   for (const [i, c] of r.data.entries()) {
