@@ -20,6 +20,7 @@ import type pino from 'pino';
 import { type Registry } from '../config/load.ts';
 import { type BuilderConfig } from '../config/schema.ts';
 import { type Build, type BuilderId, type BuildTimeouts, bucketPath, builderPath, isEnded } from '../domain/build.ts';
+import { blamelistOf, type BuildChange, inputBuildsetTags } from '../domain/buildInputs.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
 import { isErrorCode, KilnError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
@@ -64,6 +65,8 @@ export interface ScheduleRequest {
   dimensions?: string[];
   requestId?: string;
   createdBy?: string;
+  /** The changes the build is for (Buildbot-buildbucket's `changes`); their authors make `blamelist`. */
+  changes?: BuildChange[];
   gerritChanges?: Build['input']['gerritChanges'];
   /** The commit a git poller scheduled this build for. */
   gitilesCommit?: Build['input']['gitilesCommit'];
@@ -189,6 +192,10 @@ export class BuildService {
     const cfg = swarming?.builderConfig ?? this.o.registry.builder(req.builder);
     if (!cfg) throw this.o.registry.builderNotFound(req.builder);
     const properties = { ...cfg.properties, ...(req.properties ?? {}) };
+    // ---- chromium2: Swarmbucket's blamelist (the changes' author emails), unless the request names one ----
+    if (req.changes && req.changes.length > 0 && !('blamelist' in properties)) {
+      properties['blamelist'] = blamelistOf(req.changes);
+    }
     for (const k of RESERVED_PROPERTIES) {
       if (req.properties && k in req.properties) throw new KilnError('INVALID_ARGUMENT', `properties.${k} is reserved`);
     }
@@ -213,9 +220,11 @@ export class BuildService {
       number: reservation.number,
       status: 'SCHEDULED',
       statusDetails: {},
-      tags: [...tags, `builder:${req.builder.builder}`],
+      // Buildbucket tags a build with the buildset of each of its Gerrit changes and of its commit.
+      tags: [...new Set([...tags, ...inputBuildsetTags(req), `builder:${req.builder.builder}`])],
       input: {
         properties,
+        ...(req.changes ? { changes: req.changes } : {}),
         ...(req.gerritChanges ? { gerritChanges: req.gerritChanges } : {}),
         ...(req.gitilesCommit ? { gitilesCommit: req.gitilesCommit } : {}),
       },

@@ -28,6 +28,14 @@ export function buildDetails(b: Build): string {
   if (b.url) lines.push(`url:      ${b.url}`);
   const c = b.input.gitilesCommit; // ---- launchpad ----
   if (c) lines.push(`commit:   ${c.host}/${c.project} ${c.ref} ${c.id}`);
+  // ---- chromium2: schedule inputs ----
+  for (const g of b.input.gerritChanges ?? [])
+    lines.push(`gerrit:   ${g.host}/${g.change}/${g.patchset} (${g.project})`);
+  for (const ch of b.input.changes ?? []) {
+    const who = ch.author?.email ?? ch.author?.name;
+    const what = [ch.id, ch.revision, ch.project ?? ch.repo_url, ch.url].filter(Boolean).join(' ');
+    lines.push(`change:   ${what || '(no id)'}${who ? ` by ${who}` : ''}`);
+  }
   if (b.summaryMarkdown) lines.push(`summary:  ${b.summaryMarkdown}`);
   lines.push(`priority: ${b.priority}`, `tags:     ${b.tags.join(' ') || '-'}`);
   if (b.events.length) lines.push('history:', ...b.events.map((e) => `  ${e.time} ${e.kind} ${e.message}`));

@@ -2,6 +2,7 @@
  * The build model shared by workflows, activities, storage and the API. Pure: no Node built-ins,
  * no I/O, so workflow code may import it.
  */
+import type { BuildChange } from './buildInputs.ts';
 
 /** Build statuses, as in Buildbucket v2. */
 export const BUILD_STATUSES = ['SCHEDULED', 'STARTED', 'SUCCESS', 'FAILURE', 'INFRA_FAILURE', 'CANCELED'] as const;
@@ -45,6 +46,8 @@ export function bucketPath(b: Pick<BuilderId, 'project' | 'bucket'>): string {
 /** What a build was asked to do; fixed at schedule time. */
 export interface BuildInput {
   properties: Record<string, unknown>;
+  /** The changes the build is for, as the schedule request gave them (Buildbot-buildbucket's `changes`). */
+  changes?: BuildChange[];
   /** Gerrit changes under test, for CQ builds. */
   gerritChanges?: { host: string; project: string; change: number; patchset: number }[];
   /** The commit under test, for builds a git poller scheduled (Buildbucket's `gitilesCommit`). */

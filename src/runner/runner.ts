@@ -276,6 +276,9 @@ export class Runner {
     await mkdir(dir, { recursive: true });
     const propertiesFile = join(dir, 'properties.json');
     await writeFile(propertiesFile, JSON.stringify(b.input.properties, null, 2));
+    // The whole input (properties, changes, gerritChanges, gitilesCommit), as the build's JSON has it.
+    const inputFile = join(dir, 'input.json');
+    await writeFile(inputFile, JSON.stringify(b.input, null, 2));
     stream.write(
       `kiln runner ${this.s.name}: ${builderPath(b.builder)} #${b.number} (build ${b.id}, attempt ${attempt})\n`,
     );
@@ -331,6 +334,7 @@ export class Runner {
       KILN_PROJECT: b.builder.project,
       KILN_BUCKET: b.builder.bucket,
       KILN_PROPERTIES_FILE: propertiesFile,
+      KILN_INPUT_FILE: inputFile,
       KILN_ATTEMPT: attempt,
       KILN_BUILD_DIR: dir,
       KILN_RUNNER: this.s.name,
