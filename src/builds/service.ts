@@ -21,6 +21,7 @@ import { type Registry } from '../config/load.ts';
 import { type BuilderConfig } from '../config/schema.ts';
 import { type Build, type BuilderId, type BuildTimeouts, bucketPath, builderPath, isEnded } from '../domain/build.ts';
 import { blamelistOf, type BuildChange, inputBuildsetTags } from '../domain/buildInputs.ts';
+import { type BuildStep, withReportedProgress } from '../domain/steps.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
 import { isErrorCode, KilnError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
@@ -334,16 +335,38 @@ export class BuildService {
     }
   }
 
-  /** The build, or BUILD_NOT_FOUND. */
+  /** The build, or BUILD_NOT_FOUND; with the steps and output properties its lease holder reported. */
   async get(id: string): Promise<Build> {
     const b = await this.find(id);
     if (!b) throw new KilnError('BUILD_NOT_FOUND', `build ${id} not found`);
-    return b;
+    return withReportedProgress(b, await this.o.storage.getBuildProgress(id));
   }
 
   /** The build of `builder` numbered `number`, from storage (where schedule has put it before answering). */
-  getByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
-    return this.o.storage.getBuildByNumber(builder, number);
+  async getByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
+    const b = await this.o.storage.getBuildByNumber(builder, number);
+    return b && withReportedProgress(b, await this.o.storage.getBuildProgress(b.id));
+  }
+
+  // ---- chromium2: steps and output properties mid-build (Buildbucket v2 UpdateBuild) ----
+  /**
+   * Stores the steps and/or output properties the lease holder reports (each replaces the stored one as a
+   * whole), for the lease that is current or was current when the build ended (as for logs). Returns the build
+   * as readers now see it. LEASE_EXPIRED / BUILD_IS_COMPLETED for another key.
+   */
+  async updateProgress(
+    id: string,
+    req: { leaseKey: string; steps?: BuildStep[]; outputProperties?: Record<string, unknown> },
+  ): Promise<Build> {
+    const attempt = await this.checkLogWriter(id, req.leaseKey);
+    const written = await this.o.storage.recordBuildProgress({
+      buildId: id,
+      attempt,
+      ...(req.steps !== undefined ? { steps: req.steps } : {}),
+      ...(req.outputProperties !== undefined ? { outputProperties: req.outputProperties } : {}),
+    });
+    if (!written) throw new KilnError('LEASE_EXPIRED', `a later attempt of build ${id} has reported its steps`);
+    return this.get(id);
   }
 
   search(q: BuildQuery): Promise<BuildPage> {

@@ -3,6 +3,7 @@
  * `KilnApiError` carrying the server's code, so callers branch on codes, not on text.
  */
 import { type Build } from '../domain/build.ts';
+import { type BuildStep } from '../domain/steps.ts';
 import { type ErrorCode, isErrorCode } from '../domain/errors.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 import { type PromotionAttempt } from '../domain/launchpad/promotion.ts';
@@ -278,6 +279,15 @@ export class KilnClient {
   }
 
   /** Appends `data` at byte `offset` of the build's log; the lease key is the capability. */
+  // ---- chromium2: steps and output properties mid-build ----
+  /** Reports steps and/or output properties with the lease key (`POST /api/v1/builds/:id/update`). */
+  updateBuild(
+    id: string,
+    req: { leaseKey: string; steps?: BuildStep[]; output?: { properties?: Record<string, unknown> } },
+  ): Promise<Build> {
+    return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/update`, req);
+  }
+
   uploadLog(
     id: string,
     req: { leaseKey: string; offset: number; data: string; complete?: boolean },

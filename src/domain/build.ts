@@ -3,6 +3,7 @@
  * no I/O, so workflow code may import it.
  */
 import type { BuildChange } from './buildInputs.ts';
+import type { BuildStep } from './steps.ts';
 
 /** Build statuses, as in Buildbucket v2. */
 export const BUILD_STATUSES = ['SCHEDULED', 'STARTED', 'SUCCESS', 'FAILURE', 'INFRA_FAILURE', 'CANCELED'] as const;
@@ -121,6 +122,8 @@ export interface Build {
   /** Current lease generation: bumped on every lease and every lease reset. */
   leaseGeneration: number;
   leaseResets: number;
+  /** Steps the lease holder reported (Buildbucket v2 `steps`); merged in on reads, never kept by the workflow. */
+  steps?: BuildStep[];
   /** Build-local notes; bounded (oldest dropped). */
   events: BuildEvent[];
   /** Monotonic version: storage applies a write only when it is newer. */
