@@ -46,6 +46,9 @@ export interface VerifiedChange {
   project: string;
   _number: number;
   owner: GerritAccount;
+  /** Target branch and `Change-Id` footer: CQ's `event.change.id`. Absent in results recorded before they were added. */
+  branch?: string;
+  change_id?: string;
 }
 
 /** Answer of `evaluateGerritTrigger`. */
@@ -155,7 +158,14 @@ export function createGerritActivities(deps: GerritActivityDeps | undefined, sto
         const commit = detail.current_revision ? detail.revisions?.[detail.current_revision]?.commit : undefined;
         return {
           ...r,
-          change: { id: detail.id, project: detail.project, _number: detail._number, owner: detail.owner },
+          change: {
+            id: detail.id,
+            project: detail.project,
+            _number: detail._number,
+            owner: detail.owner,
+            branch: detail.branch,
+            change_id: detail.change_id,
+          },
           requirements: changeRequirements(commit?.message, detail.hashtags),
         };
       } catch (e) {

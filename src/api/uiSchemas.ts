@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { type Build, BUILD_STATUSES } from '../domain/build.ts';
 import { ERROR_CODES } from '../domain/errors.ts';
 import { ROLES } from '../config/schema.ts';
+import { buildChangeSchema } from './schemas.ts';
 
 /** `{project, bucket, builder}` as answers carry it. */
 export const builderIdOut = z.object({ project: z.string(), bucket: z.string(), builder: z.string() });
@@ -57,6 +58,7 @@ const BUILD_EVENT_KINDS = [
 export const buildSchema = buildSummarySchema.extend({
   input: z.object({
     properties: z.record(z.string(), z.unknown()),
+    changes: z.array(buildChangeSchema).optional(),
     gerritChanges: z
       .array(z.object({ host: z.string(), project: z.string(), change: z.number().int(), patchset: z.number().int() }))
       .optional(),
@@ -66,12 +68,27 @@ export const buildSchema = buildSummarySchema.extend({
     .object({ properties: z.record(z.string(), z.unknown()).optional(), summaryMarkdown: z.string().optional() })
     .optional(),
   events: z.array(z.object({ time: z.string(), kind: z.enum(BUILD_EVENT_KINDS), message: z.string() })),
+  steps: z
+    .array(
+      z.object({
+        name: z.string(),
+        status: z.enum(BUILD_STATUSES),
+        startTime: z.string().optional(),
+        endTime: z.string().optional(),
+        summaryMarkdown: z.string().optional(),
+        logs: z.array(z.object({ name: z.string(), url: z.string() })).optional(),
+      }),
+    )
+    .optional(),
 });
 export type BuildOut = z.infer<typeof buildSchema>;
 
 /** The schema and the domain's `Build` describe the same thing: this stops compiling when they drift. */
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 export const BUILD_SCHEMA_MATCHES_BUILD: Same<BuildOut, Build> = true;
+/** Optional fields pass `Same` either way: their names must match too. */
+export const BUILD_SCHEMA_HAS_BUILD_KEYS: Same<keyof BuildOut, keyof Build> = true;
+export const BUILD_SCHEMA_HAS_INPUT_KEYS: Same<keyof BuildOut['input'], keyof Build['input']> = true;
 
 /** `{code, message}`: an error answer, or one item's error in a batch answer. */
 export const errorBodySchema = z.object({ code: z.enum(ERROR_CODES), message: z.string() });

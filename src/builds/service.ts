@@ -28,6 +28,8 @@ import {
   isEnded,
   scheduledBuildOf,
 } from '../domain/build.ts';
+import { blamelistOf, type BuildChange, inputBuildsetTags } from '../domain/buildInputs.ts';
+import { type BuildStep, withReportedProgress } from '../domain/steps.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
 import { COMPLETE_OUTCOMES, type CompleteKind, leaseKeyGeneration } from '../domain/buildMachine.ts';
 import { type ErrorCode, isErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
@@ -73,6 +75,8 @@ export interface ScheduleRequest {
   dimensions?: string[];
   requestId?: string;
   createdBy?: string;
+  /** The changes the build is for (Buildbot-buildbucket's `changes`); their authors make `blamelist`. */
+  changes?: BuildChange[];
   gerritChanges?: Build['input']['gerritChanges'];
   /** The commit a git poller scheduled this build for. */
   gitilesCommit?: Build['input']['gitilesCommit'];
@@ -199,6 +203,10 @@ export class BuildService {
     const cfg = swarming?.builderConfig ?? this.o.registry.builder(req.builder);
     if (!cfg) throw this.o.registry.builderNotFound(req.builder);
     const properties = { ...cfg.properties, ...(req.properties ?? {}) };
+    // ---- chromium2: Swarmbucket's blamelist (the changes' author emails), unless the request names one ----
+    if (req.changes && req.changes.length > 0 && !('blamelist' in properties)) {
+      properties['blamelist'] = blamelistOf(req.changes);
+    }
     for (const k of RESERVED_PROPERTIES) {
       if (req.properties && k in req.properties) throw new KilnError('INVALID_ARGUMENT', `properties.${k} is reserved`);
     }
@@ -221,9 +229,10 @@ export class BuildService {
       id: reservation.buildId,
       builder: req.builder,
       number: reservation.number,
-      tags: [...tags, `builder:${req.builder.builder}`],
+      tags: [...new Set([...tags, ...inputBuildsetTags(req), `builder:${req.builder.builder}`])],
       input: {
         properties,
+        ...(req.changes ? { changes: req.changes } : {}),
         ...(req.gerritChanges ? { gerritChanges: req.gerritChanges } : {}),
         ...(req.gitilesCommit ? { gitilesCommit: req.gitilesCommit } : {}),
       },
@@ -328,16 +337,38 @@ export class BuildService {
     }
   }
 
-  /** The build, or BUILD_NOT_FOUND. */
+  /** The build, or BUILD_NOT_FOUND; with the steps and output properties its lease holder reported. */
   async get(id: string): Promise<Build> {
     const b = await this.find(id);
     if (!b) throw new KilnError('BUILD_NOT_FOUND', `build ${id} not found`);
-    return b;
+    return withReportedProgress(b, await this.o.storage.getBuildProgress(id));
   }
 
   /** The build of `builder` numbered `number`, from storage (where schedule has put it before answering). */
-  getByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
-    return this.o.storage.getBuildByNumber(builder, number);
+  async getByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
+    const b = await this.o.storage.getBuildByNumber(builder, number);
+    return b && withReportedProgress(b, await this.o.storage.getBuildProgress(b.id));
+  }
+
+  // ---- chromium2: steps and output properties mid-build (Buildbucket v2 UpdateBuild) ----
+  /**
+   * Stores the steps and/or output properties the lease holder reports (each replaces the stored one as a
+   * whole), for the lease that is current or was current when the build ended (as for logs). Returns the build
+   * as readers now see it. LEASE_EXPIRED / BUILD_IS_COMPLETED for another key.
+   */
+  async updateProgress(
+    id: string,
+    req: { leaseKey: string; steps?: BuildStep[]; outputProperties?: Record<string, unknown> },
+  ): Promise<Build> {
+    const attempt = await this.checkLogWriter(id, req.leaseKey);
+    const written = await this.o.storage.recordBuildProgress({
+      buildId: id,
+      attempt,
+      ...(req.steps !== undefined ? { steps: req.steps } : {}),
+      ...(req.outputProperties !== undefined ? { outputProperties: req.outputProperties } : {}),
+    });
+    if (!written) throw new KilnError('LEASE_EXPIRED', `a later attempt of build ${id} has reported its steps`);
+    return this.get(id);
   }
 
   search(q: BuildQuery): Promise<BuildPage> {

@@ -72,7 +72,8 @@ export function toTask(build: Build, leaseKey: string, leaseExpiration: string):
           gerrit: {
             ...change,
             ref: str('event.patchSet.ref'),
-            revision: str('revision'),
+            // The patch set's commit; CQ builds say `revision: HEAD` instead, which names no commit.
+            revision: /^[0-9a-f]{7,64}$/i.test(str('revision') ?? '') ? str('revision') : undefined,
             url: str('event.change.url'),
             branch: str('event.change.branch'),
           },

@@ -21,6 +21,7 @@ import type { SearchBuildsResponse } from '../api/routes/searchBuilds.ts';
 import type { SearchVerificationsResponse } from '../api/routes/searchVerifications.ts';
 import type { SetPriorityResponse } from '../api/routes/setPriority.ts';
 import type { StartBuildRequest, StartBuildResponse } from '../api/routes/startBuild.ts';
+import type { UpdateBuildRequest, UpdateBuildResponse } from '../api/routes/updateBuild.ts';
 import type { UploadLogRequest, UploadLogResponse } from '../api/routes/uploadLog.ts';
 import type { WatchLeasesRequest, WatchLeasesResponse } from '../api/routes/watchLeases.ts';
 
@@ -248,6 +249,12 @@ export class KilnClient {
   }
 
   /** Appends `data` at byte `offset` of the build's log; the lease key is the capability. */
+  // ---- chromium2: steps and output properties mid-build ----
+  /** Reports steps and/or output properties with the lease key (`POST /api/v1/builds/:id/update`). */
+  updateBuild(id: string, req: UpdateBuildRequest): Promise<UpdateBuildResponse> {
+    return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/update`, req);
+  }
+
   uploadLog(id: string, req: UploadLogRequest): Promise<UploadLogResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/log`, req);
   }

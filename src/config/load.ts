@@ -99,12 +99,15 @@ export function loadConfigFile(path: string, env: KilnEnv = loadEnv()): KilnConf
 export class Registry {
   private readonly builders = new Map<string, BuilderConfig>();
   private readonly buckets = new Map<string, BucketConfig>();
+  /** `project/bucket/builder` of every Swarming builder, for suggestions (`nearestBuilders`). */
+  private readonly swarmingBuilderPaths: string[] = [];
 
   constructor(readonly config: KilnConfig) {
     for (const p of config.projects) {
       for (const b of p.buckets) {
         this.buckets.set(`${p.name}/${b.name}`, b);
         for (const bl of b.builders) this.builders.set(`${p.name}/${b.name}/${bl.name}`, bl);
+        for (const bl of b.swarming?.builders ?? []) this.swarmingBuilderPaths.push(`${p.name}/${b.name}/${bl.name}`);
       }
     }
   }
@@ -121,7 +124,7 @@ export class Registry {
   nearestBuilders(id: BuilderId, max = 3): string[] {
     const wanted = builderPath(id);
     const limit = Math.max(3, Math.floor(wanted.length / 3));
-    const close = [...this.builders.keys()]
+    const close = [...this.builders.keys(), ...this.swarmingBuilderPaths]
       .map((path) => ({ path, d: distance(wanted, path) }))
       .filter((c) => c.d <= limit)
       .sort((a, b) => a.d - b.d || a.path.localeCompare(b.path));

@@ -3,6 +3,8 @@
  * no I/O, so workflow code may import it.
  */
 import { type FailureType } from './errors.ts';
+import type { BuildChange } from './buildInputs.ts';
+import type { BuildStep } from './steps.ts';
 
 /** Build statuses, as in Buildbucket v2. */
 export const BUILD_STATUSES = ['SCHEDULED', 'STARTED', 'SUCCESS', 'FAILURE', 'INFRA_FAILURE', 'CANCELED'] as const;
@@ -46,6 +48,8 @@ export function bucketPath(b: Pick<BuilderId, 'project' | 'bucket'>): string {
 /** What a build was asked to do; fixed at schedule time. */
 export interface BuildInput {
   properties: Record<string, unknown>;
+  /** The changes the build is for, as the schedule request gave them (Buildbot-buildbucket's `changes`). */
+  changes?: BuildChange[];
   /** Gerrit changes under test, for CQ builds. */
   gerritChanges?: { host: string; project: string; change: number; patchset: number }[];
   /** The commit under test, for builds a git poller scheduled (Buildbucket's `gitilesCommit`). */
@@ -119,6 +123,8 @@ export interface Build {
   /** Current lease generation: bumped on every lease and every lease reset. */
   leaseGeneration: number;
   leaseResets: number;
+  /** Steps the lease holder reported (Buildbucket v2 `steps`); merged in on reads, never kept by the workflow. */
+  steps?: BuildStep[];
   /** Build-local notes; bounded (oldest dropped). */
   events: BuildEvent[];
   /** Monotonic version: storage applies a write only when it is newer. */

@@ -22,6 +22,7 @@ import {
   type VerificationEvent,
 } from '../../workflows/changeVerification.ts';
 import { timeoutsOf } from '../builds/service.ts';
+import { planSwarmingBuild } from '../builds/swarming.ts';
 import { parseGerritEvent } from './events.ts';
 import { type GerritSettings, projectBuilders } from './settings.ts';
 
@@ -198,6 +199,18 @@ export class GerritIntake {
 
   private input(d: GerritEventDecision): ChangeVerificationInput {
     const builders: VerificationBuilder[] = projectBuilders(d.config).map(({ id, path }) => {
+      // A Swarming builder: its build is pushed to Swarming with the bucket's config and templates.
+      const plan = planSwarmingBuild(this.o.registry, { builder: id });
+      if (plan) {
+        return {
+          builder: id,
+          dimensions: plan.builderConfig.dimensions,
+          priority: plan.builderConfig.priority,
+          properties: {},
+          timeouts: timeoutsOf(plan.builderConfig),
+          swarming: plan.spec,
+        };
+      }
       const cfg = this.o.registry.builder(id);
       if (!cfg) throw new KilnError('BUILDER_NOT_FOUND', `builder ${path} is not configured`);
       return {

@@ -38,6 +38,8 @@ export const rebuildBuild: Route = (app, ctx) => {
       priority: old.priority,
       dimensions: old.dimensions.filter((d) => !cfgDimensions.has(d)),
       ...(old.input.gerritChanges ? { gerritChanges: old.input.gerritChanges } : {}),
+      ...(old.input.changes ? { changes: old.input.changes } : {}), // chromium2: schedule inputs
+      ...(old.input.gitilesCommit ? { gitilesCommit: old.input.gitilesCommit } : {}),
       ...(body.requestId !== undefined ? { requestId: `rebuild/${old.id}/${body.requestId}` } : {}),
       createdBy: callerName(ctx.registry, req),
     });

@@ -4,7 +4,15 @@ import { bucketPath } from '../../domain/build.ts';
 import { callerName, requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildSchema } from '../uiSchemas.ts';
-import { builderIdSchema, dimensionSchema, propertiesSchema, tagSchema } from '../schemas.ts';
+import {
+  buildChangeSchema,
+  builderIdSchema,
+  dimensionSchema,
+  gerritChangeSchema,
+  gitilesCommitSchema,
+  propertiesSchema,
+  tagSchema,
+} from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 export const scheduleBuildBody = z
@@ -27,6 +35,11 @@ export const scheduleBuildBody = z
       .positive()
       .max(7 * 24 * 3600)
       .optional(),
+    /** The changes the build is for (Buildbot-buildbucket); their author emails become `blamelist`. */
+    changes: z.array(buildChangeSchema).max(100).optional(),
+    /** Buildbucket v2 inputs; each becomes a `buildset` tag. */
+    gerritChanges: z.array(gerritChangeSchema).max(100).optional(),
+    gitilesCommit: gitilesCommitSchema.optional(),
     /** Swarming buckets only: a JSONPB builder override applied last, and the canary template choice. */
     swarming: z
       .object({

@@ -1,6 +1,7 @@
 /**
  * GET /api/v1/builds — search, newest first, paged by `cursor`. Filters: project, bucket, builder,
- * status, tag (repeatable; all must match), buildset, createdAfter/createdBefore (RFC 3339), createdBy.
+ * status, tag (repeatable; all must match), buildset, createdAfter/createdBefore (RFC 3339), createdBy,
+ * gerritChange (`host/change/patchset`, repeatable).
  * Only buckets the caller may read are searched.
  */
 import { z } from 'zod';
@@ -9,7 +10,14 @@ import { KilnError } from '../../domain/errors.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { buildSchema } from '../uiSchemas.ts';
-import { builderNameSchema, cursorSchema, lastOf, tagSchema, timestampSchema } from '../schemas.ts';
+import {
+  builderNameSchema,
+  cursorSchema,
+  gerritChangeRefSchema,
+  lastOf,
+  tagSchema,
+  timestampSchema,
+} from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 export const searchBuildsQuery = z
@@ -25,6 +33,13 @@ export const searchBuildsQuery = z
     createdAfter: lastOf(timestampSchema).optional(),
     createdBefore: lastOf(timestampSchema).optional(),
     createdBy: lastOf(z.string().min(1).max(200)).optional(),
+    /** `host/change/patchset`: builds of that Gerrit patch set (its `buildset` tag; repeatable, all must match). */
+    gerritChange: z
+      .preprocess(
+        (v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]),
+        z.array(gerritChangeRefSchema).max(16),
+      )
+      .optional(),
     limit: lastOf(z.coerce.number().int().min(1).max(1000)).optional(),
     cursor: lastOf(cursorSchema).optional(),
   })
@@ -47,7 +62,7 @@ export const searchBuilds: Route = (app, ctx) => {
       buckets,
       builder: q.builder ? { builder: q.builder } : undefined,
       status: q.status,
-      tags: q.tag,
+      tags: [...(q.tag ?? []), ...(q.gerritChange ?? []).map((c) => `buildset:patch/gerrit/${c}`)],
       buildset: q.buildset,
       createdAfter: q.createdAfter,
       createdBefore: q.createdBefore,

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { type BuilderId } from '../build.ts';
 import { KilnError } from '../errors.ts';
 import { formatZodError } from '../zodIssues.ts';
+import { BUILDER_NAME_RULE, isBuilderName } from '../names.ts';
 
 /** What starts a verification for a Gerrit project. */
 export const GERRIT_TRIGGERS = ['patchset-created', 'approval', 'commit-queue'] as const;
@@ -17,9 +18,11 @@ const hostSchema = z
   .string()
   .regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$/, 'must be a host name without scheme or path');
 
+/** `project/bucket/builder`; the builder part follows LUCI's names (spaces allowed: `infra/try/Infra Win Tester`). */
 const builderPathSchema = z
   .string()
-  .regex(/^[^/\s]+\/[^/\s]+\/[^/\s]+$/, 'must be a builder path project/bucket/builder');
+  .regex(/^[^/\s]+\/[^/\s]+\/[^/]+$/, 'must be a builder path project/bucket/builder')
+  .refine((p) => isBuilderName(p.split('/')[2] ?? ''), `builder names are ${BUILDER_NAME_RULE}`);
 
 /**
  * One Gerrit project Kiln verifies. `branches` absent means every branch. `reviewerGroup` is the
