@@ -3,7 +3,8 @@
  * reserve build numbers, and post reviews (messages and votes) at most once per key. Gerrit
  * failures become `ApplicationFailure`s of type `GERRIT_<code>`; only transient ones are retried.
  */
-import { ApplicationFailure } from '@temporalio/common';
+import { gerritFailureType } from '../src/domain/errors.ts';
+import { activityFailure } from './failure.ts';
 import type pino from 'pino';
 import { type BuilderId } from '../src/domain/build.ts';
 import {
@@ -45,6 +46,9 @@ export interface VerifiedChange {
   project: string;
   _number: number;
   owner: GerritAccount;
+  /** Target branch and `Change-Id` footer: CQ's `event.change.id`. Absent in results recorded before they were added. */
+  branch?: string;
+  change_id?: string;
 }
 
 /** Answer of `evaluateGerritTrigger`. */
@@ -100,7 +104,7 @@ export interface PostReviewInput {
 /** Maps a Gerrit failure to a Temporal failure: transient → retried, otherwise not. */
 function toFailure(e: unknown): unknown {
   if (e instanceof GerritError) {
-    return ApplicationFailure.create({ type: `GERRIT_${e.code}`, message: e.message, nonRetryable: !e.transient });
+    return activityFailure(gerritFailureType(e.code), e.message, { nonRetryable: !e.transient });
   }
   return e;
 }
@@ -109,11 +113,7 @@ function toFailure(e: unknown): unknown {
 export function createGerritActivities(deps: GerritActivityDeps | undefined, storage: Storage, logger: pino.Logger) {
   const hosts = (): GerritHosts => {
     if (!deps)
-      throw ApplicationFailure.create({
-        type: 'GERRIT_NOT_CONFIGURED',
-        message: 'this worker has no gerrit config',
-        nonRetryable: true,
-      });
+      throw activityFailure('GERRIT_NOT_CONFIGURED', 'this worker has no gerrit config', { nonRetryable: true });
     return deps.hosts;
   };
   return {
@@ -158,7 +158,14 @@ export function createGerritActivities(deps: GerritActivityDeps | undefined, sto
         const commit = detail.current_revision ? detail.revisions?.[detail.current_revision]?.commit : undefined;
         return {
           ...r,
-          change: { id: detail.id, project: detail.project, _number: detail._number, owner: detail.owner },
+          change: {
+            id: detail.id,
+            project: detail.project,
+            _number: detail._number,
+            owner: detail.owner,
+            branch: detail.branch,
+            change_id: detail.change_id,
+          },
           requirements: changeRequirements(commit?.message, detail.hashtags),
         };
       } catch (e) {

@@ -3,7 +3,7 @@
  * in their logger, storage and clients; every activity takes one typed input object and is
  * idempotent (Temporal may run it more than once).
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { activityFailure } from './failure.ts';
 import type pino from 'pino';
 import { type Build, type BuildLeaseKeys, UNSTORABLE_BUILD_FAILURE } from '../src/domain/build.ts';
 import { type StoredVerification } from '../src/domain/verification.ts';
@@ -45,7 +45,7 @@ export function createActivities(deps: ActivityDeps) {
         const reason = unstorableReason(e);
         if (reason === undefined) throw e;
         deps.logger.error({ buildId: input.build.id, reason }, 'storage refused a build for good');
-        throw ApplicationFailure.create({ type: UNSTORABLE_BUILD_FAILURE, message: reason, nonRetryable: true });
+        throw activityFailure(UNSTORABLE_BUILD_FAILURE, reason, { nonRetryable: true });
       }
     },
     /** Writes a change verification's current state; older versions are ignored, so retries are safe. */

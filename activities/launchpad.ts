@@ -8,7 +8,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { ApplicationFailure, WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
+import { activityFailure } from './failure.ts';
 import { durationMs } from '../src/config/launchpad.ts';
 import { type Build, builderPath, isEnded } from '../src/domain/build.ts';
 import {
@@ -43,11 +44,13 @@ async function heartbeating<T>(fn: (signal: AbortSignal) => Promise<T>): Promise
 }
 
 function notConfigured(): never {
-  throw ApplicationFailure.create({
-    type: 'LAUNCHPAD_NOT_CONFIGURED',
-    message: 'this worker has no schedulers, promotions or notifications configured',
-    nonRetryable: true,
-  });
+  throw activityFailure(
+    'LAUNCHPAD_NOT_CONFIGURED',
+    'this worker has no schedulers, promotions or notifications configured',
+    {
+      nonRetryable: true,
+    },
+  );
 }
 
 /** A planned delivery: one event to one target. */
@@ -167,7 +170,7 @@ export function createLaunchpadActivities(ctx: LaunchpadContext | undefined) {
         return await heartbeating((signal) => runPromotion(c, input, signal));
       } catch (e) {
         if (e instanceof TransientPromotionError)
-          throw ApplicationFailure.create({ type: 'REMOTE_UNREACHABLE', message: e.message });
+          throw activityFailure('REMOTE_UNREACHABLE', e.message, { nonRetryable: false });
         throw e;
       }
     },
@@ -251,9 +254,7 @@ export function createLaunchpadActivities(ctx: LaunchpadContext | undefined) {
       const c = need();
       const target = c.config.notifications?.targets.find((t) => t.name === input.target);
       if (!target || !notifier) {
-        throw ApplicationFailure.create({
-          type: 'TARGET_NOT_CONFIGURED',
-          message: `notification target ${input.target} is no longer configured`,
+        throw activityFailure('TARGET_NOT_CONFIGURED', `notification target ${input.target} is no longer configured`, {
           nonRetryable: true,
         });
       }
@@ -261,7 +262,7 @@ export function createLaunchpadActivities(ctx: LaunchpadContext | undefined) {
         return await heartbeating(() => notifier.deliver(input.key, target, input.event));
       } catch (e) {
         if (e instanceof DeliveryError)
-          throw ApplicationFailure.create({ type: 'DELIVERY_FAILED', message: e.message, nonRetryable: e.permanent });
+          throw activityFailure('DELIVERY_FAILED', e.message, { nonRetryable: e.permanent });
         throw e;
       }
     },

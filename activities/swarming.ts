@@ -4,7 +4,8 @@
  * become non-retryable `SWARMING_REJECTED` failures. NewTask is safe to retry: the request carries a
  * `request_uuid` derived from the build id, so Swarming answers a retry with the task it created.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { type FailureType } from '../src/domain/errors.ts';
+import { activityFailure } from './failure.ts';
 import type pino from 'pino';
 import { type TaskOutcome } from '../src/domain/swarming/status.ts';
 import { type CreatedTaskView, type SwarmingNewTaskRequest } from '../src/domain/swarming/template.ts';
@@ -19,9 +20,9 @@ export interface SwarmingActivityDeps {
 }
 
 /** `ApplicationFailure.type` of a Swarming call that retrying cannot fix. */
-export const SWARMING_REJECTED = 'SWARMING_REJECTED';
+export const SWARMING_REJECTED = 'SWARMING_REJECTED' satisfies FailureType;
 /** `ApplicationFailure.type` when the worker has no Swarming settings. */
-export const SWARMING_NOT_CONFIGURED = 'SWARMING_NOT_CONFIGURED';
+export const SWARMING_NOT_CONFIGURED = 'SWARMING_NOT_CONFIGURED' satisfies FailureType;
 
 /** A task's state as the workflow needs it. */
 export interface TaskResultView extends TaskOutcome {
@@ -43,11 +44,7 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (e) {
     if (e instanceof SwarmingRpcError && !e.transient) {
-      throw ApplicationFailure.create({
-        type: SWARMING_REJECTED,
-        message: `${what}: ${e.message}`,
-        nonRetryable: true,
-      });
+      throw activityFailure(SWARMING_REJECTED, `${what}: ${e.message}`, { nonRetryable: true });
     }
     throw e;
   }
@@ -79,9 +76,7 @@ function view(r: {
 export function createSwarmingActivities(deps: SwarmingActivityDeps | undefined, logger: pino.Logger) {
   const client = (hostname: string): SwarmingClient => {
     if (!deps) {
-      throw ApplicationFailure.create({
-        type: SWARMING_NOT_CONFIGURED,
-        message: 'this worker has no Swarming settings (config: swarming)',
+      throw activityFailure(SWARMING_NOT_CONFIGURED, 'this worker has no Swarming settings (config: swarming)', {
         nonRetryable: true,
       });
     }

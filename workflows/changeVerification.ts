@@ -1,6 +1,6 @@
 /**
  * `changeVerificationWorkflow`: one Gerrit patchset verified by one child build per configured
- * builder (BGP: one per platform) — see DESIGN.md "Change verification". Workflow ID
+ * builder (BGP: one per platform) — see docs/architecture.md "Change verification". Workflow ID
  * `verify/<host>/<change>/<patchset>`; the API starts it with signal-with-start, so a second
  * trigger for the same patchset joins the running verification as a signal.
  *
@@ -36,7 +36,14 @@ import {
 } from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.ts';
 import type { EvaluateTriggerResult, PostReviewResult, SubmitChangeResult } from '../activities/gerrit.ts';
-import { type Build, type BuilderId, type BuildTimeouts, builderPath, isEnded } from '../src/domain/build.ts';
+import {
+  type Build,
+  type BuilderId,
+  type BuildTimeouts,
+  builderPath,
+  isEnded,
+  scheduledBuildOf,
+} from '../src/domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../src/domain/buildId.ts';
 import { VERIFIED } from '../src/domain/gerrit/change.ts';
 import type { GerritProjectConfig } from '../src/domain/gerrit/projectConfig.ts';
@@ -44,7 +51,9 @@ import { cqBuildProperties, type GerritEventAction, type VerificationMode } from
 import { initialBuildSearchAttributes, KilnStatus } from '../src/domain/searchAttributes.ts';
 import { gerritBuildset } from '../src/domain/tags.ts';
 import { type StoredVerification, type VerificationPhase } from '../src/domain/verification.ts';
+import type { SwarmingBuildSpec } from '../src/domain/swarming/build.ts';
 import { type BuildProgress, buildProgressSignal, buildWorkflow, cancelSignal } from './build.ts';
+import { swarmingBuildWorkflow } from './swarmingBuild.ts';
 
 /** One builder a verification schedules, resolved from config by the API when it starts the workflow. */
 export interface VerificationBuilder {
@@ -54,6 +63,11 @@ export interface VerificationBuilder {
   priority: number;
   properties: Record<string, unknown>;
   timeouts: BuildTimeouts;
+  /**
+   * Set for a builder of a Swarming bucket: its build is a `swarmingBuildWorkflow` pushed to Swarming with this
+   * spec (bucket config and task templates, snapshot when the verification started), not leased by a runner.
+   */
+  swarming?: SwarmingBuildSpec;
 }
 
 /** Input of `changeVerificationWorkflow`. */
@@ -110,6 +124,8 @@ export interface PlatformState {
   ended?: boolean;
   /** Why the verification itself canceled it (`discarded`: another platform failed before this one started). */
   canceledBecause?: 'idle' | 'merged' | 'canceled' | 'discarded';
+  /** A Swarming build: Swarming runs it (no tinderbox takes it, so the idle timeout does not apply; its task expires). */
+  swarming?: boolean;
 }
 
 /** What `getVerificationQuery` returns and the workflow ends with. */
@@ -181,6 +197,12 @@ const STORE_PATCH = 'kiln-store-verifications';
  * the verification with the reason instead of failing the workflow.
  */
 const SEMANTICS_PATCH = 'kiln-bgp-semantics';
+
+/**
+ * Patch: a verification builder of a Swarming bucket runs as a `swarmingBuildWorkflow` child (the CQ → Buildbucket
+ * → Swarming flow). Only inputs with `VerificationBuilder.swarming` take this path, which older runs never had.
+ */
+const SWARMING_CHILD_PATCH = 'kiln-verification-swarming-builders';
 
 /** Search attribute values of `KilnStatus` on verification workflows (for `kiln stuck` and the UI). */
 export const VERIFICATION_STATUSES = {
@@ -365,7 +387,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   setStatus(VERIFICATION_STATUSES.waiting);
   const attemptStartMs = Date.now();
   const buildset = gerritBuildset(input.host, input.change, input.patchset);
-  const children = new Map<string, ChildWorkflowHandle<typeof buildWorkflow>>();
+  const children = new Map<string, ChildWorkflowHandle<typeof buildWorkflow | typeof swarmingBuildWorkflow>>();
 
   const schedule = async (bc: VerificationBuilder): Promise<void> => {
     const path = builderPath(bc.builder);
@@ -398,12 +420,10 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       changeUrl: input.changeUrl,
       branch: input.branch,
     });
-    const build: Build = {
+    const build = scheduledBuildOf({
       id: r.buildId,
       builder: bc.builder,
       number: r.number,
-      status: 'SCHEDULED',
-      statusDetails: {},
       tags: [`buildset:${buildset}`, `builder:${bc.builder.builder}`],
       input: {
         properties: { ...bc.properties, ...cq },
@@ -412,21 +432,26 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
       priority: bc.priority,
       dimensions: [...new Set([...bc.dimensions, ...requirements.map((r) => `cap:${r}`)])].sort(),
       createTime: now,
-      updateTime: now,
       createdBy: `verification ${info.workflowId}`,
-      leaseGeneration: 0,
-      leaseResets: 0,
-      events: [],
-      version: 1,
-    };
-    const handle = await startChild(buildWorkflow, {
+    });
+    const childOptions = {
       workflowId: buildWorkflowId(build.id),
-      args: [{ build, timeouts: bc.timeouts }],
       // Builds outlive an operator terminating the verification; they end by their own timers.
       parentClosePolicy: ParentClosePolicy.ABANDON,
       typedSearchAttributes: initialBuildSearchAttributes(build),
       staticSummary: `${path} #${build.number} — build ${build.id}, verifying ${input.host} change ${input.change} patch set ${input.patchset}`,
-    });
+    };
+    // ---- chromium2: Swarming verification builders (patched) ----
+    let handle: ChildWorkflowHandle<typeof buildWorkflow | typeof swarmingBuildWorkflow>;
+    if (bc.swarming !== undefined && patched(SWARMING_CHILD_PATCH)) {
+      p.swarming = true;
+      handle = await startChild(swarmingBuildWorkflow, {
+        ...childOptions,
+        args: [{ build, timeouts: bc.timeouts, swarming: bc.swarming }],
+      });
+    } else {
+      handle = await startChild(buildWorkflow, { ...childOptions, args: [{ build, timeouts: bc.timeouts }] });
+    }
     children.set(build.id, handle);
     void handle.result().then(
       (b) => onEnded(p, b.status, b.summaryMarkdown, b.url),
@@ -435,7 +460,12 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   };
 
   const logLink = (p: PlatformState): string | undefined =>
-    input.publicUrl ? `${input.publicUrl.replace(/\/+$/, '')}/api/v1/builds/${p.buildId}/log` : p.url;
+    // A Swarming build's log is on its task's page.
+    p.swarming
+      ? p.url
+      : input.publicUrl
+        ? `${input.publicUrl.replace(/\/+$/, '')}/api/v1/builds/${p.buildId}/log`
+        : p.url;
 
   const onEnded = (p: PlatformState, status: Build['status'], summary?: string, url?: string): void => {
     if (p.ended) return;
@@ -445,7 +475,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     if (summary !== undefined) p.summary = summary;
     if (url !== undefined) p.url = url;
     // Taken platforms report; the verification's own cancels are summed up in its own messages.
-    if (p.taken && p.canceledBecause !== 'canceled') {
+    if ((p.taken || p.swarming === true) && p.canceledBecause !== 'canceled') {
       const link = logLink(p);
       post(
         `${p.name}/report`,
@@ -525,7 +555,7 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     if (!idleChecked && Date.now() >= idleDeadline) {
       idleChecked = true;
       for (const p of st.platforms) {
-        if (!p.taken && !isEnded(p.status) && !(v2 && p.canceledBecause !== undefined)) {
+        if (!p.taken && !p.swarming && !isEnded(p.status) && !(v2 && p.canceledBecause !== undefined)) {
           cancelBuild(p, 'idle', `no tinderbox took the task within ${formatDuration(input.idleTimeoutMs)}`);
         }
       }

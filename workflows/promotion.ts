@@ -181,6 +181,6 @@ export interface PromotionDryRunInput {
 /** See the module comment. */
 export async function promotionDryRunWorkflow(input: PromotionDryRunInput) {
   const r = await dryRunPromotions(input);
-  if (!Array.isArray(r)) throw ApplicationFailure.nonRetryable('dry run returned nothing');
+  if (!Array.isArray(r)) throw ApplicationFailure.nonRetryable('dry run returned nothing', 'INTERNAL');
   return r;
 }

@@ -1,8 +1,11 @@
 /**
  * Kiln's HTTP error contract: every error is `{code, message}` with a code from the fixed set, and
- * one exhaustive code → status map. 5xx answers never carry internals.
+ * one exhaustive code → status map. 5xx answers never carry internals: an INTERNAL answer says only
+ * "internal error", a failed call to Swarming or Gerrit only names the service, and an UNAVAILABLE
+ * answer carries the message Kiln wrote for the caller (what went wrong underneath is the error's
+ * `cause`, which goes to the log with the request).
  */
-import { type ErrorCode, KilnError } from '../domain/errors.ts';
+import { type ErrorCode, KilnError, type Upstream, UpstreamError } from '../domain/errors.ts';
 import { isStorageUnavailable, unstorableReason } from '../storage/errors.ts';
 
 /** HTTP status for every error code. */
@@ -42,10 +45,33 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_ASYNC_CONSTRAINT: 'INVALID_ARGUMENT',
 };
 
+/** What an INTERNAL answer says, whatever failed. */
+export const INTERNAL_MESSAGE = 'internal error';
+
+const UPSTREAM_NAMES: Record<Upstream, string> = { swarming: 'Swarming', gerrit: 'Gerrit' };
+
+/** A failed Swarming or Gerrit call as an answer: the service named, its words left in the log. */
+function upstreamAnswer(e: UpstreamError): ErrorBody {
+  const name = UPSTREAM_NAMES[e.upstream];
+  return e.transient
+    ? { code: 'UNAVAILABLE', message: `${name} did not answer in time or is overloaded; retry` }
+    : { code: 'INTERNAL', message: `${name} refused a call Kiln made (the details are in Kiln's log)` };
+}
+
 /** Turns anything thrown by a handler into a status and body; unknown errors become a bare INTERNAL. */
 export function toErrorResponse(e: unknown): { status: number; body: ErrorBody; internal: boolean } {
-  if (e instanceof KilnError)
-    return { status: HTTP_STATUS[e.code], body: { code: e.code, message: e.message }, internal: e.code === 'INTERNAL' };
+  if (e instanceof UpstreamError) {
+    const body = upstreamAnswer(e);
+    return { status: HTTP_STATUS[body.code], body, internal: true };
+  }
+  if (e instanceof KilnError) {
+    if (e.code === 'INTERNAL') {
+      return { status: HTTP_STATUS.INTERNAL, body: { code: 'INTERNAL', message: INTERNAL_MESSAGE }, internal: true };
+    }
+    const status = HTTP_STATUS[e.code];
+    // An outage is logged (with its cause) like a bug; its message was written for the caller.
+    return { status, body: { code: e.code, message: e.message }, internal: status >= 500 };
+  }
   const fe = e as { code?: string; statusCode?: number; message?: string };
   const mapped = fe.code !== undefined ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped)
@@ -86,5 +112,5 @@ export function toErrorResponse(e: unknown): { status: number; body: ErrorBody; 
       internal: true,
     };
   }
-  return { status: 500, body: { code: 'INTERNAL', message: 'internal error' }, internal: true };
+  return { status: 500, body: { code: 'INTERNAL', message: INTERNAL_MESSAGE }, internal: true };
 }

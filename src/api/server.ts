@@ -28,6 +28,7 @@ import { startBuild } from './routes/startBuild.ts';
 import { swarmingNotify } from './routes/swarmingNotify.ts';
 import { tinderboxGetTask } from './routes/tinderboxGetTask.ts';
 import { tinderboxReport } from './routes/tinderboxReport.ts';
+import { updateBuild } from './routes/updateBuild.ts';
 import { uploadLog } from './routes/uploadLog.ts';
 // --- web UI (issue 14) ---
 import { LiveFeed } from './live.ts';
@@ -87,6 +88,8 @@ export const ROUTES: Route[] = [
   scheduleAction,
   listPromotions,
   dryRunPromotions,
+  // ---- chromium2: steps and output properties mid-build (Buildbucket v2 UpdateBuild) ----
+  updateBuild,
 ];
 
 /** Options of `buildApi`. */

@@ -2,6 +2,7 @@
 import { type z } from 'zod';
 import { MAX_JSON_DEPTH, unstorableText } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
+import { formatZodError, pathPart } from '../domain/zodIssues.ts';
 
 /** Options of `parseInput`. */
 export interface ParseOptions {
@@ -34,12 +35,7 @@ export function parseInput<S extends z.ZodType>(
     throw new KilnError('INVALID_ARGUMENT', `${tooDeep}: nested deeper than ${MAX_JSON_DEPTH} levels`);
   }
   const r = schema.safeParse(data ?? (where === 'body' ? undefined : {}));
-  if (!r.success) {
-    const first = r.error.issues[0];
-    const path = first?.path.map(pathPart).join('') ?? '';
-    const more = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more)` : '';
-    throw new KilnError('INVALID_ARGUMENT', `${where}${path}: ${first?.message ?? 'invalid'}${more}`);
-  }
+  if (!r.success) throw new KilnError('INVALID_ARGUMENT', formatZodError(r.error, { at: where }));
   const bad = unstorablePath(r.data, where, new Set(opts.anyText ?? []));
   if (bad !== undefined) throw new KilnError('INVALID_ARGUMENT', bad);
   return r.data as z.infer<S>;
@@ -53,20 +49,6 @@ export function checkStorable(data: unknown, where: 'body' | 'query'): void {
   }
   const bad = unstorablePath(data, where, new Set());
   if (bad !== undefined) throw new KilnError('INVALID_ARGUMENT', bad);
-}
-
-/** `.name`, `[3]`, or `["odd key"]` (with unstorable characters shown as escapes). */
-function pathPart(p: PropertyKey): string {
-  if (typeof p === 'number') return `[${p}]`;
-  const s = String(p);
-  return /^[A-Za-z_$][\w$]*$/.test(s)
-    ? `.${s}`
-    : // eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
-      `[${JSON.stringify(s).replace(/[\u0000-\u001f\ud800-\udfff]/g, escape)}]`;
-}
-
-function escape(c: string): string {
-  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 /** The path of the first value nested deeper than `MAX_JSON_DEPTH`, or undefined. Never recurses past it. */

@@ -113,7 +113,8 @@ function changeOf(b: Build) {
   return c
     ? {
         ...c,
-        revision: str('revision') ?? '',
+        // CQ builds say `revision: HEAD`: no commit, so tickets fall back to the build id.
+        revision: /^[0-9a-f]{7,64}$/i.test(str('revision') ?? '') ? str('revision')! : '',
         ref: str('event.patchSet.ref') ?? '',
         branch: str('event.change.branch') ?? 'master',
       }
@@ -125,7 +126,7 @@ function platformOf(b: Build): string {
   return b.dimensions.find((d) => d.startsWith('platform:'))?.slice('platform:'.length) ?? b.builder.builder;
 }
 
-const ticketOf = (b: Build): string => `${changeOf(b)?.revision ?? b.id}_${platformOf(b)}`;
+const ticketOf = (b: Build): string => `${changeOf(b)?.revision || b.id}_${platformOf(b)}`;
 
 /** The lease request id `get` uses, so `put` can recover the same lease key (a lease retry). */
 const leaseRequestId = (tinderbox: string, b: Build): string => `bgp/${tinderbox}/${b.id}/${b.leaseResets}`;
@@ -220,7 +221,7 @@ async function get(ctx: BuildbotCommandContext, tb: SshTinderbox, args: string[]
     peekOnly: o.test,
   });
   if (!task) return done(format === 'BASH' ? 'GERRIT_TASK_TICKET=\nGERRIT_TASK_BRANCH=\nGERRIT_TASK_REF=\n' : 'empty');
-  const ticket = `${task.gerrit?.revision ?? task.buildId}_${kilnPlatform(platformName)}`;
+  const ticket = `${task.gerrit?.revision || task.buildId}_${kilnPlatform(platformName)}`;
   const branch = task.gerrit?.branch ?? 'master';
   const ref = task.gerrit?.ref ?? '';
   return done(
@@ -326,7 +327,7 @@ async function show(ctx: BuildbotCommandContext, args: string[]): Promise<Comman
   ].sort((a, b) => (BigInt(b.id) > BigInt(a.id) ? 1 : -1));
   const byRevision = new Map<string, Build[]>();
   for (const b of builds) {
-    const rev = changeOf(b)?.revision ?? b.id;
+    const rev = changeOf(b)?.revision || b.id;
     byRevision.set(rev, [...(byRevision.get(rev) ?? []), b]);
   }
   let out = RULE + ROW(['Task-Id', 'Start/End', 'Type/State', 'Ref', 'Bot', 'Branch']);

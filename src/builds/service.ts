@@ -20,9 +20,20 @@ import { ApplicationFailure, WorkflowIdConflictPolicy, WorkflowIdReusePolicy } f
 import type pino from 'pino';
 import { type Registry } from '../config/load.ts';
 import { type BuilderConfig } from '../config/schema.ts';
-import { type Build, type BuilderId, type BuildTimeouts, bucketPath, builderPath, isEnded } from '../domain/build.ts';
+import {
+  type Build,
+  type BuilderId,
+  type BuildTimeouts,
+  bucketPath,
+  builderPath,
+  isEnded,
+  scheduledBuildOf,
+} from '../domain/build.ts';
+import { blamelistOf, type BuildChange, inputBuildsetTags } from '../domain/buildInputs.ts';
+import { type BuildStep, withReportedProgress } from '../domain/steps.ts';
 import { buildWorkflowId, newBuildId } from '../domain/buildId.ts';
-import { isErrorCode, KilnError } from '../domain/errors.ts';
+import { COMPLETE_OUTCOMES, type CompleteKind, leaseKeyGeneration } from '../domain/buildMachine.ts';
+import { type ErrorCode, isErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { parseTag } from '../domain/tags.ts';
 import { type StoredVerification } from '../domain/verification.ts';
@@ -65,6 +76,8 @@ export interface ScheduleRequest {
   dimensions?: string[];
   requestId?: string;
   createdBy?: string;
+  /** The changes the build is for (Buildbot-buildbucket's `changes`); their authors make `blamelist`. */
+  changes?: BuildChange[];
   gerritChanges?: Build['input']['gerritChanges'];
   /** The commit a git poller scheduled this build for. */
   gitilesCommit?: Build['input']['gitilesCommit'];
@@ -145,8 +158,9 @@ function unavailableError(
     return new KilnError('UNAVAILABLE', `Temporal is unreachable at ${address} (${what}); retry`);
   }
   if (code === 8 || code === 10) {
-    const details = (grpc as { details?: string }).details ?? '';
-    return new KilnError('UNAVAILABLE', `Temporal at ${address} refused the call for now (${what}: ${details}); retry`);
+    return new KilnError('UNAVAILABLE', `Temporal at ${address} refused the call for now (${what}); retry`, {
+      cause: grpc,
+    });
   }
   if (e instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(e) || code === 4 || code === 1) {
     return new KilnError(
@@ -214,6 +228,10 @@ export class BuildService {
     const cfg = swarming?.builderConfig ?? this.o.registry.builder(req.builder);
     if (!cfg) throw this.o.registry.builderNotFound(req.builder);
     const properties = { ...cfg.properties, ...(req.properties ?? {}) };
+    // ---- chromium2: Swarmbucket's blamelist (the changes' author emails), unless the request names one ----
+    if (req.changes && req.changes.length > 0 && !('blamelist' in properties)) {
+      properties['blamelist'] = blamelistOf(req.changes);
+    }
     for (const k of RESERVED_PROPERTIES) {
       if (req.properties && k in req.properties) throw new KilnError('INVALID_ARGUMENT', `properties.${k} is reserved`);
     }
@@ -232,28 +250,22 @@ export class BuildService {
       // The first request reserved the number but died before starting the workflow: start it now.
     }
     const now = new Date().toISOString();
-    const build: Build = {
+    const build = scheduledBuildOf({
       id: reservation.buildId,
       builder: req.builder,
       number: reservation.number,
-      status: 'SCHEDULED',
-      statusDetails: {},
-      tags: [...tags, `builder:${req.builder.builder}`],
+      tags: [...new Set([...tags, ...inputBuildsetTags(req), `builder:${req.builder.builder}`])],
       input: {
         properties,
+        ...(req.changes ? { changes: req.changes } : {}),
         ...(req.gerritChanges ? { gerritChanges: req.gerritChanges } : {}),
         ...(req.gitilesCommit ? { gitilesCommit: req.gitilesCommit } : {}),
       },
       priority: req.priority ?? cfg.priority,
       dimensions: [...new Set([...cfg.dimensions, ...(req.dimensions ?? [])])].sort(),
       createTime: now,
-      updateTime: now,
       createdBy: req.createdBy,
-      leaseGeneration: 0,
-      leaseResets: 0,
-      events: [],
-      version: 1,
-    };
+    });
     const timeouts = timeoutsOf(cfg, req);
     this.buckets.set(build.id, bucketPath(build.builder));
     if (swarming) {
@@ -354,16 +366,38 @@ export class BuildService {
     }
   }
 
-  /** The build, or BUILD_NOT_FOUND. */
+  /** The build, or BUILD_NOT_FOUND; with the steps and output properties its lease holder reported. */
   async get(id: string): Promise<Build> {
     const b = await this.find(id);
     if (!b) throw new KilnError('BUILD_NOT_FOUND', `build ${id} not found`);
-    return b;
+    return withReportedProgress(b, await this.o.storage.getBuildProgress(id));
   }
 
   /** The build of `builder` numbered `number`, from storage (where schedule has put it before answering). */
-  getByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
-    return this.o.storage.getBuildByNumber(builder, number);
+  async getByNumber(builder: BuilderId, number: number): Promise<Build | undefined> {
+    const b = await this.o.storage.getBuildByNumber(builder, number);
+    return b && withReportedProgress(b, await this.o.storage.getBuildProgress(b.id));
+  }
+
+  // ---- chromium2: steps and output properties mid-build (Buildbucket v2 UpdateBuild) ----
+  /**
+   * Stores the steps and/or output properties the lease holder reports (each replaces the stored one as a
+   * whole), for the lease that is current or was current when the build ended (as for logs). Returns the build
+   * as readers now see it. LEASE_EXPIRED / BUILD_IS_COMPLETED for another key.
+   */
+  async updateProgress(
+    id: string,
+    req: { leaseKey: string; steps?: BuildStep[]; outputProperties?: Record<string, unknown> },
+  ): Promise<Build> {
+    const attempt = await this.checkLogWriter(id, req.leaseKey);
+    const written = await this.o.storage.recordBuildProgress({
+      buildId: id,
+      attempt,
+      ...(req.steps !== undefined ? { steps: req.steps } : {}),
+      ...(req.outputProperties !== undefined ? { outputProperties: req.outputProperties } : {}),
+    });
+    if (!written) throw new KilnError('LEASE_EXPIRED', `a later attempt of build ${id} has reported its steps`);
+    return this.get(id);
   }
 
   search(q: BuildQuery): Promise<BuildPage> {
@@ -464,7 +498,7 @@ export class BuildService {
    */
   async heartbeatBatch(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
-  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: string; message: string } }))[]> {
+  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: ErrorCode; message: string } }))[]> {
     const unknown = items.filter((it) => this.grantedKeys.get(it.buildId) !== it.leaseKey);
     const screened = await this.o.storage.checkLeaseKeys(unknown);
     const byItem = new Map(unknown.map((it, i) => [it, screened[i]]));
@@ -488,9 +522,13 @@ export class BuildService {
         );
         return { buildId: it.buildId, ...reply };
       } catch (e) {
-        const k = e instanceof KilnError ? e : new KilnError('INTERNAL', 'heartbeat failed');
-        if (!(e instanceof KilnError)) this.o.logger.error({ err: e, buildId: it.buildId }, 'heartbeat failed');
-        return { buildId: it.buildId, error: { code: k.code, message: k.message } };
+        // Each item answers like a whole request would (src/api/errors.ts): a refusal with its code
+        // and message, anything else a bare INTERNAL whose details stay in the log.
+        if (e instanceof KilnError && !(e instanceof UpstreamError) && e.code !== 'INTERNAL') {
+          return { buildId: it.buildId, error: { code: e.code, message: e.message } };
+        }
+        this.o.logger.error({ err: e, buildId: it.buildId }, 'heartbeat failed');
+        return { buildId: it.buildId, error: { code: 'INTERNAL' as const, message: 'internal error' } };
       }
     });
   }
@@ -522,7 +560,7 @@ export class BuildService {
       throw e;
     }
     if (!r.ok) throw new KilnError(r.code, r.message);
-    return Number.parseInt(leaseKey.split('.')[0] ?? '0', 10);
+    return leaseKeyGeneration(leaseKey);
   }
 
   /**
@@ -577,7 +615,7 @@ export class BuildService {
     this.screen(id, (await this.o.storage.checkLeaseKeys([{ buildId: id, leaseKey }]))[0]);
   }
 
-  private async report(id: string, kind: 'succeed' | 'fail', req: CompleteRequest): Promise<Build> {
+  private async report(id: string, kind: CompleteKind, req: CompleteRequest): Promise<Build> {
     await this.screenKey(id, req.leaseKey);
     const deadline = Date.now() + this.answerMs;
     try {
@@ -592,8 +630,9 @@ export class BuildService {
         // A retried report whose first try ended the build (and closed its workflow) gets the same
         // answer — only with the very key that ended it, and only for the same outcome.
         const stored = (await this.o.storage.checkLeaseKeys([{ buildId: id, leaseKey: req.leaseKey }]))[0];
-        const outcomes = kind === 'succeed' ? ['SUCCESS'] : ['FAILURE', 'INFRA_FAILURE'];
-        if (stored?.build && stored.endedBy && outcomes.includes(stored.build.status)) return stored.build;
+        if (stored?.build && stored.endedBy && COMPLETE_OUTCOMES[kind].includes(stored.build.status)) {
+          return stored.build;
+        }
       }
       if (e instanceof KilnError && (e.code === 'LEASE_EXPIRED' || e.code === 'BUILD_IS_COMPLETED')) {
         // Refused, not applied — but noted in the build's own history for whoever looks later,
@@ -625,8 +664,11 @@ export class BuildService {
         return await this.temporal(`${what} build ${id}`, this.answerMs, () => fn(handle), deadline);
       } catch (e) {
         if (e instanceof WorkflowUpdateFailedError && e.cause instanceof ApplicationFailure) {
+          // A refusal carries one of Kiln's codes and a message for the caller; anything else is a bug
+          // in the workflow, whose words stay in the log.
           const code = e.cause.type;
-          throw new KilnError(isErrorCode(code) ? code : 'INTERNAL', e.cause.message);
+          if (isErrorCode(code) && code !== 'INTERNAL') throw new KilnError(code, e.cause.message);
+          throw new KilnError('INTERNAL', `${what} build ${id} failed in its workflow`, { cause: e });
         }
         // ---- issue 18: the server dropped the update before any worker saw it (concurrent updates on one
         // build, e.g. runners racing for the same build through lease-next): nothing was applied, so send it again.

@@ -6,6 +6,7 @@
  * covers all of its dimensions. The lease key returned is the tinderbox's capability for report.
  */
 import { type Build } from '../domain/build.ts';
+import { buildsetOf } from '../domain/tags.ts';
 import { KilnError } from '../domain/errors.ts';
 import { type LogStore } from '../logs/logStore.ts';
 import { type BuildService } from './service.ts';
@@ -65,13 +66,14 @@ export function toTask(build: Build, leaseKey: string, leaseExpiration: string):
     leaseExpiration,
     builder: build.builder,
     number: build.number,
-    buildset: build.tags.find((t) => t.startsWith('buildset:'))?.slice('buildset:'.length),
+    buildset: buildsetOf(build.tags),
     ...(change
       ? {
           gerrit: {
             ...change,
             ref: str('event.patchSet.ref'),
-            revision: str('revision'),
+            // The patch set's commit; CQ builds say `revision: HEAD` instead, which names no commit.
+            revision: /^[0-9a-f]{7,64}$/i.test(str('revision') ?? '') ? str('revision') : undefined,
             url: str('event.change.url'),
             branch: str('event.change.branch'),
           },

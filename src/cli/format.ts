@@ -28,8 +28,31 @@ export function buildDetails(b: Build): string {
   if (b.url) lines.push(`url:      ${b.url}`);
   const c = b.input.gitilesCommit; // ---- launchpad ----
   if (c) lines.push(`commit:   ${c.host}/${c.project} ${c.ref} ${c.id}`);
+  // ---- chromium2: schedule inputs ----
+  for (const g of b.input.gerritChanges ?? [])
+    lines.push(`gerrit:   ${g.host}/${g.change}/${g.patchset} (${g.project})`);
+  for (const ch of b.input.changes ?? []) {
+    const who = ch.author?.email ?? ch.author?.name;
+    const what = [ch.id, ch.revision, ch.project ?? ch.repo_url, ch.url].filter(Boolean).join(' ');
+    lines.push(`change:   ${what || '(no id)'}${who ? ` by ${who}` : ''}`);
+  }
   if (b.summaryMarkdown) lines.push(`summary:  ${b.summaryMarkdown}`);
   lines.push(`priority: ${b.priority}`, `tags:     ${b.tags.join(' ') || '-'}`);
+  // ---- chromium2: steps and output properties ----
+  if (b.steps?.length) {
+    lines.push('steps:');
+    for (const st of b.steps) {
+      const depth = st.name.split('|').length - 1;
+      const when = st.startTime ? ` ${st.startTime}${st.endTime ? ` → ${st.endTime}` : ''}` : '';
+      lines.push(`  ${'  '.repeat(depth)}${st.name.split('|').at(-1)}  ${st.status}${when}`);
+      if (st.summaryMarkdown) lines.push(`  ${'  '.repeat(depth)}  ${st.summaryMarkdown}`);
+      for (const l of st.logs ?? []) lines.push(`  ${'  '.repeat(depth)}  log ${l.name}: ${l.url}`);
+    }
+  }
+  const out = b.output?.properties;
+  if (out && Object.keys(out).length) {
+    lines.push('output:', ...Object.entries(out).map(([k, v]) => `  ${k} = ${JSON.stringify(v)}`));
+  }
   if (b.events.length) lines.push('history:', ...b.events.map((e) => `  ${e.time} ${e.kind} ${e.message}`));
   return lines.join('\n');
 }

@@ -159,6 +159,7 @@ export function buildProgram(): Command {
       .option('-t, --tag <key:value>', 'tag that must match (repeatable)', collect, [])
       .option('--buildset <buildset>', 'e.g. patch/gerrit/host/123/4')
       .option('--created-by <name>', 'who scheduled (the token name, or anonymous)')
+      .option('--gerrit-change <host/change/patchset>', 'builds of a Gerrit patch set (repeatable)', collect, [])
       .option('--limit <n>', 'page size', '50')
       .option('--cursor <cursor>', 'next page'),
   ).action(
@@ -169,6 +170,7 @@ export function buildProgram(): Command {
       tag: string[];
       buildset?: string;
       createdBy?: string;
+      gerritChange: string[];
       limit: string;
       cursor?: string;
       api: string;
@@ -186,6 +188,7 @@ export function buildProgram(): Command {
         tag: o.tag,
         buildset: o.buildset,
         createdBy: o.createdBy,
+        gerritChange: o.gerritChange,
         limit: o.limit,
         cursor: o.cursor,
       });

@@ -1,12 +1,30 @@
 /**
  * A typed client for Kiln's HTTP API, used by the CLI, `kiln runner` and tests. Errors come back as
- * `KilnApiError` carrying the server's code, so callers branch on codes, not on text.
+ * `KilnApiError` carrying the server's code, so callers branch on codes, not on text. Requests and
+ * answers are typed by the route files' own schemas (`z.input` of the request, `z.infer` of the
+ * answer), imported as types only: the client never loads server code.
  */
-import { type Build } from '../domain/build.ts';
 import { type ErrorCode, isErrorCode } from '../domain/errors.ts';
-import { type StoredVerification } from '../domain/verification.ts';
-import { type PromotionAttempt } from '../domain/launchpad/promotion.ts';
-import { type ScheduleView } from '../launchpad/api.ts';
+import type { CancelBuildResponse } from '../api/routes/cancelBuild.ts';
+import type { CompleteBuildResponse, FailBuildRequest, SucceedBuildRequest } from '../api/routes/completeBuild.ts';
+import type { GetBuildResponse } from '../api/routes/getBuild.ts';
+import type { GetBuildByNumberResponse } from '../api/routes/getBuildByNumber.ts';
+import type { BuilderResponse } from '../api/routes/getBuilder.ts';
+import type { HeartbeatBatchRequest, HeartbeatBatchResponse } from '../api/routes/heartbeatBatch.ts';
+import type { HeartbeatRequest, HeartbeatResponse } from '../api/routes/heartbeatBuild.ts';
+import type { LeaseBuildRequest, LeaseBuildResponse } from '../api/routes/leaseBuild.ts';
+import type { LeaseNextRequest, LeaseNextResponse } from '../api/routes/leaseNext.ts';
+import type { PeekBuildsRequest, PeekBuildsResponse } from '../api/routes/peekBuilds.ts';
+import type { DryRunResponse, PromotionsResponse } from '../api/routes/promotions.ts';
+import type { ScheduleBuildRequest, ScheduleBuildResponse } from '../api/routes/scheduleBuild.ts';
+import type { ScheduleActionResponse, SchedulesResponse } from '../api/routes/schedules.ts';
+import type { SearchBuildsResponse } from '../api/routes/searchBuilds.ts';
+import type { SearchVerificationsResponse } from '../api/routes/searchVerifications.ts';
+import type { SetPriorityResponse } from '../api/routes/setPriority.ts';
+import type { StartBuildRequest, StartBuildResponse } from '../api/routes/startBuild.ts';
+import type { UpdateBuildRequest, UpdateBuildResponse } from '../api/routes/updateBuild.ts';
+import type { UploadLogRequest, UploadLogResponse } from '../api/routes/uploadLog.ts';
+import type { WatchLeasesRequest, WatchLeasesResponse } from '../api/routes/watchLeases.ts';
 
 /** An error answer from the API (or a transport failure: code UNAVAILABLE, status 0). */
 export class KilnApiError extends Error {
@@ -72,31 +90,11 @@ function answerError(baseUrl: string, status: number, body: unknown): KilnApiErr
   return new KilnApiError(code, message, status, hint);
 }
 
-/** A granted lease. */
-export interface LeaseResponse {
-  leaseKey: string;
-  leaseExpiration: string;
-  build: Build;
-}
+/** A granted lease: the lease route's answer (src/api/routes/leaseBuild.ts). */
+export type LeaseResponse = LeaseBuildResponse;
 
-/** A builder as `GET /api/v1/builders/:p/:b/:n` returns it. */
-export interface BuilderInfo {
-  builder: { project: string; bucket: string; builder: string };
-  command?: string[];
-  /** What the runner checks out before running `command`. */
-  checkout?: { repo: string; ref?: string };
-  dimensions: string[];
-  leaseDurationSecs: number;
-  maxLeaseDurationSecs: number;
-  executionTimeoutSecs: number;
-}
-
-/** Where a log stands after an upload. */
-export interface LogUploadResponse {
-  attempt: number;
-  size: number;
-  complete: boolean;
-}
+/** A builder as `GET /api/v1/builders/:p/:b/:n` returns it (src/api/routes/getBuilder.ts). */
+export type BuilderInfo = BuilderResponse;
 
 /** Part of a log as read: bytes from the asked offset, and the state of the whole log. */
 export interface LogChunk {
@@ -163,40 +161,32 @@ export class KilnClient {
     return json as T;
   }
 
-  schedule(req: {
-    builder: { project: string; bucket: string; builder: string };
-    properties?: Record<string, unknown>;
-    tags?: string[];
-    priority?: number;
-    dimensions?: string[];
-    requestId?: string;
-  }): Promise<Build> {
+  schedule(req: ScheduleBuildRequest): Promise<ScheduleBuildResponse> {
     return this.request('POST', '/api/v1/builds', req);
   }
 
   /** A change's stored verification attempts, newest patch set first. */
-  verifications(q: {
-    change: number;
-    host?: string;
-    patchset?: number;
-  }): Promise<{ verifications: StoredVerification[] }> {
+  verifications(q: { change: number; host?: string; patchset?: number }): Promise<SearchVerificationsResponse> {
     const p = new URLSearchParams({ change: String(q.change) });
     if (q.host !== undefined) p.set('host', q.host);
     if (q.patchset !== undefined) p.set('patchset', String(q.patchset));
     return this.request('GET', `/api/v1/verifications?${p.toString()}`);
   }
 
-  get(id: string): Promise<Build> {
+  get(id: string): Promise<GetBuildResponse> {
     return this.request('GET', `/api/v1/builds/${encodeURIComponent(id)}`);
   }
 
   /** A build by builder and per-builder number. */
-  getByNumber(b: { project: string; bucket: string; builder: string }, number: number): Promise<Build> {
+  getByNumber(
+    b: { project: string; bucket: string; builder: string },
+    number: number,
+  ): Promise<GetBuildByNumberResponse> {
     const path = [b.project, b.bucket, b.builder].map(encodeURIComponent).join('/');
     return this.request('GET', `/api/v1/builders/${path}/builds/${number}`);
   }
 
-  search(q: Record<string, string | string[] | number | undefined>): Promise<{ builds: Build[]; nextCursor?: string }> {
+  search(q: Record<string, string | string[] | number | undefined>): Promise<SearchBuildsResponse> {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) {
       if (v === undefined) continue;
@@ -205,53 +195,40 @@ export class KilnClient {
     return this.request('GET', `/api/v1/builds?${p.toString()}`);
   }
 
-  cancel(id: string, reason?: string): Promise<Build> {
+  cancel(id: string, reason?: string): Promise<CancelBuildResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/cancel`, { reason });
   }
 
-  setPriority(id: string, priority: number): Promise<Build> {
+  setPriority(id: string, priority: number): Promise<SetPriorityResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/priority`, { priority });
   }
 
-  peek(req: {
-    buckets: string[];
-    dimensions?: string[];
-    builders?: string[];
-    maxBuilds?: number;
-  }): Promise<{ builds: Build[] }> {
+  peek(req: PeekBuildsRequest): Promise<PeekBuildsResponse> {
     return this.request('POST', '/api/v1/peek', req);
   }
 
-  lease(
-    id: string,
-    req: { leaseDurationSecs?: number; holder?: string; requestId?: string } = {},
-  ): Promise<LeaseResponse> {
+  lease(id: string, req: LeaseBuildRequest = {}): Promise<LeaseBuildResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/lease`, req);
   }
 
-  start(id: string, req: { leaseKey: string; url?: string }): Promise<Build> {
+  /** Peek + lease (+ start) in one call: the best build the runner covers, or `{lease: null}`. */
+  leaseNext(req: LeaseNextRequest): Promise<LeaseNextResponse> {
+    return this.request('POST', '/api/v1/lease-next', req);
+  }
+
+  start(id: string, req: StartBuildRequest): Promise<StartBuildResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/start`, req);
   }
 
-  heartbeat(id: string, req: { leaseKey: string; leaseDurationSecs?: number }): Promise<{ leaseExpiration: string }> {
+  heartbeat(id: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/heartbeat`, req);
   }
 
-  heartbeatBatch(heartbeats: { buildId: string; leaseKey: string; leaseDurationSecs?: number }[]): Promise<{
-    results: { buildId: string; leaseExpiration?: string; error?: { code: ErrorCode; message: string } }[];
-  }> {
+  heartbeatBatch(heartbeats: HeartbeatBatchRequest['heartbeats']): Promise<HeartbeatBatchResponse> {
     return this.request('POST', '/api/v1/heartbeat', { heartbeats });
   }
 
-  succeed(
-    id: string,
-    req: {
-      leaseKey: string;
-      output?: { properties?: Record<string, unknown> };
-      summaryMarkdown?: string;
-      url?: string;
-    },
-  ): Promise<Build> {
+  succeed(id: string, req: SucceedBuildRequest): Promise<CompleteBuildResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/succeed`, req);
   }
 
@@ -260,9 +237,9 @@ export class KilnClient {
    * one already is, else when storage shows it, else `{results: []}` after `timeoutSecs`.
    */
   watch(
-    builds: { buildId: string; leaseKey: string }[],
+    builds: WatchLeasesRequest['builds'],
     opts: { timeoutSecs: number; signal?: AbortSignal },
-  ): Promise<{ results: { buildId: string; status?: string; error: { code: ErrorCode; message: string } }[] }> {
+  ): Promise<WatchLeasesResponse> {
     return this.request(
       'POST',
       '/api/v1/watch',
@@ -272,16 +249,19 @@ export class KilnClient {
   }
 
   /** A builder's config as runners need it (command, dimensions, lease settings). */
-  getBuilder(b: { project: string; bucket: string; builder: string }): Promise<BuilderInfo> {
+  getBuilder(b: { project: string; bucket: string; builder: string }): Promise<BuilderResponse> {
     const path = [b.project, b.bucket, b.builder].map(encodeURIComponent).join('/');
     return this.request('GET', `/api/v1/builders/${path}`);
   }
 
   /** Appends `data` at byte `offset` of the build's log; the lease key is the capability. */
-  uploadLog(
-    id: string,
-    req: { leaseKey: string; offset: number; data: string; complete?: boolean },
-  ): Promise<LogUploadResponse> {
+  // ---- chromium2: steps and output properties mid-build ----
+  /** Reports steps and/or output properties with the lease key (`POST /api/v1/builds/:id/update`). */
+  updateBuild(id: string, req: UpdateBuildRequest): Promise<UpdateBuildResponse> {
+    return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/update`, req);
+  }
+
+  uploadLog(id: string, req: UploadLogRequest): Promise<UploadLogResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/log`, req);
   }
 
@@ -326,44 +306,35 @@ export class KilnClient {
     };
   }
 
-  fail(
-    id: string,
-    req: {
-      leaseKey: string;
-      failureReason?: 'BUILD_FAILURE' | 'INFRA_FAILURE';
-      output?: { properties?: Record<string, unknown> };
-      summaryMarkdown?: string;
-      url?: string;
-    },
-  ): Promise<Build> {
+  fail(id: string, req: FailBuildRequest): Promise<CompleteBuildResponse> {
     return this.request('POST', `/api/v1/builds/${encodeURIComponent(id)}/fail`, req);
   }
 
   // ---- launchpad: schedulers and promotions ----
 
   /** Every scheduler and periodic merge with its state. */
-  schedules(): Promise<{ schedules: ScheduleView[] }> {
+  schedules(): Promise<SchedulesResponse> {
     return this.request('GET', '/api/v1/schedules');
   }
 
   /** Pauses, unpauses or triggers a scheduler or periodic merge. */
-  scheduleAction(name: string, action: 'pause' | 'unpause' | 'trigger', note?: string): Promise<{ ok: boolean }> {
+  scheduleAction(
+    name: string,
+    action: 'pause' | 'unpause' | 'trigger',
+    note?: string,
+  ): Promise<ScheduleActionResponse> {
     return this.request('POST', `/api/v1/schedules/${encodeURIComponent(name)}/${action}`, note ? { note } : {});
   }
 
   /** Promotion and merge attempts, newest first. */
-  promotions(q: { repo?: string; name?: string; build?: string; limit?: number } = {}): Promise<{
-    promotions: PromotionAttempt[];
-  }> {
+  promotions(q: { repo?: string; name?: string; build?: string; limit?: number } = {}): Promise<PromotionsResponse> {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
     return this.request('GET', `/api/v1/promotions?${p.toString()}`);
   }
 
   /** What every promotion and merge (of `repo`) would push now, pushing nothing. */
-  promotionDryRun(repo?: string): Promise<{
-    results: (Omit<PromotionAttempt, 'id' | 'createTime' | 'updateTime' | 'version' | 'kind'> & { kind: string })[];
-  }> {
+  promotionDryRun(repo?: string): Promise<DryRunResponse> {
     return this.request('POST', '/api/v1/promotions/dry-run', repo ? { repo } : {});
   }
 }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import { type BuilderId, builderPath } from '../domain/build.ts';
 import { KilnError } from '../domain/errors.ts';
+import { formatZodError } from '../domain/zodIssues.ts';
 import { envReferences, missingVariables } from './envReferences.ts';
 import { type BucketConfig, type BuilderConfig, configSchema, type KilnConfig, type Role } from './schema.ts';
 import { resolveSwarmingConfig, SwarmingConfigError } from './swarming.ts';
@@ -38,22 +39,10 @@ export const envSchema = z.object({
 });
 export type KilnEnv = z.infer<typeof envSchema>;
 
-/** Formats zod issues as `file: a.b[2].c: message` lines. */
-export function describeIssues(file: string, issues: readonly z.core.$ZodIssue[]): string {
-  return issues
-    .map((i) => {
-      const path = i.path
-        .map((p, n) => (typeof p === 'number' ? `[${p}]` : `${n === 0 ? '' : '.'}${String(p)}`))
-        .join('');
-      return `${file}: ${path || '(root)'}: ${i.message}`;
-    })
-    .join('\n');
-}
-
 /** Parses env, or throws a ConfigError naming the variable. */
 export function loadEnv(env: NodeJS.ProcessEnv = process.env): KilnEnv {
   const r = envSchema.safeParse(env);
-  if (!r.success) throw new ConfigError(describeIssues('environment', r.error.issues));
+  if (!r.success) throw new ConfigError(formatZodError(r.error, { source: 'environment', all: true }));
   return r.data;
 }
 
@@ -66,7 +55,7 @@ export function parseConfig(text: string, file: string, env: KilnEnv = loadEnv()
     throw new ConfigError(`${file}: not valid YAML/JSON: ${(e as Error).message}`);
   }
   const r = configSchema.safeParse(raw ?? {});
-  if (!r.success) throw new ConfigError(describeIssues(file, r.error.issues));
+  if (!r.success) throw new ConfigError(formatZodError(r.error, { source: file, all: true }));
   const cfg = r.data;
   if (env.KILN_DATA_DIR) cfg.dataDir = env.KILN_DATA_DIR;
   if (env.KILN_API_HOST) cfg.api.host = env.KILN_API_HOST;
@@ -110,12 +99,15 @@ export function loadConfigFile(path: string, env: KilnEnv = loadEnv()): KilnConf
 export class Registry {
   private readonly builders = new Map<string, BuilderConfig>();
   private readonly buckets = new Map<string, BucketConfig>();
+  /** `project/bucket/builder` of every Swarming builder, for suggestions (`nearestBuilders`). */
+  private readonly swarmingBuilderPaths: string[] = [];
 
   constructor(readonly config: KilnConfig) {
     for (const p of config.projects) {
       for (const b of p.buckets) {
         this.buckets.set(`${p.name}/${b.name}`, b);
         for (const bl of b.builders) this.builders.set(`${p.name}/${b.name}/${bl.name}`, bl);
+        for (const bl of b.swarming?.builders ?? []) this.swarmingBuilderPaths.push(`${p.name}/${b.name}/${bl.name}`);
       }
     }
   }
@@ -132,7 +124,7 @@ export class Registry {
   nearestBuilders(id: BuilderId, max = 3): string[] {
     const wanted = builderPath(id);
     const limit = Math.max(3, Math.floor(wanted.length / 3));
-    const close = [...this.builders.keys()]
+    const close = [...this.builders.keys(), ...this.swarmingBuilderPaths]
       .map((path) => ({ path, d: distance(wanted, path) }))
       .filter((c) => c.d <= limit)
       .sort((a, b) => a.d - b.d || a.path.localeCompare(b.path));
@@ -174,7 +166,7 @@ export class Registry {
   nameOf(token: string): string | undefined {
     for (const b of this.buckets.values()) {
       for (const a of b.acls)
-        if (a.token !== undefined && timingSafeEqualStr(a.token, token)) return a.name ?? a.role.toLowerCase();
+        if (a.token !== undefined && sameSecret(a.token, token)) return a.name ?? a.role.toLowerCase();
     }
     return undefined;
   }
@@ -185,7 +177,7 @@ export class Registry {
     if (!b || token === undefined) return undefined;
     let best: Role | undefined;
     for (const a of b.acls) {
-      if (a.token !== undefined && timingSafeEqualStr(a.token, token)) {
+      if (a.token !== undefined && sameSecret(a.token, token)) {
         if (best === undefined || rank(a.role) > rank(best)) best = a.role;
       }
     }
@@ -198,8 +190,8 @@ export function rank(r: Role): number {
   return r === 'READER' ? 0 : r === 'SCHEDULER' ? 1 : 2;
 }
 
-/** Compares tokens in constant time (digests make the lengths equal). */
-function timingSafeEqualStr(a: string, b: string): boolean {
+/** Compares tokens and shared secrets in constant time (digests make the lengths equal). */
+export function sameSecret(a: string, b: string): boolean {
   const digest = (s: string) => createHash('sha256').update(s).digest();
   return timingSafeEqual(digest(a), digest(b));
 }

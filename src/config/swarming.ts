@@ -8,12 +8,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { KilnError } from '../domain/errors.ts';
 import { prepareSwarmingTask } from '../domain/swarming/build.ts';
-import {
-  formatZodIssues,
-  type SwarmingServiceConfig,
-  type TaskTemplate,
-  TaskTemplateSchema,
-} from '../domain/swarming/config.ts';
+import { type SwarmingServiceConfig, type TaskTemplate, TaskTemplateSchema } from '../domain/swarming/config.ts';
+import { formatZodError } from '../domain/zodIssues.ts';
 import { passedThroughPlaceholders } from '../domain/swarming/template.ts';
 import { builderHash } from '../swarming/client.ts';
 import { type ConfigNotice, type KilnConfig } from './schema.ts';
@@ -45,7 +41,7 @@ export function loadTaskTemplate(path: string, configFile: string, key: string):
     throw new SwarmingConfigError(`${where}: not valid JSON: ${(e as Error).message}`);
   }
   const r = TaskTemplateSchema.safeParse(json);
-  if (!r.success) throw new SwarmingConfigError(`${where}: ${formatZodIssues(r.error)}`);
+  if (!r.success) throw new SwarmingConfigError(`${where}: ${formatZodError(r.error, { all: true, separator: '; ' })}`);
   return r.data;
 }
 

@@ -2,6 +2,9 @@
  * The build model shared by workflows, activities, storage and the API. Pure: no Node built-ins,
  * no I/O, so workflow code may import it.
  */
+import { type FailureType } from './errors.ts';
+import type { BuildChange } from './buildInputs.ts';
+import type { BuildStep } from './steps.ts';
 
 /** Build statuses, as in Buildbucket v2. */
 export const BUILD_STATUSES = ['SCHEDULED', 'STARTED', 'SUCCESS', 'FAILURE', 'INFRA_FAILURE', 'CANCELED'] as const;
@@ -45,6 +48,8 @@ export function bucketPath(b: Pick<BuilderId, 'project' | 'bucket'>): string {
 /** What a build was asked to do; fixed at schedule time. */
 export interface BuildInput {
   properties: Record<string, unknown>;
+  /** The changes the build is for, as the schedule request gave them (Buildbot-buildbucket's `changes`). */
+  changes?: BuildChange[];
   /** Gerrit changes under test, for CQ builds. */
   gerritChanges?: { host: string; project: string; change: number; patchset: number }[];
   /** The commit under test, for builds a git poller scheduled (Buildbucket's `gitilesCommit`). */
@@ -118,10 +123,41 @@ export interface Build {
   /** Current lease generation: bumped on every lease and every lease reset. */
   leaseGeneration: number;
   leaseResets: number;
+  /** Steps the lease holder reported (Buildbucket v2 `steps`); merged in on reads, never kept by the workflow. */
+  steps?: BuildStep[];
   /** Build-local notes; bounded (oldest dropped). */
   events: BuildEvent[];
   /** Monotonic version: storage applies a write only when it is newer. */
   version: number;
+}
+
+/** What a new build is made of; everything else starts the same for every build. */
+export type NewBuild = Pick<
+  Build,
+  'id' | 'builder' | 'number' | 'tags' | 'input' | 'priority' | 'dimensions' | 'createTime'
+> &
+  Partial<Pick<Build, 'createdBy'>>;
+
+/** A build just scheduled: SCHEDULED, version 1, no lease yet, updated when created. */
+export function scheduledBuildOf(n: NewBuild): Build {
+  return {
+    id: n.id,
+    builder: n.builder,
+    number: n.number,
+    status: 'SCHEDULED',
+    statusDetails: {},
+    tags: n.tags,
+    input: n.input,
+    priority: n.priority,
+    dimensions: n.dimensions,
+    createTime: n.createTime,
+    updateTime: n.createTime,
+    createdBy: n.createdBy,
+    leaseGeneration: 0,
+    leaseResets: 0,
+    events: [],
+    version: 1,
+  };
 }
 
 /** Most notes a build keeps in `events`. */
@@ -231,7 +267,7 @@ export function refuseUnstorableBuild(b: Build, reason: string, nowMs: number): 
 }
 
 /** `ApplicationFailure.type` of a storage write that can never succeed as it is (not retried). */
-export const UNSTORABLE_BUILD_FAILURE = 'UNSTORABLE_BUILD';
+export const UNSTORABLE_BUILD_FAILURE = 'UNSTORABLE_BUILD' satisfies FailureType;
 
 /**
  * The lease keys a build's workflow still answers to, written with each storage write (storage

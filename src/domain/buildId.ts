@@ -33,6 +33,11 @@ export function isBuildId(s: string): boolean {
   return BigInt(s) <= 0x7fffffffffffffffn;
 }
 
+/** The Temporal workflow ID of a patchset's change verification. */
+export function verificationWorkflowId(host: string, change: number, patchset: number): string {
+  return `verify/${host}/${change}/${patchset}`;
+}
+
 /** The Temporal workflow ID of a build. */
 export function buildWorkflowId(id: string): string {
   return `build/${id}`;

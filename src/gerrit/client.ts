@@ -6,7 +6,7 @@
  * that retry safe for votes and messages.
  */
 import { z } from 'zod';
-import { type ErrorCode, KilnError } from '../domain/errors.ts';
+import { type ErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
 import {
   CHANGE_STATUSES,
   type GerritAccount,
@@ -18,7 +18,7 @@ import {
   type GerritReviewResult,
   type GerritRevision,
 } from '../domain/gerrit/change.ts';
-import { describeZodError } from './events.ts';
+import { formatZodError } from '../domain/zodIssues.ts';
 
 /** The magic first line Gerrit puts before every JSON body against XSSI. */
 export const XSSI_PREFIX = ")]}'";
@@ -50,17 +50,18 @@ export type GerritChangeRef = number | string | { project: string; change: numbe
  * network errors (retry may help) and false otherwise (bad request, auth, not found, conflict, a
  * response Kiln cannot read). `code` is the Kiln error code the failure maps to.
  */
-export class GerritError extends KilnError {
+export class GerritError extends UpstreamError {
   constructor(
     code: ErrorCode,
     message: string,
     /** HTTP status, when Gerrit answered. */
     readonly status: number | undefined,
-    readonly transient: boolean,
+    transient: boolean,
     readonly method: string,
     readonly path: string,
+    options?: { cause?: unknown },
   ) {
-    super(code, message);
+    super('gerrit', code, message, transient, options);
     this.name = 'GerritError';
   }
 }
@@ -338,7 +339,7 @@ export class GerritClient {
     if (!parsed.success) {
       throw new GerritError(
         'INTERNAL',
-        `${what}: unexpected response: ${describeZodError(parsed.error)}`,
+        `${what}: unexpected response: ${formatZodError(parsed.error)}`,
         status,
         false,
         method,

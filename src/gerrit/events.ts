@@ -6,6 +6,7 @@
  * (approval values, `number` on old servers) are normalised to numbers.
  */
 import { z } from 'zod';
+import { formatZodError } from '../domain/zodIssues.ts';
 import { KilnError } from '../domain/errors.ts';
 import {
   CHANGE_STATUSES,
@@ -115,15 +116,6 @@ const KNOWN_TYPES: ReadonlySet<string> = new Set(GerritStreamEventSchema.options
 /** A parsed stream line: an event Kiln acts on, or another event type (ref-updated, reviewer-added, …). */
 export type ParsedGerritEvent = { kind: 'event'; event: GerritStreamEvent } | { kind: 'unknown'; type: string };
 
-/** Formats a zod error as `field.path: message` for its first issue (e.g. `approvals[0].value: …`). */
-export function describeZodError(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return 'invalid';
-  let path = '';
-  for (const p of issue.path) path += typeof p === 'number' ? `[${p}]` : path === '' ? String(p) : `.${String(p)}`;
-  return `${path || '(root)'}: ${issue.message}`;
-}
-
 /**
  * Parses one decoded stream event. Event types Kiln does not act on come back as `unknown` (not an
  * error: Gerrit adds types over time). A known type with a missing or malformed field throws
@@ -139,7 +131,7 @@ export function parseGerritEvent(input: unknown): ParsedGerritEvent {
   }
   if (!KNOWN_TYPES.has(type)) return { kind: 'unknown', type };
   const r = GerritStreamEventSchema.safeParse(input);
-  if (!r.success) throw new KilnError('INVALID_ARGUMENT', `Gerrit ${type} event: ${describeZodError(r.error)}`);
+  if (!r.success) throw new KilnError('INVALID_ARGUMENT', `Gerrit ${type} event: ${formatZodError(r.error)}`);
   return { kind: 'event', event: r.data };
 }
 

@@ -8,6 +8,7 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type pino from 'pino';
 import { type Registry } from '../config/load.ts';
+import { verificationWorkflowId } from '../domain/buildId.ts';
 import { KilnError } from '../domain/errors.ts';
 import { configCoversBranch, type GerritEventDecision, routeGerritEvent } from '../domain/gerrit/trigger.ts';
 import { KilnBuildset, KilnStatus } from '../domain/searchAttributes.ts';
@@ -21,13 +22,9 @@ import {
   type VerificationEvent,
 } from '../../workflows/changeVerification.ts';
 import { timeoutsOf } from '../builds/service.ts';
+import { planSwarmingBuild } from '../builds/swarming.ts';
 import { parseGerritEvent } from './events.ts';
 import { type GerritSettings, projectBuilders } from './settings.ts';
-
-/** The workflow ID of a patchset's verification. */
-export function verificationWorkflowId(host: string, change: number, patchset: number): string {
-  return `verify/${host}/${change}/${patchset}`;
-}
 
 /** How many older patchsets a new one cancels verifications of (bounded fan-out). */
 const MAX_OLDER_PATCHSETS = 50;
@@ -202,6 +199,18 @@ export class GerritIntake {
 
   private input(d: GerritEventDecision): ChangeVerificationInput {
     const builders: VerificationBuilder[] = projectBuilders(d.config).map(({ id, path }) => {
+      // A Swarming builder: its build is pushed to Swarming with the bucket's config and templates.
+      const plan = planSwarmingBuild(this.o.registry, { builder: id });
+      if (plan) {
+        return {
+          builder: id,
+          dimensions: plan.builderConfig.dimensions,
+          priority: plan.builderConfig.priority,
+          properties: {},
+          timeouts: timeoutsOf(plan.builderConfig),
+          swarming: plan.spec,
+        };
+      }
       const cfg = this.o.registry.builder(id);
       if (!cfg) throw new KilnError('BUILDER_NOT_FOUND', `builder ${path} is not configured`);
       return {

@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { ConfigError, type Registry } from '../config/load.ts';
 import { type GerritConfig } from '../config/gerrit.ts';
-import { builderPath } from '../domain/build.ts';
+import { bucketPath, type BuilderId, builderPath } from '../domain/build.ts';
 import { type GerritProjectConfig, parseBuilderPath } from '../domain/gerrit/projectConfig.ts';
 import { type GerritAuth, GerritClient } from './client.ts';
 
@@ -37,8 +37,9 @@ export function resolveGerritSettings(
   env: NodeJS.ProcessEnv = process.env,
 ): GerritSettings | undefined {
   if (gerrit === undefined) return undefined;
+  const file = registry.config.configFile ?? 'config';
   const fail = (path: string, msg: string): never => {
-    throw new ConfigError(`config: gerrit.${path}: ${msg}`);
+    throw new ConfigError(`${file}: gerrit.${path}: ${msg}`);
   };
   const fromEnv = (path: string, name: string): string =>
     env[name] || fail(path, `environment variable ${name} is not set`);
@@ -63,8 +64,15 @@ export function resolveGerritSettings(
     if (seen.has(`${p.host}/${p.project}`)) fail(`projects[${i}]`, `${p.host}/${p.project} twice`);
     seen.add(`${p.host}/${p.project}`);
     p.builders.forEach((b, j) => {
-      if (!registry.builder(parseBuilderPath(b)))
-        fail(`projects[${i}].builders[${j}]`, `builder ${b} is not configured`);
+      const id = parseBuilderPath(b);
+      if (verificationBuilderKind(registry, id) === undefined) {
+        const near = registry.nearestBuilders(id);
+        fail(
+          `projects[${i}].builders[${j}]`,
+          `builder ${b} is not configured (neither a lease-mode builder nor a Swarming builder)` +
+            (near.length ? `; did you mean ${near.join(' or ')}?` : ''),
+        );
+      }
     });
     if (new Set(p.builders.map((b) => parseBuilderPath(b).builder)).size !== p.builders.length) {
       fail(`projects[${i}].builders`, 'builder names must differ (they name the platforms in messages)');
@@ -78,6 +86,17 @@ export function resolveGerritSettings(
     idleTimeoutMs: gerrit.idleTimeoutSecs * 1000,
     projects: gerrit.projects,
   };
+}
+
+/**
+ * How a verification builder runs: `lease` (runners and tinderboxes lease it: `builders` of a bucket) or
+ * `swarming` (pushed to Swarming as a task: `swarming.builders` of a Swarming bucket); undefined when
+ * no such builder is configured.
+ */
+export function verificationBuilderKind(registry: Registry, id: BuilderId): 'lease' | 'swarming' | undefined {
+  if (registry.builder(id)) return 'lease';
+  const swarming = registry.bucket(bucketPath(id))?.swarming;
+  return swarming?.builders.some((b) => b.name === id.builder) ? 'swarming' : undefined;
 }
 
 /** True when `given` is the configured event secret (constant time). */

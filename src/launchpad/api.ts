@@ -191,7 +191,7 @@ export class LaunchpadApi {
         }),
       );
     } catch (e) {
-      throw new KilnError('UNAVAILABLE', `the dry run did not finish: ${(e as Error).message} (is a worker running?)`);
+      throw new KilnError('UNAVAILABLE', 'the dry run did not finish (is a worker running?); retry', { cause: e });
     }
   }
 }

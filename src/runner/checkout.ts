@@ -89,7 +89,7 @@ export function gerritPatchsetRef(change: number, patchset: number): string {
  * input properties are read in this order: `ref` (any full ref), `event.patchSet.ref` (Gerrit's
  * patch set ref, set on change verifications), the first of the build's Gerrit changes, `branch`
  * (a branch name), and else the builder's `checkout.ref` (else the repository's HEAD). `revision`
- * (a commit SHA) pins the commit; without it the fetched ref's tip is built.
+ * (a commit SHA) pins the commit; without it, or when it is `HEAD`, the fetched ref's tip is built.
  */
 export function checkoutTarget(
   cfg: CheckoutConfig,
@@ -97,7 +97,9 @@ export function checkoutTarget(
   cwd: string = process.cwd(),
 ): CheckoutTarget {
   const props = build.input.properties;
-  const revision = stringProperty(props, 'revision')?.toLowerCase();
+  // `HEAD` (CQ builds, as LUCI's CQ sets it) pins nothing: the fetched ref's tip is built.
+  const given = stringProperty(props, 'revision')?.toLowerCase();
+  const revision = given === 'head' ? undefined : given;
   if (revision !== undefined && !HEX_REVISION.test(revision)) {
     throw new CheckoutInputError(`property revision: "${revision}" is not a commit SHA (7 to 64 hex digits)`);
   }

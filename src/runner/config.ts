@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError, describeIssues } from '../config/load.ts';
+import { ConfigError } from '../config/load.ts';
+import { formatZodError } from '../domain/zodIssues.ts';
 import { runnerSettingsShape, serveSchema } from './settings.ts';
 
 /** A `kiln runner` config file. */
@@ -64,7 +65,7 @@ export function parseRunnerConfig(text: string, file: string, env: NodeJS.Proces
     throw new ConfigError(`${file}: not valid YAML/JSON: ${(e as Error).message}`);
   }
   const r = runnerConfigSchema.safeParse(raw ?? {});
-  if (!r.success) throw new ConfigError(describeIssues(file, r.error.issues));
+  if (!r.success) throw new ConfigError(formatZodError(r.error, { source: file, all: true }));
   const c = r.data;
   let token = c.token;
   if (c.tokenEnv !== undefined) {

@@ -26,6 +26,7 @@ import {
   GitCheckout,
   redactUrl,
 } from './checkout.ts';
+import { ProgressReporter } from './progressReporter.ts';
 import { LogStream } from './logStream.ts';
 import { type CommandExit, explainSpawnFailure, runCommand, type RunningCommand } from './processTree.ts';
 
@@ -214,7 +215,8 @@ export class Runner {
   private async runBuild(h: Held): Promise<void> {
     const b = h.build;
     const log = this.logger.child({ buildId: b.id, builder: builderPath(b.builder), number: b.number });
-    const attempt = h.leaseKey.split('.')[0] ?? '0';
+    // The log attempt is the lease generation the grant's build carries: the key itself is opaque.
+    const attempt = String(b.leaseGeneration);
     let info: BuilderInfo;
     try {
       info = await this.builderInfo(b);
@@ -276,6 +278,12 @@ export class Runner {
     await mkdir(dir, { recursive: true });
     const propertiesFile = join(dir, 'properties.json');
     await writeFile(propertiesFile, JSON.stringify(b.input.properties, null, 2));
+    // The whole input (properties, changes, gerritChanges, gitilesCommit), as the build's JSON has it.
+    const inputFile = join(dir, 'input.json');
+    await writeFile(inputFile, JSON.stringify(b.input, null, 2));
+    // Written by the command (if it reports steps and output properties); read by `ProgressReporter`.
+    const stepsFile = join(dir, 'steps.json');
+    const outputPropertiesFile = join(dir, 'output_properties.json');
     stream.write(
       `kiln runner ${this.s.name}: ${builderPath(b.builder)} #${b.number} (build ${b.id}, attempt ${attempt})\n`,
     );
@@ -331,6 +339,9 @@ export class Runner {
       KILN_PROJECT: b.builder.project,
       KILN_BUCKET: b.builder.bucket,
       KILN_PROPERTIES_FILE: propertiesFile,
+      KILN_INPUT_FILE: inputFile,
+      KILN_STEPS_FILE: stepsFile,
+      KILN_OUTPUT_PROPERTIES_FILE: outputPropertiesFile,
       KILN_ATTEMPT: attempt,
       KILN_BUILD_DIR: dir,
       KILN_RUNNER: this.s.name,
@@ -343,12 +354,26 @@ export class Runner {
           }
         : {}),
     });
+    // ---- chromium2: steps and output properties the command writes, sent while it runs and when it exits ----
+    const progress = new ProgressReporter({
+      client: this.client,
+      buildId: b.id,
+      leaseKey: h.leaseKey,
+      stepsFile,
+      outputPropertiesFile,
+      intervalMs: this.s.logFlushIntervalSecs * 1000,
+      logger: log,
+      note: (line) => stream.write(line),
+    });
+    progress.start();
     h.command = runCommand(info.command, { cwd, env, onOutput: (chunk) => stream.write(chunk) });
     // A refusal that arrived while the command was being spawned.
     if (h.stoppedBecause) void h.command.stop(this.s.killTimeoutSecs * 1000);
     const exit = await h.command.exited;
     const spawnMessage =
       exit.kind === 'spawnFailed' ? explainSpawnFailure(info.command[0] ?? '', cwd, env, exit.message) : undefined;
+    if (h.stoppedBecause === 'lease-lost') await progress.stop();
+    else await progress.finish();
     stream.write(`\nkiln runner: ${spawnMessage ?? describeExit(exit)}\n`);
     if (h.stopNote) stream.write(`kiln runner: stopped the command: ${h.stopNote}\n`);
     await stream.finish();

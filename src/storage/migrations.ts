@@ -143,6 +143,21 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX builds_created_by ON builds ((data->>'createdBy'), id);
     `,
   },
+  // ---- chromium2: steps and output properties a lease holder reports mid-build (Buildbucket v2 UpdateBuild) ----
+  {
+    version: 7,
+    name: 'build_steps',
+    sql: `
+      -- Beside the build, not in its row: the workflow writes builds, the lease holder writes this.
+      CREATE TABLE build_steps (
+        build_id bigint PRIMARY KEY,
+        attempt integer NOT NULL,
+        steps jsonb,
+        output_properties jsonb,
+        update_time timestamptz NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

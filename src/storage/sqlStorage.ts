@@ -25,7 +25,9 @@ import {
   type VerificationQuery,
   type BuildState,
   type OpenBuildStat,
+  type BuildProgressWrite,
 } from './storage.ts';
+import { type BuildStep, type StoredBuildProgress } from '../domain/steps.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 
 const MAX_PAGE = 1000;
@@ -416,6 +418,50 @@ export class SqlStorage implements Storage {
       count: row.count,
       oldestCreateTime: new Date(row.oldest).toISOString(),
     }));
+  }
+
+  // ---- chromium2: steps and output properties the lease holder reports ----
+
+  async recordBuildProgress(w: BuildProgressWrite): Promise<boolean> {
+    // One statement: steps and properties land together or not at all; an earlier attempt never overwrites.
+    const r = await this.db.query<{ build_id: string }>(
+      `INSERT INTO build_steps AS s (build_id, attempt, steps, output_properties, update_time)
+       VALUES ($1::bigint, $2, $3::jsonb, $4::jsonb, now())
+       ON CONFLICT (build_id) DO UPDATE SET
+         attempt = EXCLUDED.attempt,
+         steps = CASE WHEN $5 THEN EXCLUDED.steps WHEN s.attempt = EXCLUDED.attempt THEN s.steps END,
+         output_properties = CASE WHEN $6 THEN EXCLUDED.output_properties
+                                  WHEN s.attempt = EXCLUDED.attempt THEN s.output_properties END,
+         update_time = now()
+       WHERE s.attempt <= EXCLUDED.attempt
+       RETURNING build_id::text`,
+      [
+        w.buildId,
+        w.attempt,
+        w.steps === undefined ? null : JSON.stringify(w.steps),
+        w.outputProperties === undefined ? null : JSON.stringify(w.outputProperties),
+        w.steps !== undefined,
+        w.outputProperties !== undefined,
+      ],
+    );
+    return r.rows.length > 0;
+  }
+
+  async getBuildProgress(buildId: string): Promise<StoredBuildProgress | undefined> {
+    const r = await this.db.query<{
+      attempt: number;
+      steps: BuildStep[] | null;
+      output_properties: Record<string, unknown> | null;
+      update_time: Date | string;
+    }>('SELECT attempt, steps, output_properties, update_time FROM build_steps WHERE build_id = $1::bigint', [buildId]);
+    const row = r.rows[0];
+    if (!row) return undefined;
+    return {
+      attempt: row.attempt,
+      ...(row.steps !== null ? { steps: row.steps } : {}),
+      ...(row.output_properties !== null ? { outputProperties: row.output_properties } : {}),
+      updateTime: new Date(row.update_time).toISOString(),
+    };
   }
 
   async close(): Promise<void> {

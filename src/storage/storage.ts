@@ -6,6 +6,7 @@
  * PostgreSQL (many processes and hosts).
  */
 import { type Build, type BuilderId, type BuildLeaseKeys, type BuildStatus } from '../domain/build.ts';
+import { type BuildStep, type StoredBuildProgress } from '../domain/steps.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 import { type LogStore } from '../logs/logStore.ts';
 import { type SqlClient } from './sqlClient.ts';
@@ -164,6 +165,14 @@ export interface OpenBuildStat {
   oldestCreateTime: string;
 }
 
+/** One `recordBuildProgress` write: absent fields are left alone. */
+export interface BuildProgressWrite {
+  buildId: string;
+  attempt: number;
+  steps?: BuildStep[];
+  outputProperties?: Record<string, unknown>;
+}
+
 /** The storage every Kiln process uses. */
 export interface Storage {
   /** Claims the request key (if any) and allocates the builder's next build number, atomically. */
@@ -213,6 +222,15 @@ export interface Storage {
   getBuildStates(ids: string[]): Promise<BuildState[]>;
   /** Per builder and open status (SCHEDULED, STARTED): how many builds and the oldest one's create time. */
   openBuildStats(): Promise<OpenBuildStat[]>;
+  // ---- chromium2: steps and output properties the lease holder reports (Buildbucket v2 UpdateBuild) ----
+  /**
+   * Replaces, in one write, what is given of a build's reported steps and output properties for lease generation
+   * `attempt` (a field not given is kept from the same attempt, dropped from an earlier one). Returns false and
+   * writes nothing when a later attempt has already reported.
+   */
+  recordBuildProgress(w: BuildProgressWrite): Promise<boolean>;
+  /** What the lease holder reported for the build, if anything. */
+  getBuildProgress(buildId: string): Promise<StoredBuildProgress | undefined>;
   /** The database itself, for stores of other features that keep their own tables in it (promotions, notifications). */
   readonly sql: SqlClient;
   close(): Promise<void>;

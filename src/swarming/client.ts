@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { formatZodError } from '../domain/zodIssues.ts';
+import { type ErrorCode, UpstreamError } from '../domain/errors.ts';
 import { TASK_STATES } from '../domain/swarming/status.ts';
 import { type SwarmingNewTaskRequest } from '../domain/swarming/template.ts';
 
@@ -48,12 +50,34 @@ const TRANSIENT_CODES: ReadonlySet<GrpcCodeName> = new Set([
   'ABORTED',
 ]);
 
+/** The Kiln code a Swarming failure maps to: its gRPC code where Kiln has one, UNAVAILABLE when transient. */
+function kilnCodeOf(grpcCode: GrpcCodeName | undefined, transient: boolean): ErrorCode {
+  if (transient) return 'UNAVAILABLE';
+  switch (grpcCode) {
+    case 'INVALID_ARGUMENT':
+    case 'OUT_OF_RANGE':
+      return 'INVALID_ARGUMENT';
+    case 'NOT_FOUND':
+      return 'NOT_FOUND';
+    case 'PERMISSION_DENIED':
+      return 'PERMISSION_DENIED';
+    case 'UNAUTHENTICATED':
+      return 'UNAUTHENTICATED';
+    case 'ALREADY_EXISTS':
+    case 'FAILED_PRECONDITION':
+      return 'CONFLICT';
+    default:
+      return 'INTERNAL';
+  }
+}
+
 /**
- * A failed Swarming call. `transient` says whether retrying the same request may succeed (503 /
- * UNAVAILABLE, 429, other 5xx, timeouts, network errors) or not (bad request, not found, denied,
- * malformed response). Activities turn non-transient ones into non-retryable failures.
+ * A failed Swarming call, in Kiln's error family (`UpstreamError`, like `GerritError`). `transient`
+ * says whether retrying the same request may succeed (503 / UNAVAILABLE, 429, other 5xx, timeouts,
+ * network errors) or not (bad request, not found, denied, malformed response). Activities turn
+ * non-transient ones into non-retryable failures.
  */
-export class SwarmingRpcError extends Error {
+export class SwarmingRpcError extends UpstreamError {
   constructor(
     message: string,
     /** `swarming.v2.Tasks` method, e.g. `NewTask`. */
@@ -62,10 +86,10 @@ export class SwarmingRpcError extends Error {
     readonly httpStatus: number,
     /** pRPC gRPC code from `X-Prpc-Grpc-Code`, when the server sent one. */
     readonly grpcCode: GrpcCodeName | undefined,
-    readonly transient: boolean,
+    transient: boolean,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super('swarming', kilnCodeOf(grpcCode, transient), message, transient, options);
     this.name = 'SwarmingRpcError';
   }
 }
@@ -243,7 +267,7 @@ export class SwarmingClient {
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
-      throw malformed(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
+      throw malformed(formatZodError(parsed.error, { all: true, separator: '; ' }));
     }
     return parsed.data;
   }

@@ -3,6 +3,7 @@
  * route parses the body with `parseSwarmingNotification`, then signals the build's workflow.
  */
 import { z } from 'zod';
+import { formatZodError } from '../domain/zodIssues.ts';
 import { KilnError } from '../domain/errors.ts';
 
 /** A Pub/Sub push request body (`message.data` is base64). Unknown fields are allowed. */
@@ -36,10 +37,8 @@ export interface SwarmingNotification {
 
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
-function invalid(error: z.ZodError, prefix: string): KilnError {
-  const i = error.issues[0];
-  const path = [prefix, ...(i?.path ?? []).map(String)].filter((p) => p !== '').join('.');
-  return new KilnError('INVALID_ARGUMENT', `${path || 'body'}: ${i?.message ?? 'invalid'}`);
+function invalid(error: z.ZodError, at: string): KilnError {
+  return new KilnError('INVALID_ARGUMENT', formatZodError(error, { at }));
 }
 
 /**

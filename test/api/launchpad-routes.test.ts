@@ -7,6 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { type FastifyInstance } from 'fastify';
 import { buildApi } from '../../src/api/server.ts';
+import { promotionsResponse } from '../../src/api/routes/promotions.ts';
+import { scheduleActionResponse, schedulesResponse } from '../../src/api/routes/schedules.ts';
 import { Registry } from '../../src/config/load.ts';
 import { GitFixture } from '../support/git.ts';
 import { launchpadHarness, type LaunchpadHarness } from '../support/launchpad.ts';
@@ -72,14 +74,14 @@ merges:
   it('lists schedules to readers of their buckets only', async () => {
     const r = await call('GET', '/api/v1/schedules', READER);
     assert.equal(r.statusCode, 200);
-    const names = (r.json() as { schedules: { name: string; nextRunTime?: string }[] }).schedules;
+    const names = schedulesResponse.parse(r.json()).schedules;
     assert.deepEqual(
       names.map((s) => s.name),
       ['nightly', 'stable-to-master'],
     );
     assert.ok(names[0]?.nextRunTime);
     const other = await call('GET', '/api/v1/schedules', OTHER);
-    assert.deepEqual((other.json() as { schedules: unknown[] }).schedules, []);
+    assert.deepEqual(schedulesResponse.parse(other.json()).schedules, []);
     assert.equal((await call('GET', '/api/v1/schedules')).statusCode, 401);
   });
 
@@ -88,9 +90,8 @@ merges:
     assert.equal((await call('POST', '/api/v1/schedules/nightly/pause', OTHER, {})).statusCode, 403);
     const ok = await call('POST', '/api/v1/schedules/nightly/pause', SCHEDULER, { note: 'freeze' });
     assert.equal(ok.statusCode, 200, ok.body);
-    const listed = (await call('GET', '/api/v1/schedules', READER)).json() as {
-      schedules: { name: string; paused: boolean; note?: string }[];
-    };
+    assert.deepEqual(scheduleActionResponse.parse(ok.json()), { ok: true, name: 'nightly', action: 'pause' });
+    const listed = schedulesResponse.parse((await call('GET', '/api/v1/schedules', READER)).json());
     assert.deepEqual(
       listed.schedules.find((s) => s.name === 'nightly'),
       { ...listed.schedules.find((s) => s.name === 'nightly'), paused: true, note: 'freeze' },
@@ -109,7 +110,7 @@ merges:
   it('lists promotion attempts and refuses a bad build id', async () => {
     const r = await call('GET', '/api/v1/promotions?repo=launchpad', READER);
     assert.equal(r.statusCode, 200);
-    assert.deepEqual(r.json(), { promotions: [] });
+    assert.deepEqual(promotionsResponse.parse(r.json()), { promotions: [] });
     const bad = await call('GET', '/api/v1/promotions?build=abc', READER);
     assert.equal(bad.statusCode, 400);
     assert.match((bad.json() as { message: string }).message, /^query\.build: a build id/);

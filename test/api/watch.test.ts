@@ -9,6 +9,7 @@ import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker } from '@temporalio/worker';
 import { type FastifyInstance } from 'fastify';
 import { buildApi } from '../../src/api/server.ts';
+import { type WatchLeasesResponse, watchLeasesResponse } from '../../src/api/routes/watchLeases.ts';
 import { BuildWatcher, endedLeases } from '../../src/builds/watch.ts';
 import { harness, type Harness, startDevEnv, testLogger } from '../support/temporal.ts';
 
@@ -61,8 +62,7 @@ describe('POST /api/v1/watch', () => {
     });
     return {
       status: r.statusCode,
-      body: r.json() as {
-        results?: { buildId: string; status?: string; error: { code: string } }[];
+      body: (r.statusCode === 200 ? watchLeasesResponse.parse(r.json()) : r.json()) as Partial<WatchLeasesResponse> & {
         code?: string;
         message?: string;
       },

@@ -130,7 +130,8 @@ workDir: ${dir}/runner-${i}
     const tinderbox = { project: 'fault', bucket: 'ci', builder: 'tinderbox' };
     const tb = await retrying(() => kiln.schedule({ builder: tinderbox }), 'schedule tinderbox');
     let task: { buildId: string; leaseKey: string } | null = null;
-    for (let i = 0; i < 50 && !task; i++) {
+    // The worker may still be starting (bundling its workflows) on a loaded machine: give it time.
+    for (const until = Date.now() + 120_000; !task && Date.now() < until;) {
       task = (
         await kiln.request<{ task: { buildId: string; leaseKey: string } | null }>(
           'POST',

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { kilnPlatform, splitCommandLine } from '../../src/builds/buildbotCommands.ts';
+import { toTask } from '../../src/builds/tinderbox.ts';
+import { type Build } from '../../src/domain/build.ts';
 
 void describe('buildbot command lines', () => {
   void it('splits words and quotes like a shell would, and refuses an unterminated quote', () => {
@@ -28,5 +30,23 @@ void describe('buildbot command lines', () => {
       'LINUX',
       'ANDROID',
     ]);
+  });
+
+  void it("a tinderbox task names the patch set's commit, never CQ's revision HEAD", () => {
+    const build = (revision: string) =>
+      ({
+        id: '42',
+        builder: { project: 'lo', bucket: 'gerrit', builder: 'LINUX' },
+        number: 1,
+        tags: ['buildset:patch/gerrit/g/1/1'],
+        input: {
+          properties: { revision, 'event.patchSet.ref': 'refs/changes/01/1/1' },
+          gerritChanges: [{ host: 'g', project: 'core', change: 1, patchset: 1 }],
+        },
+      }) as unknown as Build;
+    const sha = 'a'.repeat(40);
+    assert.equal(toTask(build(sha), 'k', 'e').gerrit?.revision, sha);
+    assert.equal(toTask(build('HEAD'), 'k', 'e').gerrit?.revision, undefined);
+    assert.equal(toTask(build('HEAD'), 'k', 'e').gerrit?.ref, 'refs/changes/01/1/1');
   });
 });

@@ -40,6 +40,9 @@ describe('checkoutTarget: what a build checks out', () => {
     const cq = checkoutTarget(cfg, build({ 'event.patchSet.ref': 'refs/changes/19/375219/1', revision: sha }));
     assert.equal(cq.ref, 'refs/changes/19/375219/1');
     assert.equal(cq.revision, sha);
+    // LUCI's CQ says `revision: HEAD`: build the patch set ref's tip, pin nothing.
+    const luci = checkoutTarget(cfg, build({ 'event.patchSet.ref': 'refs/changes/19/375219/1', revision: 'HEAD' }));
+    assert.deepEqual([luci.ref, 'revision' in luci], ['refs/changes/19/375219/1', false]);
     assert.equal(checkoutTarget(cfg, build({}, [{ change: 375219, patchset: 3 }])).ref, 'refs/changes/19/375219/3');
     assert.equal(checkoutTarget(cfg, build({ branch: 'feature/x' })).ref, 'refs/heads/feature/x');
     assert.equal(gerritPatchsetRef(5, 1), 'refs/changes/05/5/1');

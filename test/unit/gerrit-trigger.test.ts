@@ -459,6 +459,53 @@ void describe('cqBuildProperties', () => {
     assert.equal(fromEvent['event.change.url'], 'http://gerrit.local/r/c/x/+/1');
   });
 
+  void it("a Commit-Queue run carries LUCI CQ's properties exactly as seed 003 shows them", () => {
+    const seed = cqBuildProperties({
+      host: 'chromium-review.googlesource.com',
+      changeUrl: 'https://chromium-review.googlesource.com/#/c/375219',
+      change: {
+        id: 'infra%2Finfra~375219',
+        project: 'infra/infra',
+        branch: 'master',
+        change_id: 'I2582d437489ec9688788cbaea026d8eba7e790c3',
+        _number: 375219,
+        owner: { _account_id: OWNER, email: 'martiniss@chromium.org' },
+      },
+      patchset: { number: 1, revision: REV, ref: 'refs/changes/19/375219/1' },
+      builder: { project: 'infra', bucket: 'luci.infra.try', builder: 'Infra Win Tester' },
+      attemptStartMs: 1_472_083_514_000,
+      reason: 'Commit-Queue+2 by a committer',
+      mode: 'full-run',
+    });
+    assert.deepEqual(seed, {
+      attempt_start_ts: 1.472083514e15,
+      category: 'cq',
+      'event.change.id': 'infra%2Finfra~master~I2582d437489ec9688788cbaea026d8eba7e790c3',
+      'event.change.number': 375219,
+      'event.change.url': 'https://chromium-review.googlesource.com/#/c/375219',
+      'event.patchSet.ref': 'refs/changes/19/375219/1',
+      gerrit: 'https://chromium-review.googlesource.com',
+      master: 'luci.infra.try',
+      patch_project: 'infra/infra',
+      patch_storage: 'gerrit',
+      reason: 'CQ',
+      revision: 'HEAD',
+      // What Swarmbucket adds, and Kiln's dry-run flag.
+      buildername: 'Infra Win Tester',
+      blamelist: ['martiniss@chromium.org'],
+      dry_run: false,
+    });
+    // A bucket named the LUCI v2 way (`try` in project `infra`) gets the same `master`.
+    const short = cqBuildProperties({ ...input, mode: 'dry-run', builder: parseBuilderPath('infra/try/linux') });
+    assert.equal(short.master, 'luci.infra.try');
+    assert.equal(short.dry_run, true);
+    // Results recorded before branch and Change-Id were read: Gerrit's REST id.
+    assert.equal(short['event.change.id'], 'platform%2Fcore~4321');
+    // The BGP triggers keep their own set: the trigger's reason, the commit SHA, no master.
+    const bgp = cqBuildProperties({ ...input, reason: 'Norbert approved' });
+    assert.deepEqual([bgp.reason, bgp.revision, 'master' in bgp], ['Norbert approved', REV, false]);
+  });
+
   void it('marks CQ dry and full runs, takes a custom reason, and has an empty blamelist without owner email', () => {
     assert.equal(cqBuildProperties({ ...input, mode: 'dry-run' }).dry_run, true);
     assert.equal(cqBuildProperties({ ...input, mode: 'full-run' }).dry_run, false);

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KilnError } from '../../src/domain/errors.ts';
+import { formatZodError } from '../../src/domain/zodIssues.ts';
 import {
   SwarmingBucketConfigSchema,
   type SwarmingBucketConfigInput,
-  formatZodIssues,
   parseOverrideBuilderCfg,
 } from '../../src/domain/swarming/config.ts';
 import { validatedOverrideBuilderCfg } from '../../src/domain/swarming/keys.ts';
@@ -162,7 +162,10 @@ void test('unknown mixins are refused at config parse and at merge, naming the m
     builders: [{ name: 'x', mixins: ['ghost'] }],
   });
   assert.equal(parsed.success, false);
-  assert.match(formatZodIssues(parsed.error!), /builders\[0\]\.mixins\[0\]: mixin "ghost" is not defined/);
+  assert.match(
+    formatZodError(parsed.error!, { all: true }),
+    /builders\[0\]\.mixins\[0\]: mixin "ghost" is not defined/,
+  );
 
   // A config built without the schema (e.g. by hand in code) still fails clearly at merge.
   const cfg = bucket({ builders: [{ name: 'x', recipe: { repository: REPO, name: 'r' } }] });
@@ -245,7 +248,7 @@ void test('bad bucket config fails at parse with the field named', () => {
   for (const [input, pattern] of cases) {
     const r = SwarmingBucketConfigSchema.safeParse(input);
     assert.equal(r.success, false, JSON.stringify(input));
-    assert.match(formatZodIssues(r.error!), pattern);
+    assert.match(formatZodError(r.error!, { all: true }), pattern);
   }
   assert.equal(bucket({}).task_template_canary_percentage, 10, 'canary percentage defaults to 10');
 });

@@ -177,7 +177,7 @@ describe('Swarming builds', () => {
     assert.equal(b.status, 'SCHEDULED');
     const task = await taskOf(b.id);
 
-    // The task: tags exactly as DESIGN lists them, plus Swarming's own and the template's.
+    // The task: tags exactly as the README's Swarming section lists them, plus Swarming's own and the template's.
     const tags = task.request['tags'] as string[];
     for (const t of [
       'buildbucket_hostname:kiln.example.org',

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { leaseCall } from '../clientLimit.ts';
 import { type Route } from '../context.ts';
+import { buildSchema } from '../uiSchemas.ts';
 import { buildIdParams, leaseKeySchema, propertiesSchema, urlSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
@@ -24,9 +25,14 @@ export const completeBuildBody = z
 export const failBuildBody = completeBuildBody.extend({
   failureReason: z.enum(['BUILD_FAILURE', 'INFRA_FAILURE']).default('BUILD_FAILURE'),
 });
+export type SucceedBuildRequest = z.input<typeof completeBuildBody>;
+export type FailBuildRequest = z.input<typeof failBuildBody>;
+/** The ended build. */
+export const completeBuildResponse = buildSchema;
+export type CompleteBuildResponse = z.infer<typeof completeBuildResponse>;
 
 export const succeedBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds/:id/succeed', async (req) =>
+  app.post('/api/v1/builds/:id/succeed', async (req): Promise<CompleteBuildResponse> =>
     leaseCall(app, ctx, req, async () => {
       const { id } = parseInput(buildIdParams, req.params, 'params');
       return ctx.service.succeed(id, parseInput(completeBuildBody, req.body, 'body'));
@@ -35,7 +41,7 @@ export const succeedBuild: Route = (app, ctx) => {
 };
 
 export const failBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds/:id/fail', async (req) =>
+  app.post('/api/v1/builds/:id/fail', async (req): Promise<CompleteBuildResponse> =>
     leaseCall(app, ctx, req, async () => {
       const { id } = parseInput(buildIdParams, req.params, 'params');
       return ctx.service.fail(id, parseInput(failBuildBody, req.body, 'body'));

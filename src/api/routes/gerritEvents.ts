@@ -7,7 +7,6 @@
 import { z } from 'zod';
 import { KilnError } from '../../domain/errors.ts';
 import { eventSecretMatches } from '../../gerrit/settings.ts';
-import { type IntakeAction } from '../../gerrit/intake.ts';
 import { type Route } from '../context.ts';
 import { checkStorable, parseInput } from '../validate.ts';
 
@@ -17,9 +16,16 @@ export const GERRIT_SECRET_HEADER = 'x-kiln-gerrit-secret';
 export const gerritEventsQuery = z.object({ host: z.string().min(1).max(300).optional() }).strict();
 
 /** The answer: what Kiln does about the event, per project config it concerns (none → not Kiln's). */
-export interface GerritEventsResponse {
-  actions: IntakeAction[];
-}
+export const gerritEventsResponse = z.object({
+  actions: z.array(
+    z.object({
+      action: z.enum(['verify', 'evaluate', 'cancel', 'merged', 'ignore', 'poll']),
+      reason: z.string(),
+      workflowId: z.string().optional(),
+    }),
+  ),
+});
+export type GerritEventsResponse = z.infer<typeof gerritEventsResponse>;
 
 export const gerritEvents: Route = (app, ctx) => {
   app.post('/api/v1/gerrit/events', async (req, reply): Promise<GerritEventsResponse> => {

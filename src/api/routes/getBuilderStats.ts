@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { KilnError } from '../../domain/errors.ts';
 import { requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { builderIdSchema } from '../schemas.ts';
+import { builderIdSchema, lastOf } from '../schemas.ts';
 import { builderExists, readModel } from '../uiAccess.ts';
-import { builderIdOut, lastOf } from '../uiSchemas.ts';
+import { builderIdOut } from '../uiSchemas.ts';
 import { parseInput } from '../validate.ts';
 
 export const builderStatsQuery = z

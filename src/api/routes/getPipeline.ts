@@ -9,8 +9,9 @@ import { type Build } from '../../domain/build.ts';
 import { type BuildSummary } from '../../storage/storage.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { lastOf } from '../schemas.ts';
 import { buildersOf, bucketsToShow, canReadAll, readModel } from '../uiAccess.ts';
-import { bucketParam, builderIdOut, buildSummarySchema, lastOf, verificationSchema } from '../uiSchemas.ts';
+import { bucketParam, builderIdOut, buildSummarySchema, verificationSchema } from '../uiSchemas.ts';
 import { parseInput } from '../validate.ts';
 
 export const getPipelineQuery = z

@@ -10,7 +10,7 @@ import { DEFAULT_STUCK_THRESHOLDS, STUCK_CATEGORIES, type StuckThresholds } from
 import { findStuck, type StuckReport } from '../../stuck/find.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { lastOf } from '../uiSchemas.ts';
+import { lastOf } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 const secs = lastOf(
@@ -81,7 +81,7 @@ export const getStuck: Route = (app, ctx) => {
     try {
       report = await hit.report;
     } catch (e) {
-      throw new KilnError('UNAVAILABLE', `Temporal visibility did not answer: ${(e as Error).message}`.slice(0, 300));
+      throw new KilnError('UNAVAILABLE', 'Temporal visibility did not answer; retry', { cause: e });
     }
     const visible = (builder: string) => readable.has(builder.split('/').slice(0, 2).join('/'));
     const categories = report.categories.map((c) => ({ ...c, builds: c.builds.filter((b) => visible(b.builder)) }));

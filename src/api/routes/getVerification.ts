@@ -9,8 +9,9 @@ import { z } from 'zod';
 import { KilnError } from '../../domain/errors.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { lastOf } from '../schemas.ts';
 import { canReadAll, readModel } from '../uiAccess.ts';
-import { buildSummarySchema, lastOf, verificationSchema } from '../uiSchemas.ts';
+import { buildSummarySchema, verificationSchema } from '../uiSchemas.ts';
 import { parseInput } from '../validate.ts';
 import { summarize } from './getPipeline.ts';
 

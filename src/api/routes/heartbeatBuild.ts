@@ -12,8 +12,13 @@ export const heartbeatBody = z
   .object({ leaseKey: leaseKeySchema, leaseDurationSecs: leaseDurationSecs.optional() })
   .strict();
 
+export type HeartbeatRequest = z.input<typeof heartbeatBody>;
+/** When the extended lease ends. */
+export const heartbeatResponse = z.object({ leaseExpiration: z.string() });
+export type HeartbeatResponse = z.infer<typeof heartbeatResponse>;
+
 export const heartbeatBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds/:id/heartbeat', async (req) =>
+  app.post('/api/v1/builds/:id/heartbeat', async (req): Promise<HeartbeatResponse> =>
     leaseCall(app, ctx, req, async () => {
       const { id } = parseInput(buildIdParams, req.params, 'params');
       const body = parseInput(heartbeatBody, req.body, 'body');

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { authorizeBuild } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { buildSchema } from '../uiSchemas.ts';
 import { buildIdParams, leaseDurationSecs } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
@@ -13,8 +14,14 @@ export const leaseBuildBody = z
   })
   .strict();
 
+export type LeaseBuildRequest = z.input<typeof leaseBuildBody>;
+
+/** A granted lease: the key is the capability for every later call on this build. */
+export const leaseBuildResponse = z.object({ leaseKey: z.string(), leaseExpiration: z.string(), build: buildSchema });
+export type LeaseBuildResponse = z.infer<typeof leaseBuildResponse>;
+
 export const leaseBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds/:id/lease', async (req) => {
+  app.post('/api/v1/builds/:id/lease', async (req): Promise<LeaseBuildResponse> => {
     const { id } = parseInput(buildIdParams, req.params, 'params');
     const body = parseInput(leaseBuildBody, req.body ?? {}, 'body');
     await authorizeBuild(ctx, req, id, 'WRITER');

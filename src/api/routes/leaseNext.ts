@@ -9,6 +9,7 @@ import { requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
 import { leaseDurationSecs, urlSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
+import { leaseBuildResponse } from './leaseBuild.ts';
 import { peekBuildsBody } from './peekBuilds.ts';
 
 export const leaseNextBody = peekBuildsBody
@@ -22,9 +23,12 @@ export const leaseNextBody = peekBuildsBody
     url: urlSchema.optional(),
   })
   .strict();
+export type LeaseNextRequest = z.input<typeof leaseNextBody>;
+export const leaseNextResponse = z.object({ lease: leaseBuildResponse.nullable() });
+export type LeaseNextResponse = z.infer<typeof leaseNextResponse>;
 
 export const leaseNext: Route = (app, ctx) => {
-  app.post('/api/v1/lease-next', async (req) => {
+  app.post('/api/v1/lease-next', async (req): Promise<LeaseNextResponse> => {
     const body = parseInput(leaseNextBody, req.body, 'body');
     for (const b of body.buckets) requireRole(ctx.registry, req, b, 'WRITER');
     const grant = await ctx.service.leaseNext(

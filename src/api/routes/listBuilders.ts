@@ -5,8 +5,9 @@
  */
 import { z } from 'zod';
 import { type Route } from '../context.ts';
+import { lastOf } from '../schemas.ts';
 import { buildersOf, bucketsToShow, readModel } from '../uiAccess.ts';
-import { bucketParam, builderIdOut, buildSummarySchema, lastOf } from '../uiSchemas.ts';
+import { bucketParam, builderIdOut, buildSummarySchema } from '../uiSchemas.ts';
 import { parseInput } from '../validate.ts';
 
 export const listBuildersQuery = z

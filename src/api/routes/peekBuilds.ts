@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { buildSchema } from '../uiSchemas.ts';
 import { builderNameSchema, dimensionSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
@@ -22,8 +23,13 @@ export const peekBuildsBody = z
   })
   .strict();
 
+export type PeekBuildsRequest = z.input<typeof peekBuildsBody>;
+/** Up to `maxBuilds` builds, in the order runners should take them. */
+export const peekBuildsResponse = z.object({ builds: z.array(buildSchema) });
+export type PeekBuildsResponse = z.infer<typeof peekBuildsResponse>;
+
 export const peekBuilds: Route = (app, ctx) => {
-  app.post('/api/v1/peek', async (req) => {
+  app.post('/api/v1/peek', async (req): Promise<PeekBuildsResponse> => {
     const body = parseInput(peekBuildsBody, req.body, 'body');
     for (const b of body.buckets) requireRole(ctx.registry, req, b, 'WRITER');
     const builds = await ctx.service.peek({

@@ -7,27 +7,61 @@
  */
 import { z } from 'zod';
 import { KilnError } from '../../domain/errors.ts';
-import { type PromotionAttempt } from '../../domain/launchpad/promotion.ts';
+import { PROMOTION_STATES } from '../../domain/launchpad/promotion.ts';
 import { readableBuckets } from '../auth.ts';
 import { type ApiContext, type Route } from '../context.ts';
+import { lastOf } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
-
-const one = <T extends z.ZodType>(s: T) => z.preprocess((v) => (Array.isArray(v) ? v[v.length - 1] : v), s);
 
 export const listPromotionsQuery = z
   .object({
-    repo: one(z.string().min(1).max(200)).optional(),
-    name: one(z.string().min(1).max(200)).optional(),
-    build: one(z.string().regex(/^[0-9]{1,20}$/, 'a build id')).optional(),
-    limit: one(z.coerce.number().int().min(1).max(1000)).optional(),
+    repo: lastOf(z.string().min(1).max(200)).optional(),
+    name: lastOf(z.string().min(1).max(200)).optional(),
+    build: lastOf(z.string().regex(/^[0-9]{1,20}$/, 'a build id')).optional(),
+    limit: lastOf(z.coerce.number().int().min(1).max(1000)).optional(),
   })
   .strict();
 export const dryRunBody = z.object({ repo: z.string().min(1).max(200).optional() }).strict();
 
+export type DryRunRequest = z.input<typeof dryRunBody>;
+
+/** One promotion or periodic-merge attempt (see src/domain/launchpad/promotion.ts). */
+export const promotionAttemptSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(['promotion', 'merge']),
+  repo: z.string(),
+  from: z.string(),
+  to: z.string(),
+  mode: z.enum(['fast-forward', 'merge']),
+  state: z.enum(PROMOTION_STATES),
+  commit: z.string().optional(),
+  before: z.string().optional(),
+  after: z.string().optional(),
+  builds: z.array(z.string()),
+  superseded: z.array(z.string()),
+  supersededBuilds: z.array(z.string()),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  dryRun: z.boolean(),
+  createTime: z.string(),
+  updateTime: z.string(),
+  version: z.number().int(),
+});
+
 /** What `GET /api/v1/promotions` answers. */
-export interface PromotionsResponse {
-  promotions: PromotionAttempt[];
-}
+export const promotionsResponse = z.object({ promotions: z.array(promotionAttemptSchema) });
+export type PromotionsResponse = z.infer<typeof promotionsResponse>;
+
+/** What `POST /api/v1/promotions/dry-run` answers: each attempt as it would go, nothing stored. */
+export const dryRunResponse = z.object({
+  results: z.array(
+    promotionAttemptSchema.omit({ id: true, createTime: true, updateTime: true, version: true, kind: true }).extend({
+      kind: z.string(),
+    }),
+  ),
+});
+export type DryRunResponse = z.infer<typeof dryRunResponse>;
 
 function launchpadOf(ctx: ApiContext) {
   if (!ctx.launchpad) throw new KilnError('NOT_FOUND', 'no promotions are configured');
@@ -49,7 +83,7 @@ export const listPromotions: Route = (app, ctx) => {
 };
 
 export const dryRunPromotions: Route = (app, ctx) => {
-  app.post('/api/v1/promotions/dry-run', async (req) => {
+  app.post('/api/v1/promotions/dry-run', async (req): Promise<DryRunResponse> => {
     const lp = launchpadOf(ctx);
     const body = parseInput(dryRunBody, req.body ?? {}, 'body');
     const readable = new Set(readableBuckets(ctx.registry, req));

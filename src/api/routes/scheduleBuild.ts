@@ -3,7 +3,16 @@ import { z } from 'zod';
 import { bucketPath } from '../../domain/build.ts';
 import { callerName, requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { builderIdSchema, dimensionSchema, propertiesSchema, tagSchema } from '../schemas.ts';
+import { buildSchema } from '../uiSchemas.ts';
+import {
+  buildChangeSchema,
+  builderIdSchema,
+  dimensionSchema,
+  gerritChangeSchema,
+  gitilesCommitSchema,
+  propertiesSchema,
+  tagSchema,
+} from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 export const scheduleBuildBody = z
@@ -26,6 +35,11 @@ export const scheduleBuildBody = z
       .positive()
       .max(7 * 24 * 3600)
       .optional(),
+    /** The changes the build is for (Buildbot-buildbucket); their author emails become `blamelist`. */
+    changes: z.array(buildChangeSchema).max(100).optional(),
+    /** Buildbucket v2 inputs; each becomes a `buildset` tag. */
+    gerritChanges: z.array(gerritChangeSchema).max(100).optional(),
+    gitilesCommit: gitilesCommitSchema.optional(),
     /** Swarming buckets only: a JSONPB builder override applied last, and the canary template choice. */
     swarming: z
       .object({
@@ -36,13 +50,15 @@ export const scheduleBuildBody = z
       .optional(),
   })
   .strict();
-export type ScheduleBuildBody = z.infer<typeof scheduleBuildBody>;
+export type ScheduleBuildRequest = z.input<typeof scheduleBuildBody>;
+/** The new build, or the one an earlier request with the same `requestId` made. */
+export const scheduleBuildResponse = buildSchema;
+export type ScheduleBuildResponse = z.infer<typeof scheduleBuildResponse>;
 
 export const scheduleBuild: Route = (app, ctx) => {
-  app.post('/api/v1/builds', async (req, reply) => {
+  app.post('/api/v1/builds', async (req): Promise<ScheduleBuildResponse> => {
     const body = parseInput(scheduleBuildBody, req.body, 'body');
     requireRole(ctx.registry, req, bucketPath(body.builder), 'SCHEDULER');
-    const build = await ctx.service.schedule({ ...body, createdBy: callerName(ctx.registry, req) });
-    return reply.code(200).send(build);
+    return ctx.service.schedule({ ...body, createdBy: callerName(ctx.registry, req) });
   });
 };

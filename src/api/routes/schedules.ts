@@ -6,7 +6,6 @@
  */
 import { z } from 'zod';
 import { KilnError } from '../../domain/errors.ts';
-import { type ScheduleView } from '../../launchpad/api.ts';
 import { readableBuckets, requireRole } from '../auth.ts';
 import { type ApiContext, type Route } from '../context.ts';
 import { parseInput } from '../validate.ts';
@@ -16,10 +15,36 @@ export const scheduleActionParams = z
   .strict();
 export const scheduleActionBody = z.object({ note: z.string().max(500).optional() }).strict();
 
+export type ScheduleActionRequest = z.input<typeof scheduleActionBody>;
+
+/** A scheduler or periodic merge and its state (see src/launchpad/api.ts). */
+export const scheduleViewSchema = z.object({
+  name: z.string(),
+  kind: z.enum(['periodic', 'on-commit', 'merge']),
+  when: z.string(),
+  what: z.string(),
+  buckets: z.array(z.string()),
+  paused: z.boolean(),
+  note: z.string().optional(),
+  nextRunTime: z.string().optional(),
+  lastRunTime: z.string().optional(),
+  lastCommit: z.string().optional(),
+  lastSuccessTime: z.string().optional(),
+  lastError: z.string().optional(),
+  lastErrorTime: z.string().optional(),
+});
+
 /** What `GET /api/v1/schedules` answers. */
-export interface SchedulesResponse {
-  schedules: ScheduleView[];
-}
+export const schedulesResponse = z.object({ schedules: z.array(scheduleViewSchema) });
+export type SchedulesResponse = z.infer<typeof schedulesResponse>;
+
+/** What `POST /api/v1/schedules/:name/:action` answers once the action is done. */
+export const scheduleActionResponse = z.object({
+  ok: z.literal(true),
+  name: z.string(),
+  action: scheduleActionParams.shape.action,
+});
+export type ScheduleActionResponse = z.infer<typeof scheduleActionResponse>;
 
 function launchpadOf(ctx: ApiContext) {
   if (!ctx.launchpad) throw new KilnError('NOT_FOUND', 'no schedulers are configured');
@@ -38,7 +63,7 @@ export const listSchedules: Route = (app, ctx) => {
 };
 
 export const scheduleAction: Route = (app, ctx) => {
-  app.post('/api/v1/schedules/:name/:action', async (req) => {
+  app.post('/api/v1/schedules/:name/:action', async (req): Promise<ScheduleActionResponse> => {
     const lp = launchpadOf(ctx);
     const p = parseInput(scheduleActionParams, req.params, 'params');
     const body = parseInput(scheduleActionBody, req.body ?? {}, 'body');

@@ -1,6 +1,7 @@
 /**
  * GET /api/v1/builds — search, newest first, paged by `cursor`. Filters: project, bucket, builder,
- * status, tag (repeatable; all must match), buildset, createdAfter/createdBefore (RFC 3339), createdBy.
+ * status, tag (repeatable; all must match), buildset, createdAfter/createdBefore (RFC 3339), createdBy,
+ * gerritChange (`host/change/patchset`, repeatable).
  * Only buckets the caller may read are searched.
  */
 import { z } from 'zod';
@@ -8,31 +9,48 @@ import { BUILD_STATUSES } from '../../domain/build.ts';
 import { KilnError } from '../../domain/errors.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
-import { builderNameSchema, cursorSchema, tagSchema, timestampSchema } from '../schemas.ts';
+import { buildSchema } from '../uiSchemas.ts';
+import {
+  builderNameSchema,
+  cursorSchema,
+  gerritChangeRefSchema,
+  lastOf,
+  tagSchema,
+  timestampSchema,
+} from '../schemas.ts';
 import { parseInput } from '../validate.ts';
-
-const one = <T extends z.ZodType>(s: T) => z.preprocess((v) => (Array.isArray(v) ? v[v.length - 1] : v), s);
 
 export const searchBuildsQuery = z
   .object({
-    project: one(z.string().max(100)).optional(),
-    bucket: one(z.string().max(100)).optional(),
-    builder: one(builderNameSchema).optional(),
-    status: one(z.enum(BUILD_STATUSES)).optional(),
+    project: lastOf(z.string().max(100)).optional(),
+    bucket: lastOf(z.string().max(100)).optional(),
+    builder: lastOf(builderNameSchema).optional(),
+    status: lastOf(z.enum(BUILD_STATUSES)).optional(),
     tag: z
       .preprocess((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]), z.array(tagSchema).max(64))
       .optional(),
-    buildset: one(z.string().max(1024)).optional(),
-    createdAfter: one(timestampSchema).optional(),
-    createdBefore: one(timestampSchema).optional(),
-    createdBy: one(z.string().min(1).max(200)).optional(),
-    limit: one(z.coerce.number().int().min(1).max(1000)).optional(),
-    cursor: one(cursorSchema).optional(),
+    buildset: lastOf(z.string().max(1024)).optional(),
+    createdAfter: lastOf(timestampSchema).optional(),
+    createdBefore: lastOf(timestampSchema).optional(),
+    createdBy: lastOf(z.string().min(1).max(200)).optional(),
+    /** `host/change/patchset`: builds of that Gerrit patch set (its `buildset` tag; repeatable, all must match). */
+    gerritChange: z
+      .preprocess(
+        (v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]),
+        z.array(gerritChangeRefSchema).max(16),
+      )
+      .optional(),
+    limit: lastOf(z.coerce.number().int().min(1).max(1000)).optional(),
+    cursor: lastOf(cursorSchema).optional(),
   })
   .strict();
 
+/** One page, newest first; `nextCursor` asks for the next. */
+export const searchBuildsResponse = z.object({ builds: z.array(buildSchema), nextCursor: z.string().optional() });
+export type SearchBuildsResponse = z.infer<typeof searchBuildsResponse>;
+
 export const searchBuilds: Route = (app, ctx) => {
-  app.get('/api/v1/builds', async (req) => {
+  app.get('/api/v1/builds', async (req): Promise<SearchBuildsResponse> => {
     const q = parseInput(searchBuildsQuery, req.query, 'query');
     let buckets = readableBuckets(ctx.registry, req);
     if (q.project) buckets = buckets.filter((b) => b.startsWith(`${q.project}/`));
@@ -44,7 +62,7 @@ export const searchBuilds: Route = (app, ctx) => {
       buckets,
       builder: q.builder ? { builder: q.builder } : undefined,
       status: q.status,
-      tags: q.tag,
+      tags: [...(q.tag ?? []), ...(q.gerritChange ?? []).map((c) => `buildset:patch/gerrit/${c}`)],
       buildset: q.buildset,
       createdAfter: q.createdAfter,
       createdBefore: q.createdBefore,

@@ -7,33 +7,37 @@ import { z } from 'zod';
 import { bucketPath } from '../../domain/build.ts';
 import { readableBuckets } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { verificationSchema } from '../uiSchemas.ts';
+import { lastOf } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
-
-const one = <T extends z.ZodType>(s: T) => z.preprocess((v) => (Array.isArray(v) ? v[v.length - 1] : v), s);
 
 export const searchVerificationsQuery = z
   .object({
-    change: one(
+    change: lastOf(
       z.coerce
         .number()
         .int()
         .positive()
         .max(2 ** 31 - 1),
     ),
-    host: one(z.string().min(1).max(255)).optional(),
-    patchset: one(
+    host: lastOf(z.string().min(1).max(255)).optional(),
+    patchset: lastOf(
       z.coerce
         .number()
         .int()
         .positive()
         .max(2 ** 31 - 1),
     ).optional(),
-    limit: one(z.coerce.number().int().min(1).max(1000)).optional(),
+    limit: lastOf(z.coerce.number().int().min(1).max(1000)).optional(),
   })
   .strict();
 
+/** The change's verifications the caller may read, newest patch set first. */
+export const searchVerificationsResponse = z.object({ verifications: z.array(verificationSchema) });
+export type SearchVerificationsResponse = z.infer<typeof searchVerificationsResponse>;
+
 export const searchVerifications: Route = (app, ctx) => {
-  app.get('/api/v1/verifications', async (req) => {
+  app.get('/api/v1/verifications', async (req): Promise<SearchVerificationsResponse> => {
     const q = parseInput(searchVerificationsQuery, req.query, 'query');
     const readable = new Set(readableBuckets(ctx.registry, req));
     const found = await ctx.service.findVerifications(q);

@@ -6,21 +6,19 @@
  * must carry it (message attribute `auth_token`, which Swarming copies from the task, or `?token=`).
  * Answers 204 (Pub/Sub acks), 400 INVALID_ARGUMENT for a malformed push, 404 BUILD_NOT_FOUND.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { sameSecret } from '../../config/load.ts';
 import { isBuildId } from '../../domain/buildId.ts';
 import { KilnError } from '../../domain/errors.ts';
 import { parsePubsubUserdata } from '../../domain/swarming/template.ts';
-import { parseSwarmingNotification } from '../../swarming/notification.ts';
+import { parseSwarmingNotification, PubsubPushSchema } from '../../swarming/notification.ts';
 import { type Route } from '../context.ts';
 import { parseInput } from '../validate.ts';
 
 export const swarmingNotifyQuery = z.object({ token: z.string().max(512).optional() }).strict();
-
-function sameToken(a: string, b: string): boolean {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest(a), digest(b));
-}
+/** The request body: a Pub/Sub push (checked, with the data inside it, by `parseSwarmingNotification`). */
+export const swarmingNotifyBody = PubsubPushSchema;
+export type SwarmingNotifyRequest = z.input<typeof swarmingNotifyBody>;
 
 export const swarmingNotify: Route = (app, ctx) => {
   app.post('/api/v1/swarming/notify', async (req, reply) => {
@@ -30,7 +28,7 @@ export const swarmingNotify: Route = (app, ctx) => {
     if (expected !== undefined) {
       const given = n.authToken ?? query.token;
       if (given === undefined) throw new KilnError('UNAUTHENTICATED', 'notification carries no auth_token');
-      if (!sameToken(given, expected)) throw new KilnError('PERMISSION_DENIED', 'notification auth_token is wrong');
+      if (!sameSecret(given, expected)) throw new KilnError('PERMISSION_DENIED', 'notification auth_token is wrong');
     }
     const { buildId } = parsePubsubUserdata(n.userdata);
     if (!isBuildId(buildId))

@@ -6,38 +6,57 @@
  */
 import { z } from 'zod';
 import { rank } from '../../config/load.ts';
-import { getTask, type TinderboxTask } from '../../builds/tinderbox.ts';
-import { bearerToken } from '../auth.ts';
+import { getTask } from '../../builds/tinderbox.ts';
+import { authenticate } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { namePart } from '../schemas.ts';
+import { builderIdOut } from '../uiSchemas.ts';
 import { parseInput } from '../validate.ts';
 import { KilnError } from '../../domain/errors.ts';
 
-const word = z
-  .string()
-  .min(1)
-  .max(100)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_", "-"');
-
 export const getTaskBody = z
   .object({
-    platform: word,
+    platform: namePart,
     tinderboxId: z.string().min(1).max(200),
-    capabilities: z.array(word).max(64).default([]),
+    capabilities: z.array(namePart).max(64).default([]),
   })
   .strict();
+export type GetTaskRequest = z.input<typeof getTaskBody>;
 
-export interface GetTaskResponse {
-  task: TinderboxTask | null;
-}
+/** A leased, started build for the tinderbox, or `null` when nothing it can run is pending. */
+export const getTaskResponse = z.object({
+  task: z
+    .object({
+      buildId: z.string(),
+      leaseKey: z.string(),
+      leaseExpiration: z.string(),
+      builder: builderIdOut,
+      number: z.number().int(),
+      buildset: z.string().optional(),
+      gerrit: z
+        .object({
+          host: z.string(),
+          project: z.string(),
+          change: z.number().int(),
+          patchset: z.number().int(),
+          ref: z.string().optional(),
+          revision: z.string().optional(),
+          url: z.string().optional(),
+          branch: z.string().optional(),
+        })
+        .optional(),
+      properties: z.record(z.string(), z.unknown()),
+    })
+    .nullable(),
+});
+export type GetTaskResponse = z.infer<typeof getTaskResponse>;
 
 export const tinderboxGetTask: Route = (app, ctx) => {
   app.post('/api/v1/tinderbox/get-task', async (req): Promise<GetTaskResponse> => {
     const body = parseInput(getTaskBody, req.body, 'body');
     let buckets = ctx.registry.bucketPaths();
     if (!ctx.registry.authDisabled) {
-      const token = bearerToken(req);
-      if (token === undefined) throw new KilnError('UNAUTHENTICATED', 'a bearer token is required');
-      if (!ctx.registry.knowsToken(token)) throw new KilnError('UNAUTHENTICATED', 'unknown token');
+      const token = authenticate(ctx.registry, req);
       buckets = buckets.filter((p) => {
         const r = ctx.registry.roleOf(p, token);
         return r !== undefined && rank(r) >= rank('WRITER');

@@ -5,11 +5,11 @@
  * noted in the build's history.
  */
 import { z } from 'zod';
-import { type Build } from '../../domain/build.ts';
 import { report } from '../../builds/tinderbox.ts';
 import { withAppendLimits } from '../../logs/logStore.ts';
 import { leaseCall } from '../clientLimit.ts';
 import { type Route } from '../context.ts';
+import { buildSchema } from '../uiSchemas.ts';
 import { buildIdParams, leaseKeySchema, urlSchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
@@ -25,8 +25,13 @@ export const reportBody = z
   })
   .strict();
 
+export type TinderboxReportRequest = z.input<typeof reportBody>;
+/** The ended build. */
+export const tinderboxReportResponse = buildSchema;
+export type TinderboxReportResponse = z.infer<typeof tinderboxReportResponse>;
+
 export const tinderboxReport: Route = (app, ctx) => {
-  app.post('/api/v1/tinderbox/report', async (req): Promise<Build> =>
+  app.post('/api/v1/tinderbox/report', async (req): Promise<TinderboxReportResponse> =>
     leaseCall(app, ctx, req, async () => {
       // The log is stored as bytes: any character may appear in it.
       const body = parseInput(reportBody, req.body, 'body', { anyText: ['log'] });

@@ -23,12 +23,16 @@ export const uploadLogBody = z
   })
   .strict();
 
+export type UploadLogRequest = z.input<typeof uploadLogBody>;
+
 /** The answer: where the log stands now; the next chunk goes at `size`. */
-export interface UploadLogResponse {
-  attempt: number;
-  size: number;
-  complete: boolean;
-}
+export const uploadLogResponse = z.object({
+  /** The lease generation whose log this is. */
+  attempt: z.number().int(),
+  size: z.number().int(),
+  complete: z.boolean(),
+});
+export type UploadLogResponse = z.infer<typeof uploadLogResponse>;
 
 export const uploadLog: Route = (app, ctx) => {
   app.post('/api/v1/builds/:id/log', async (req): Promise<UploadLogResponse> =>

@@ -5,10 +5,12 @@
  * `timeoutSecs`. WRITER on each build's bucket (what the runner's peek and lease already need).
  */
 import { z } from 'zod';
+import { BUILD_STATUSES } from '../../domain/build.ts';
 import { isBuildId } from '../../domain/buildId.ts';
 import { KilnError } from '../../domain/errors.ts';
 import { requireRole } from '../auth.ts';
 import { type Route } from '../context.ts';
+import { errorBodySchema } from '../uiSchemas.ts';
 import { leaseKeySchema } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
@@ -33,10 +35,15 @@ export const watchLeasesBody = z
   })
   .strict();
 
+export type WatchLeasesRequest = z.input<typeof watchLeasesBody>;
+
 /** What the route answers: the leases that are over (possibly none). */
-export interface WatchLeasesResponse {
-  results: { buildId: string; status?: string; error: { code: string; message: string } }[];
-}
+export const watchLeasesResponse = z.object({
+  results: z.array(
+    z.object({ buildId: z.string(), status: z.enum(BUILD_STATUSES).optional(), error: errorBodySchema }),
+  ),
+});
+export type WatchLeasesResponse = z.infer<typeof watchLeasesResponse>;
 
 export const watchLeases: Route = (app, ctx) => {
   app.post('/api/v1/watch', async (req, reply): Promise<WatchLeasesResponse> => {

@@ -6,6 +6,8 @@
 import { z } from 'zod';
 import { type BuilderId } from '../build.ts';
 import { KilnError } from '../errors.ts';
+import { formatZodError } from '../zodIssues.ts';
+import { BUILDER_NAME_RULE, isBuilderName } from '../names.ts';
 
 /** What starts a verification for a Gerrit project. */
 export const GERRIT_TRIGGERS = ['patchset-created', 'approval', 'commit-queue'] as const;
@@ -16,9 +18,11 @@ const hostSchema = z
   .string()
   .regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$/, 'must be a host name without scheme or path');
 
+/** `project/bucket/builder`; the builder part follows LUCI's names (spaces allowed: `infra/try/Infra Win Tester`). */
 const builderPathSchema = z
   .string()
-  .regex(/^[^/\s]+\/[^/\s]+\/[^/\s]+$/, 'must be a builder path project/bucket/builder');
+  .regex(/^[^/\s]+\/[^/\s]+\/[^/]+$/, 'must be a builder path project/bucket/builder')
+  .refine((p) => isBuilderName(p.split('/')[2] ?? ''), `builder names are ${BUILDER_NAME_RULE}`);
 
 /**
  * One Gerrit project Kiln verifies. `branches` absent means every branch. `reviewerGroup` is the
@@ -44,13 +48,6 @@ export const GerritProjectConfigSchema = z
   });
 export type GerritProjectConfig = z.infer<typeof GerritProjectConfigSchema>;
 
-/** Formats a zod issue path as `a.b[0].c`. */
-function issuePath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
-  return out;
-}
-
 /**
  * Validates the Gerrit project configs (an array). Throws `KilnError('INVALID_ARGUMENT')` naming the
  * first bad field (e.g. `[1].builders[0]`), and refuses two configs for the same host and project.
@@ -58,9 +55,7 @@ function issuePath(path: readonly PropertyKey[]): string {
 export function parseGerritProjectConfigs(input: unknown): GerritProjectConfig[] {
   const r = z.array(GerritProjectConfigSchema).safeParse(input);
   if (!r.success) {
-    const issue = r.error.issues[0];
-    const where = issue ? issuePath(issue.path) : '';
-    throw new KilnError('INVALID_ARGUMENT', `invalid Gerrit project config ${where || '(root)'}: ${issue?.message}`);
+    throw new KilnError('INVALID_ARGUMENT', `invalid Gerrit project config ${formatZodError(r.error)}`);
   }
   const seen = new Set<string>();
   for (const [i, c] of r.data.entries()) {

@@ -296,9 +296,21 @@ export function routeGerritEvent(
   return out;
 }
 
-/** The properties every build of a verification carries (the legacy CQ / Buildbot Gerrit set). */
+/**
+ * The properties every build of a verification carries. Two sets, by how the verification was triggered:
+ *
+ * - **CQ** (the `commit-queue` trigger, LUCI's Gerrit → CQ → Buildbucket flow): exactly what LUCI's CQ puts in a
+ *   build's `properties` — `attempt_start_ts`, `category: "cq"`, `event.change.id` (`<project>~<branch>~<Change-Id>`,
+ *   URL-encoded), `event.change.number`, `event.change.url`, `event.patchSet.ref`, `gerrit`, `master` (the LUCI
+ *   bucket), `patch_project`, `patch_storage: "gerrit"`, `reason: "CQ"`, `revision: "HEAD"` (the recipe applies the
+ *   patch set's ref on top of the branch head) — plus what Swarmbucket adds: `buildername` and `blamelist`. Kiln
+ *   adds `dry_run` (CQ+1 or CQ+2) and `event.change.branch`.
+ * - **BGP** (`patchset-created`, `approval`: the Buildbot Gerrit Plugin's tinderbox flow): the same keys, but
+ *   `reason` is why the trigger fired, `revision` the patch set's commit SHA (what a tinderbox builds), and
+ *   `event.change.id` Gerrit's own REST id; no `master`.
+ */
 export interface CqBuildProperties {
-  /** Gerrit's REST id of the change. */
+  /** `<url-encoded project>~<url-encoded branch>~<Change-Id>` (CQ), or Gerrit's REST id of the change (BGP). */
   'event.change.id': string;
   'event.change.number': number;
   'event.change.url': string;
@@ -307,10 +319,13 @@ export interface CqBuildProperties {
   'event.change.branch'?: string;
   /** The Gerrit server's base URL (config `baseUrl`, else `https://<host>`). */
   gerrit: string;
+  /** CQ only: the build's LUCI bucket (`luci.<project>.<bucket>`, or the bucket's own name when it is one). */
+  master?: string;
   patch_project: string;
   patch_storage: 'gerrit';
+  /** `CQ` (CQ), or why the trigger fired (BGP). */
   reason: string;
-  /** The patchset's commit SHA: what the build checks out. */
+  /** `HEAD` (CQ), or the patchset's commit SHA: what a tinderbox checks out (BGP). */
   revision: string;
   /** Always `cq`: recipes test `category == 'cq'` to know a Gerrit patch is under test. */
   category: 'cq';
@@ -333,36 +348,58 @@ export interface CqBuildPropertiesInput {
   changeUrl?: string;
   /** The change's target branch. */
   branch?: string;
-  change: Pick<GerritChange, 'id' | 'project' | '_number' | 'owner'>;
+  /** `branch` and `change_id` make the CQ's `event.change.id`; without them Gerrit's REST `id` is used. */
+  change: Pick<GerritChange, 'id' | 'project' | '_number' | 'owner'> &
+    Partial<Pick<GerritChange, 'branch' | 'change_id'>>;
   patchset: GerritPatchset;
   builder: BuilderId;
   /** Start of the verification attempt (ms since epoch); the same for every builder of the attempt. */
   attemptStartMs: number;
-  /** @default 'CQ' */
+  /** Why the trigger fired; BGP builds carry it as `reason`. @default 'CQ' */
   reason?: string;
-  /** Adds `dry_run` for CQ runs. @default 'verify' (no `dry_run`) */
+  /** `dry-run`/`full-run` (a Commit-Queue vote): the CQ set, with `dry_run`. @default 'verify' (the BGP set) */
   mode?: VerificationMode;
 }
 
-/** The CQ build properties of one builder's build in a verification. Pure: same input, same output. */
+/**
+ * The LUCI bucket name of a builder's bucket, as CQ's `master` property and Buildbucket v1 name it: the bucket
+ * itself when it is already `luci.<…>` (`luci.infra.try`), else `luci.<project>.<bucket>`.
+ */
+export function luciBucketName(b: Pick<BuilderId, 'project' | 'bucket'>): string {
+  return b.bucket.startsWith('luci.') ? b.bucket : `luci.${b.project}.${b.bucket}`;
+}
+
+/** The CQ build properties of one builder's build in a verification (see `CqBuildProperties`). Pure. */
 export function cqBuildProperties(input: CqBuildPropertiesInput): CqBuildProperties {
   const base = (input.baseUrl ?? defaultBaseUrl(input.host)).replace(/\/+$/, '');
-  const props: CqBuildProperties = {
-    'event.change.id': input.change.id,
-    'event.change.number': input.change._number,
-    'event.change.url': input.changeUrl ?? changeUrl(base, input.change.project, input.change._number),
+  const cq = input.mode === 'dry-run' || input.mode === 'full-run';
+  const { change } = input;
+  const branch = change.branch ?? input.branch;
+  const common = {
+    'event.change.number': change._number,
+    'event.change.url': input.changeUrl ?? changeUrl(base, change.project, change._number),
     'event.patchSet.ref': input.patchset.ref,
     gerrit: base,
-    patch_project: input.change.project,
-    patch_storage: 'gerrit',
-    reason: input.reason ?? 'CQ',
-    revision: input.patchset.revision,
-    category: 'cq',
+    patch_project: change.project,
+    patch_storage: 'gerrit' as const,
+    category: 'cq' as const,
     attempt_start_ts: Math.floor(input.attemptStartMs) * 1000,
     buildername: input.builder.builder,
-    blamelist: input.change.owner.email ? [input.change.owner.email] : [],
+    blamelist: change.owner.email ? [change.owner.email] : [],
   };
+  const props: CqBuildProperties = cq
+    ? {
+        ...common,
+        'event.change.id':
+          branch !== undefined && change.change_id !== undefined
+            ? `${encodeURIComponent(change.project)}~${encodeURIComponent(branch)}~${change.change_id}`
+            : change.id,
+        master: luciBucketName(input.builder),
+        reason: 'CQ',
+        revision: 'HEAD',
+      }
+    : { ...common, 'event.change.id': change.id, reason: input.reason ?? 'CQ', revision: input.patchset.revision };
   if (input.branch !== undefined) props['event.change.branch'] = input.branch;
-  if (input.mode === 'dry-run' || input.mode === 'full-run') props.dry_run = input.mode === 'dry-run';
+  if (cq) props.dry_run = input.mode === 'dry-run';
   return props;
 }

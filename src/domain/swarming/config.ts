@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { BUILDER_NAME_RE, BUILDER_NAME_RULE } from '../names.ts';
 import { KilnError } from '../errors.ts';
+import { formatZodError } from '../zodIssues.ts';
 import { overrideProtoNames, splitKeyValue } from './keys.ts';
 
 /** Swarming's dimension key pattern (`swarming/server/validate`). */
@@ -199,7 +200,10 @@ export function parseOverrideBuilderCfg(raw: unknown): OverrideBuilderCfg | unde
   if (raw === undefined || raw === null) return undefined;
   const parsed = OverrideBuilderCfgSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new KilnError('INVALID_ARGUMENT', formatZodIssues(parsed.error, 'swarming.overrideBuilderCfg'));
+    throw new KilnError(
+      'INVALID_ARGUMENT',
+      formatZodError(parsed.error, { at: 'swarming.overrideBuilderCfg', all: true, separator: '; ' }),
+    );
   }
   return parsed.data;
 }
@@ -230,16 +234,3 @@ export const SwarmingServiceConfigSchema = z.strictObject({
   task_template_canary: TaskTemplateSchema.optional(),
 });
 export type SwarmingServiceConfig = z.infer<typeof SwarmingServiceConfigSchema>;
-
-/** Formats zod issues as `path: message; ...`, the way Kiln reports bad config and input. */
-export function formatZodIssues(error: z.ZodError, prefix = ''): string {
-  return error.issues
-    .map((i) => {
-      const path = [prefix, ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))]
-        .filter((p) => p !== '')
-        .join('.')
-        .replace(/\.\[/g, '[');
-      return path ? `${path}: ${i.message}` : i.message;
-    })
-    .join('; ');
-}

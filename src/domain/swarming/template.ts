@@ -288,7 +288,7 @@ function templatePairs(v: unknown, what: string): StringPair[] {
  * Renders the chosen template for a build and completes it into a `NewTaskRequest`: builder
  * dimensions (the template's win per key), caches under `cache/` (plus template caches that do not
  * clash), priority, expiration, execution timeout and service account (builder first, then template),
- * the tags DESIGN.md lists, Pub/Sub settings and `request_uuid`. `INVALID_ARGUMENT` on a bad template,
+ * the tags the README's "Swarming buckets" section lists, Pub/Sub settings and `request_uuid`. `INVALID_ARGUMENT` on a bad template,
  * a missing `pool` dimension, or no expiration / execution timeout in builder or template.
  */
 export function newTaskRequest(input: NewTaskInput): SwarmingNewTaskRequest {
