@@ -3,6 +3,7 @@
  * run as real child processes (bin/kiln.js), as a user would; free ports; cleanup on exit.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './processes.ts';
@@ -65,7 +66,18 @@ export function startKiln(
     stop: async (signal = 'SIGTERM', timeoutMs = 30_000) => {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill(signal);
-        const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+        const t = setTimeout(() => {
+          // Too slow to stop (a loaded machine): its Temporal dev server runs in its own process group and
+          // would outlive a SIGKILLed kiln dev, so end the children's groups too.
+          for (const child of childPids(proc.pid)) {
+            try {
+              process.kill(-child, 'SIGKILL');
+            } catch {
+              // gone, or not a group leader
+            }
+          }
+          proc.kill('SIGKILL');
+        }, timeoutMs);
         await exited;
         clearTimeout(t);
       }
@@ -93,4 +105,14 @@ export function kiln(args: string[], env: Record<string, string> = {}): Promise<
       },
     );
   });
+}
+
+/** The direct children of `pid` (Linux's /proc; none elsewhere). */
+function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
