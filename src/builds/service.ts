@@ -696,14 +696,10 @@ export class BuildService {
   }
 }
 
-/**
- * The server's "rejected because it wasn't processed by worker", or its "workflow update was aborted"
- * (gRPC UNAVAILABLE: the workflow task that held the update failed or was lost, e.g. with many
- * runners racing for one build): the update was never completed, so its effect was not kept (issue 18).
- */
+/** The server's "rejected because it wasn't processed by worker": the update was never applied (issue 18). */
 function updateNotProcessed(e: unknown): boolean {
   const texts = [e, (e as { cause?: unknown })?.cause].map((x) => String((x as Error | undefined)?.message ?? ''));
-  return texts.some((t) => t.includes("wasn't processed by worker") || t.includes('workflow update was aborted'));
+  return texts.some((t) => t.includes("wasn't processed by worker"));
 }
 
 /** `fn` over `items`, at most `limit` at a time; results in the items' order. */
