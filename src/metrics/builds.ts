@@ -34,9 +34,11 @@ export function withBuildMetrics(storage: Storage, m: KilnMetrics): Storage {
   return new Proxy(storage, {
     get(target, prop, receiver) {
       if (prop === 'recordBuild') {
-        return async (build: Build): Promise<void> => {
+        // Every argument goes on: dropping the lease keys once left storage without their hashes.
+        return async (...args: Parameters<Storage['recordBuild']>): Promise<void> => {
+          const [build] = args;
           const before = await target.getBuild(build.id).catch(() => undefined);
-          await target.recordBuild(build);
+          await target.recordBuild(...args);
           countTransition(m, before, build);
         };
       }

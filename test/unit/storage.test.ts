@@ -9,6 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { type Build, type BuilderId, type BuildStatus } from '../../src/domain/build.ts';
 import { newBuildId } from '../../src/domain/buildId.ts';
 import { type StoredVerification } from '../../src/domain/verification.ts';
+import { withBuildMetrics } from '../../src/metrics/builds.ts';
+import { KilnMetrics } from '../../src/metrics/registry.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { scheduledBuild } from '../support/builds.ts';
@@ -218,6 +220,18 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       );
       assert.deepEqual(await s.checkLeaseKeys([]), []);
       assert.ok(!JSON.stringify(await s.getBuild(b.id)).includes('2.b'), 'keys are not in the stored build');
+    });
+
+    void it('keeps the keys through the build-metrics wrapper a metered worker stores through', async () => {
+      // The wrapper once passed only the build on, so with metrics on (the default) no key was stored.
+      const s = withBuildMetrics(ctx.storage(), new KilnMetrics());
+      const b = makeBuild({ project: ctx.project(), bucket: 'ci', builder: 'x' }, T0, {
+        status: 'SUCCESS',
+        version: 3,
+      });
+      await s.recordBuild(b, { known: ['1.a'], endedBy: '1.a' });
+      const [check] = await s.checkLeaseKeys([{ buildId: b.id, leaseKey: '1.a' }]);
+      assert.deepEqual([check?.known, check?.endedBy], [true, true]);
     });
   },
 
