@@ -177,7 +177,7 @@ const BUCKET_CACHE_SIZE = 100_000;
 /** Lease keys this process granted, per build, that need no storage screen before the workflow. */
 const GRANTED_KEY_CACHE_SIZE = 20_000;
 /** Candidates `leaseNext` peeks for, and tries in order while others win the race for them. */
-const LEASE_NEXT_CANDIDATES = 10;
+const LEASE_NEXT_CANDIDATES = 32;
 /** Refusals that mean "someone else took this build first": `leaseNext` tries the next one. */
 const LOST_LEASE_RACE = [
   'BUILD_IS_LEASED',
@@ -199,6 +199,8 @@ export class BuildService {
    * the workflow validates every key anyway, the screen only spares it forged ones (issue 18).
    */
   private readonly grantedKeys = new LRUCache<string, string>({ max: GRANTED_KEY_CACHE_SIZE });
+  /** Builds a `leaseNext` call of this process is leasing at this moment (issue 18). */
+  private readonly leasingNext = new Set<string>();
 
   constructor(private readonly o: BuildServiceOptions) {
     this.rpcMs = o.temporalRpcTimeoutMs ?? TEMPORAL_RPC_TIMEOUT_MS;
@@ -438,12 +440,18 @@ export class BuildService {
     req: { leaseDurationMs?: number; holder?: string; start?: { url?: string } },
   ): Promise<LeaseGrant | undefined> {
     for (const c of await this.peek({ ...q, limit: LEASE_NEXT_CANDIDATES })) {
+      // Another lease-next of this process is leasing it right now: racing it would only cost both of
+      // them workflow round trips (and the server drops updates under such a race), so take the next one.
+      if (this.leasingNext.has(c.id)) continue;
+      this.leasingNext.add(c.id);
       let grant: LeaseGrant;
       try {
         grant = await this.lease(c.id, { holder: req.holder, leaseDurationMs: req.leaseDurationMs });
       } catch (e) {
         if (e instanceof KilnError && LOST_LEASE_RACE.includes(e.code)) continue;
         throw e;
+      } finally {
+        this.leasingNext.delete(c.id);
       }
       if (!req.start) return grant;
       const build = await this.start(c.id, { leaseKey: grant.leaseKey, url: req.start.url });
@@ -663,6 +671,15 @@ export class BuildService {
       try {
         return await this.temporal(`${what} build ${id}`, this.answerMs, () => fn(handle), deadline);
       } catch (e) {
+        // ---- issue 18: the server dropped the update before any worker saw it (concurrent updates on one
+        // build, e.g. runners racing for the same build): nothing was applied, so send it again. The SDK
+        // reports it as a failed update whose cause is an `UnprocessedUpdate` failure, so it is checked
+        // before the refusals below (it used to fall through to INTERNAL, a 500).
+        if (updateNotProcessed(e)) {
+          if (attempt < 3 && Date.now() < deadline) continue;
+          throw new KilnError('UNAVAILABLE', `${what} build ${id}: the update was not processed (busy build); retry`);
+        }
+        // ---- end issue 18 ----
         if (e instanceof WorkflowUpdateFailedError && e.cause instanceof ApplicationFailure) {
           // A refusal carries one of Kiln's codes and a message for the caller; anything else is a bug
           // in the workflow, whose words stay in the log.
@@ -670,13 +687,6 @@ export class BuildService {
           if (isErrorCode(code) && code !== 'INTERNAL') throw new KilnError(code, e.cause.message);
           throw new KilnError('INTERNAL', `${what} build ${id} failed in its workflow`, { cause: e });
         }
-        // ---- issue 18: the server dropped the update before any worker saw it (concurrent updates on one
-        // build, e.g. runners racing for the same build through lease-next): nothing was applied, so send it again.
-        if (updateNotProcessed(e)) {
-          if (attempt < 3 && Date.now() < deadline) continue;
-          throw new KilnError('UNAVAILABLE', `${what} build ${id}: the update was not processed (busy build); retry`);
-        }
-        // ---- end issue 18 ----
         if (e instanceof WorkflowNotFoundError) {
           // Ended and closed, or never existed: storage knows which.
           const stored = await this.o.storage.getBuild(id);
@@ -696,9 +706,16 @@ export class BuildService {
   }
 }
 
-/** The server's "rejected because it wasn't processed by worker": the update was never applied (issue 18). */
+/**
+ * The server's "rejected because it wasn't processed by worker" (failure type `UnprocessedUpdate`): the
+ * update was never applied (issue 18).
+ */
 function updateNotProcessed(e: unknown): boolean {
-  const texts = [e, (e as { cause?: unknown })?.cause].map((x) => String((x as Error | undefined)?.message ?? ''));
+  const cause = (e as { cause?: unknown })?.cause;
+  if (e instanceof WorkflowUpdateFailedError && cause instanceof ApplicationFailure) {
+    return cause.type === 'UnprocessedUpdate';
+  }
+  const texts = [e, cause].map((x) => String((x as Error | undefined)?.message ?? ''));
   return texts.some((t) => t.includes("wasn't processed by worker"));
 }
 

@@ -126,6 +126,32 @@ describe('lease cycle', () => {
     });
   });
 
+  it('answers 16 leasers racing for each of 20 builds with one grant and refusals, never INTERNAL', async () => {
+    // Under such a race the server drops some updates unprocessed (`UnprocessedUpdate`); those are sent
+    // again, not reported as a bug in the workflow (they were a 500 in the lease-next benchmark).
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const codes: Record<string, number> = {};
+      for (let round = 0; round < 20; round++) {
+        const b = await h.service.schedule({ builder: linux });
+        const results = await Promise.allSettled(
+          Array.from({ length: 16 }, (_, i) => h.service.lease(b.id, { holder: `runner-${i}` })),
+        );
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, `round ${round}: one winner`);
+        for (const r of results) {
+          if (r.status === 'fulfilled') continue;
+          const code = r.reason instanceof KilnError ? r.reason.code : String(r.reason);
+          codes[code] = (codes[code] ?? 0) + 1;
+        }
+      }
+      assert.deepEqual(
+        Object.keys(codes).filter((c) => c !== 'BUILD_IS_LEASED' && c !== 'UNAVAILABLE'),
+        [],
+        JSON.stringify(codes),
+      );
+    });
+  });
+
   it('fail with INFRA_FAILURE and BUILD_FAILURE end the build accordingly; wrong keys are refused', async () => {
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
