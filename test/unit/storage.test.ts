@@ -235,6 +235,76 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
     });
   },
 
+  'heartbeats through storage': (ctx) => {
+    const live = (key: string) => ({ known: [key], live: { key, defaultMs: 60_000, maxMs: 600_000 } });
+    const leasedBuild = (expiresMs: number, o: Partial<Build> = {}) =>
+      makeBuild({ project: ctx.project(), bucket: 'ci', builder: 'x' }, T0, {
+        version: 2,
+        leaseHolder: 'bot',
+        leaseExpiration: new Date(expiresMs).toISOString(),
+        ...o,
+      });
+
+    void it('moves a live lease on heartbeats, with the builder default and longest lease, for its key only', async () => {
+      const s = ctx.storage();
+      const now = Date.now();
+      const b = leasedBuild(now + 60_000, { status: 'STARTED' });
+      await s.recordBuild(b, live('1.k'));
+      const moved = await s.heartbeatLeases(
+        [
+          { buildId: b.id, leaseKey: '1.k' },
+          { buildId: b.id, leaseKey: '1.forged' },
+          { buildId: buildId(T0 - 9000), leaseKey: '1.k' },
+        ],
+        now + 10_000,
+      );
+      assert.deepEqual(moved, [now + 70_000, undefined, undefined]);
+      assert.deepEqual(
+        await s.heartbeatLeases([{ buildId: b.id, leaseKey: '1.k', leaseDurationMs: 9e9 }], now + 20_000),
+        [now + 620_000],
+      );
+      assert.deepEqual(await s.heartbeatLeases([], now), []);
+      // The workflow writing the build again (an older expiry, same key) keeps the heartbeat's.
+      await s.recordBuild({ ...b, version: 3 }, live('1.k'));
+      assert.deepEqual(await s.checkLease(b.id, '1.k', now + 60_000), {
+        expiresMs: now + 620_000,
+        heartbeatMs: now + 20_000,
+      });
+      assert.equal(await s.checkLease(b.id, '1.forged', now), undefined);
+    });
+
+    void it('marks a lease expired when the workflow finds it due; no heartbeat moves it after that', async () => {
+      const s = ctx.storage();
+      const now = Date.now();
+      const b = leasedBuild(now + 1000);
+      await s.recordBuild(b, live('1.k'));
+      assert.deepEqual(await s.checkLease(b.id, '1.k', now), { expiresMs: now + 1000 }, 'not due yet: stays live');
+      assert.equal(await s.checkLease(b.id, '1.k', now + 1000), undefined);
+      assert.deepEqual(await s.heartbeatLeases([{ buildId: b.id, leaseKey: '1.k' }], now + 500), [undefined]);
+      assert.equal(await s.checkLease(b.id, '1.k', now + 500), undefined);
+      // A new lease (another key) is live again; a build written without one has none.
+      await s.recordBuild({ ...b, version: 3, leaseExpiration: new Date(now + 5000).toISOString() }, live('2.n'));
+      assert.deepEqual(await s.heartbeatLeases([{ buildId: b.id, leaseKey: '2.n' }], now + 600), [now + 60_600]);
+      await s.recordBuild({ ...b, version: 4, leaseExpiration: undefined, leaseHolder: undefined }, { known: ['2.n'] });
+      assert.deepEqual(await s.heartbeatLeases([{ buildId: b.id, leaseKey: '2.n' }], now + 700), [undefined]);
+      // An older write is ignored, and so is its lease.
+      await s.recordBuild(b, live('1.k'));
+      assert.deepEqual(await s.heartbeatLeases([{ buildId: b.id, leaseKey: '1.k' }], now + 800), [undefined]);
+    });
+
+    void it('keeps a leased SCHEDULED build out of peek while heartbeats keep its lease live', async () => {
+      const s = ctx.storage();
+      const past = Date.now() - 5000;
+      const b = leasedBuild(past);
+      await s.recordBuild(b, { known: ['1.k'], live: { key: '1.k', defaultMs: 60_000, maxMs: 600_000 } });
+      const bucket = `${b.builder.project}/ci`;
+      assert.deepEqual(ids(await s.peekBuilds({ buckets: [bucket] })), [b.id], 'the stored lease ran out');
+      // The row is only checked against time, so move it as a heartbeat would, from a clock still before expiry.
+      await s.heartbeatLeases([{ buildId: b.id, leaseKey: '1.k' }], past - 1);
+      assert.deepEqual(ids(await s.peekBuilds({ buckets: [bucket] })), []);
+    });
+  },
+
   verifications: (ctx) => {
     const verification = (
       host: string,
