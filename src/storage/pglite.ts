@@ -54,7 +54,7 @@ const parsers = { [types.INT8]: (v: string) => v, [types.TIMESTAMPTZ]: (v: strin
 function executor(db: Pick<PGlite, 'query' | 'exec'>): SqlExecutor {
   return {
     query: async <R extends Record<string, unknown>>(text: string, params?: unknown[]) => {
-      const r = await db.query<R>(text, params, { parsers });
+      const r = await db.query<R>(text, params);
       return { rows: r.rows };
     },
     exec: async (text: string) => {
@@ -72,7 +72,8 @@ export async function openPglite(dir: string | undefined): Promise<SqlClient> {
   }
   let db: PGlite;
   try {
-    db = await PGlite.create(dir === undefined ? undefined : join(dir, 'pgdata'));
+    // The parsers are given once here: passed with each query, PGlite copies its whole table every time.
+    db = await PGlite.create(dir === undefined ? undefined : join(dir, 'pgdata'), { parsers });
   } catch (e) {
     release();
     throw e;
