@@ -48,33 +48,6 @@ export function createActivities(deps: ActivityDeps) {
         throw activityFailure(UNSTORABLE_BUILD_FAILURE, reason, { nonRetryable: true });
       }
     },
-    // ---- issue 18: heartbeats through storage ----
-    /**
-     * When a lease the workflow knows of is due (`nowMs`, the workflow task's clock): the expiry
-     * heartbeats gave it in storage, or `{}` once it has expired there (then marked so). Retries are
-     * safe: an expired lease stays expired.
-     */
-    async checkLease(input: {
-      buildId: string;
-      leaseKey: string;
-      nowMs: number;
-    }): Promise<{ expiresMs?: number; heartbeatMs?: number }> {
-      return (await storage.checkLease(input.buildId, input.leaseKey, input.nowMs)) ?? {};
-    },
-    /**
-     * A heartbeat the API sent to the workflow for a lease in storage (the workflow's clock,
-     * `nowMs`): the new expiry, or `{}` when storage holds no such live lease. As `heartbeatLeases`.
-     */
-    async heartbeatLease(input: {
-      buildId: string;
-      leaseKey: string;
-      leaseDurationMs?: number;
-      nowMs: number;
-    }): Promise<{ expiresMs?: number }> {
-      const [expiresMs] = await storage.heartbeatLeases([input], input.nowMs);
-      return expiresMs === undefined ? {} : { expiresMs };
-    },
-    // ---- end issue 18 ----
     /** Writes a change verification's current state; older versions are ignored, so retries are safe. */
     async recordVerification(input: { verification: StoredVerification }): Promise<void> {
       await storage.recordVerification(input.verification);

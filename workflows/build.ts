@@ -18,7 +18,6 @@ import {
   allHandlersFinished,
   log,
   patched,
-  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
   uuid4,
@@ -42,7 +41,6 @@ import {
   KilnLeaseHolder,
   KilnStatus,
 } from '../src/domain/searchAttributes.ts';
-import type { createActivities } from '../activities/index.ts';
 import { announceBuildEnd } from './buildEnded.ts';
 import {
   BuildShell,
@@ -139,21 +137,6 @@ export const logWriterQuery = defineQuery<LogWriterCheck, [string]>('logWriter')
  */
 const LEAN_PATCH = 'kiln-lean-timer-and-heartbeat-visibility';
 
-// ---- issue 18: heartbeats through storage ----
-/**
- * Patch: new leases take their heartbeats through storage (`build_leases`), not as updates in this
- * history: the API moves the lease's expiry there, and the workflow asks storage only when the
- * expiry it knows of is due. A lease granted before (or by a run without the patch) stays as it was.
- */
-const HEARTBEATS_IN_STORAGE_PATCH = 'kiln-heartbeats-in-storage';
-
-const { checkLease, heartbeatLease } = proxyLocalActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '30s',
-  // Storage being down is retried for as long as it takes; the lease is not expired meanwhile.
-  retry: { initialInterval: '200ms', maximumInterval: '10s' },
-});
-// ---- end issue 18 ----
-
 /**
  * Registers every lease-mode message handler on `shell` over `m`, in the order buffered messages
  * are delivered in; `showDetails` refreshes the Temporal UI's current details.
@@ -179,8 +162,6 @@ function handleLeaseMessages(
       // Validators ran one by one before their handlers, so a second racing lease was refused there.
       if (m.lease(req, now(), () => uuid4()).changed) showDetails();
       const grant = m.grant(now());
-      // ---- issue 18: lease and start in one step ----
-      if (req.start !== undefined && m.start({ leaseKey: grant.leaseKey, ...req.start }, now()).changed) showDetails();
       await shell.persisted(b.version);
       return { ...grant, build: b };
     },
@@ -199,26 +180,8 @@ function handleLeaseMessages(
 
   setHandler(
     heartbeatUpdate,
-    async (req): Promise<HeartbeatReply> => {
+    (req): HeartbeatReply => {
       const at = now();
-      // ---- issue 18: a lease in storage takes the heartbeat there (the API sends one here only when it
-      // could not, e.g. it runs with `heartbeatsThroughStorage` off, or the lease had expired there).
-      if (m.st.leaseInStorage) {
-        const r = await heartbeatLease({
-          buildId: b.id,
-          leaseKey: req.leaseKey,
-          leaseDurationMs: req.leaseDurationMs,
-          nowMs: at,
-        });
-        if (r.expiresMs === undefined || m.st.leaseKey !== req.leaseKey) {
-          refuseIf({
-            code: 'LEASE_EXPIRED',
-            message: `lease key is not current for build ${b.id}; the lease expired or was reset: stop`,
-          });
-        }
-        return { leaseExpiration: new Date(r.expiresMs ?? at).toISOString() };
-      }
-      // ---- end issue 18 ----
       const { leaseExpiration, refreshVisibility } = m.heartbeat(req, at);
       if (refreshVisibility) {
         upsertSearchAttributes([
@@ -274,9 +237,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
   // Runs started before these patches replay (and go on) the way they began.
   const lean = patched(LEAN_PATCH);
   const clockVersions = patched(CLOCK_VERSIONS_PATCH);
-  const heartbeatsInStorage = lean && clockVersions && patched(HEARTBEATS_IN_STORAGE_PATCH); // issue 18
   const st: BuildWorkflowState = input.state ?? initialCoreState(input.build);
-  const m = new LeaseMachine(st, input.timeouts, { lean, clockVersions, heartbeatsInStorage });
+  const m = new LeaseMachine(st, input.timeouts, { lean, clockVersions });
   const b = st.build;
 
   /**
@@ -330,18 +292,6 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
 
   // ---- main loop ----
 
-  // ---- issue 18: a lease in storage is read from there when due, and every LEASE_CHECK_MS ----
-  const readLeaseFromStorage = async (): Promise<void> => {
-    const key = st.leaseKey;
-    if (key === undefined) return;
-    const r = await checkLease({ buildId: b.id, leaseKey: key, nowMs: now() });
-    if (st.leaseKey !== key) return; // changed meanwhile (a report, a cancel)
-    if (m.leaseRead(r, now()).changed) {
-      showDetails(r.heartbeatMs !== undefined ? new Date(r.heartbeatMs).toISOString() : undefined);
-    }
-  };
-  // ---- end issue 18 ----
-
   /** Acts on whichever deadline has passed: lease expiry, scheduling or execution timeout. */
   const fireDeadlines = (): void => {
     const step = shell.settle(m.fireDeadlines(now()));
@@ -355,7 +305,6 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
 
   showDetails();
   for (;;) {
-    if (m.leaseCheckDue(now())) await readLeaseFromStorage(); // no await otherwise: older runs replay as before
     fireDeadlines();
     await shell.persistUntilCaughtUp();
     if (isEnded(b.status)) break;

@@ -122,12 +122,6 @@ export interface BuildServiceOptions {
    * before the service answers UNAVAILABLE. @default 10000
    */
   workflowAnswerTimeoutMs?: number;
-  /**
-   * Heartbeats of leases that live in storage are written there (one row update, no workflow task).
-   * Off only where the workflows' clock is not this process's (the time-skipping test server): the
-   * heartbeats then go to the workflows, which write them with their own clock. @default true
-   */
-  heartbeatsThroughStorage?: boolean;
 }
 
 const CANCEL_WAIT_MS = 5000;
@@ -452,19 +446,14 @@ export class BuildService {
       this.leasingNext.add(c.id);
       let grant: LeaseGrant;
       try {
-        grant = await this.lease(c.id, {
-          holder: req.holder,
-          leaseDurationMs: req.leaseDurationMs,
-          ...(req.start ? { start: req.start } : {}),
-        });
+        grant = await this.lease(c.id, { holder: req.holder, leaseDurationMs: req.leaseDurationMs });
       } catch (e) {
         if (e instanceof KilnError && LOST_LEASE_RACE.includes(e.code)) continue;
         throw e;
       } finally {
         this.leasingNext.delete(c.id);
       }
-      // Leased and started in one update; a worker of an older Kiln only leased it, so start it here.
-      if (!req.start || grant.build.status === 'STARTED') return grant;
+      if (!req.start) return grant;
       const build = await this.start(c.id, { leaseKey: grant.leaseKey, url: req.start.url });
       return { ...grant, build };
     }
@@ -493,10 +482,7 @@ export class BuildService {
     }
   }
 
-  async lease(
-    id: string,
-    req: { leaseDurationMs?: number; holder?: string; requestId?: string; start?: { url?: string } },
-  ): Promise<LeaseGrant> {
+  async lease(id: string, req: { leaseDurationMs?: number; holder?: string; requestId?: string }): Promise<LeaseGrant> {
     const grant = await this.update(id, 'leasing', (h) => h.executeUpdate(leaseUpdate, { args: [req] }));
     this.grantedKeys.set(id, grant.leaseKey);
     this.buckets.set(id, bucketPath(grant.build.builder));
@@ -509,34 +495,9 @@ export class BuildService {
   }
 
   async heartbeat(id: string, req: { leaseKey: string; leaseDurationMs?: number }): Promise<HeartbeatReply> {
-    const [stored] = await this.heartbeatInStorage([{ buildId: id, ...req }]);
-    if (stored !== undefined) return stored;
     await this.screenKey(id, req.leaseKey);
     return this.update(id, 'heartbeat for', (h) => h.executeUpdate(heartbeatUpdate, { args: [req] }));
   }
-
-  // ---- issue 18: heartbeats through storage ----
-  /**
-   * Writes the heartbeats of leases that live in storage in one row update (see `Storage.heartbeatLeases`);
-   * undefined for each one that storage cannot take (a lease of an older run, expired, ended, a wrong key
-   * or a duration the workflow must refuse): the workflow answers those.
-   */
-  private async heartbeatInStorage(
-    items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
-  ): Promise<(HeartbeatReply | undefined)[]> {
-    const valid = (d: number | undefined) => d === undefined || (Number.isFinite(d) && d > 0);
-    if (this.o.heartbeatsThroughStorage === false || !items.some((it) => valid(it.leaseDurationMs))) {
-      return items.map(() => undefined);
-    }
-    const takes = items.filter((it) => valid(it.leaseDurationMs));
-    const moved = await this.o.storage.heartbeatLeases(takes, Date.now());
-    const byItem = new Map(takes.map((it, i) => [it, moved[i]]));
-    return items.map((it) => {
-      const ms = byItem.get(it);
-      return ms === undefined ? undefined : { leaseExpiration: new Date(ms).toISOString() };
-    });
-  }
-  // ---- end issue 18 ----
 
   /**
    * Many heartbeats in one call; each answers on its own. Keys are screened against storage in one
@@ -546,21 +507,6 @@ export class BuildService {
   async heartbeatBatch(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
   ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: ErrorCode; message: string } }))[]> {
-    const stored = await this.heartbeatInStorage(items);
-    const rest = items.filter((_, i) => stored[i] === undefined);
-    const answers = await this.heartbeatWorkflows(rest);
-    const byItem = new Map(rest.map((it, i) => [it, answers[i]]));
-    return items.map((it, i) => {
-      const s = stored[i];
-      return s !== undefined ? { buildId: it.buildId, ...s } : byItem.get(it)!;
-    });
-  }
-
-  /** The heartbeats of `heartbeatBatch` that storage did not take, sent to their workflows. */
-  private async heartbeatWorkflows(
-    items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
-  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: ErrorCode; message: string } }))[]> {
-    if (items.length === 0) return [];
     const unknown = items.filter((it) => this.grantedKeys.get(it.buildId) !== it.leaseKey);
     const screened = await this.o.storage.checkLeaseKeys(unknown);
     const byItem = new Map(unknown.map((it, i) => [it, screened[i]]));

@@ -279,9 +279,4 @@ export interface BuildLeaseKeys {
   known: string[];
   /** The key whose succeed/fail ended the build. */
   endedBy?: string;
-  /**
-   * The live lease, when the build's workflow takes heartbeats through storage (issue 18): its key and
-   * the builder's default and longest lease. Its expiry is the build's `leaseExpiration`.
-   */
-  live?: { key: string; defaultMs: number; maxMs: number };
 }

@@ -199,8 +199,6 @@ export interface LeaseRequest {
   holder?: string;
   /** A retried lease with the same id returns the same grant instead of BUILD_IS_LEASED. */
   requestId?: string;
-  /** Start the build in the same step (lease-next with `start`, issue 18): one workflow task, one write. */
-  start?: { url?: string };
 }
 
 /** Start a leased build. */
@@ -266,13 +264,6 @@ export interface LeaseBuildState extends BuildCoreState {
   pastLeaseKeys?: string[];
   /** The lease holder's last sign of life (lease, start, heartbeat) as last put in search attributes. */
   lastContactMs?: number;
-  /**
-   * The live lease takes its heartbeats through storage (issue 18): it expires only when the shell,
-   * having found it due, asks storage and storage says so (`fireDeadlines` after `leaseDue`).
-   */
-  leaseInStorage?: boolean;
-  /** When the shell last read a lease in storage (or granted it): the next read is due `LEASE_CHECK_MS` later. */
-  leaseCheckedAtMs?: number;
 }
 
 /** Options of a lease-mode machine, fixed per workflow run (they come from `patched()`). */
@@ -280,8 +271,6 @@ export interface LeaseMachineOptions {
   clockVersions: boolean;
   /** Track the holder's last contact and throttle its search-attribute refresh on heartbeats. */
   lean: boolean;
-  /** New leases take their heartbeats through storage (`LeaseBuildState.leaseInStorage`). @default false */
-  heartbeatsInStorage?: boolean;
 }
 
 /** What a lease expiry did to the build. */
@@ -304,13 +293,6 @@ export interface HeartbeatStep {
  */
 export const HEARTBEAT_VISIBILITY_MS = 15_000;
 
-/**
- * A lease whose heartbeats go to storage is read from there this often (and when it is due), so search
- * attributes show the holder's last heartbeat at most this late (issue 18): one local activity per
- * period instead of a workflow update per heartbeat.
- */
-export const LEASE_CHECK_MS = 30_000;
-
 /** Far enough to mean "no deadline": the shell sleeps this long at most. */
 const NO_DEADLINE_MS = 24 * 3600_000;
 
@@ -321,50 +303,15 @@ const NO_DEADLINE_MS = 24 * 3600_000;
  */
 export class LeaseMachine extends BuildMachine<LeaseBuildState> {
   readonly lean: boolean;
-  readonly heartbeatsInStorage: boolean;
 
   constructor(st: LeaseBuildState, timeouts: BuildTimeouts, opts: LeaseMachineOptions) {
     super(st, timeouts, opts.clockVersions);
     this.lean = opts.lean;
-    this.heartbeatsInStorage = opts.heartbeatsInStorage ?? false;
   }
 
-  /** The lease's expiry as this machine knows it has passed (heartbeats through storage may have moved it). */
-  leaseDue(now: number): boolean {
-    const exp = this.st.build.leaseExpiration;
-    return this.st.leaseKey !== undefined && exp !== undefined && Date.parse(exp) <= now;
-  }
-
-  /** Expired for the validators: a lease in storage only once `fireDeadlines` found it so. */
   private leaseExpired(now: number): boolean {
-    return !this.st.leaseInStorage && this.leaseDue(now);
-  }
-
-  /** The shell should read the live lease from storage now (it is due, or was last read `LEASE_CHECK_MS` ago). */
-  leaseCheckDue(now: number): boolean {
-    if (!this.st.leaseInStorage || this.st.leaseKey === undefined || isEnded(this.st.build.status)) return false;
-    return this.leaseDue(now) || now >= (this.st.leaseCheckedAtMs ?? 0) + LEASE_CHECK_MS;
-  }
-
-  /**
-   * What storage said of the live lease at `now`: heartbeats moved it to `expiresMs`, the last at
-   * `heartbeatMs` (a change to store when either moved, so storage and search attributes show them), or
-   * it has expired there (`expiresMs` undefined: `fireDeadlines` then expires it here too).
-   */
-  leaseRead(r: { expiresMs?: number; heartbeatMs?: number }, now: number): Step {
-    const b = this.st.build;
-    if (isEnded(b.status) || this.st.leaseKey === undefined) return this.same();
-    this.st.leaseCheckedAtMs = now;
-    if (r.expiresMs === undefined || r.expiresMs <= now) {
-      if (!this.leaseDue(now)) b.leaseExpiration = new Date(now).toISOString();
-      return this.same();
-    }
-    const moved = Date.parse(b.leaseExpiration ?? '') !== r.expiresMs;
-    const contact = r.heartbeatMs !== undefined && r.heartbeatMs !== this.st.lastContactMs;
-    if (!moved && !contact) return this.same();
-    b.leaseExpiration = new Date(r.expiresMs).toISOString();
-    if (r.heartbeatMs !== undefined && this.lean) this.st.lastContactMs = r.heartbeatMs;
-    return this.touch(now);
+    const exp = this.st.build.leaseExpiration;
+    return exp !== undefined && Date.parse(exp) <= now;
   }
 
   /** True when `leaseKey` is the live key: current and not expired. */
@@ -407,8 +354,6 @@ export class LeaseMachine extends BuildMachine<LeaseBuildState> {
     if (st.leaseKey !== undefined)
       st.pastLeaseKeys = [...(st.pastLeaseKeys ?? []), st.leaseKey].slice(-PAST_LEASE_KEYS);
     st.leaseKey = undefined;
-    if (st.leaseInStorage !== undefined) delete st.leaseInStorage;
-    if (st.leaseCheckedAtMs !== undefined) delete st.leaseCheckedAtMs;
   }
 
   protected override onEnd(): void {
@@ -454,10 +399,6 @@ export class LeaseMachine extends BuildMachine<LeaseBuildState> {
     b.leaseHolder = req.holder ?? 'unknown';
     b.leaseExpiration = new Date(now + durationMs).toISOString();
     if (this.lean) this.st.lastContactMs = now;
-    if (this.heartbeatsInStorage) {
-      this.st.leaseInStorage = true;
-      this.st.leaseCheckedAtMs = now;
-    }
     this.noteEvent(
       'LEASED',
       `leased by ${b.leaseHolder} until ${b.leaseExpiration} (generation ${b.leaseGeneration})`,
@@ -579,13 +520,9 @@ export class LeaseMachine extends BuildMachine<LeaseBuildState> {
     if (!this.clockVersions) return undefined;
     const st = this.st;
     const known = [st.leaseKey, st.leaseKeyAtEnd, st.endedByLeaseKey, ...(st.pastLeaseKeys ?? [])];
-    const t = this.timeouts;
     return {
       known: [...new Set(known.filter((k): k is string => k !== undefined))],
       ...(st.endedByLeaseKey !== undefined ? { endedBy: st.endedByLeaseKey } : {}),
-      ...(st.leaseInStorage && st.leaseKey !== undefined && !isEnded(st.build.status)
-        ? { live: { key: st.leaseKey, defaultMs: t.defaultLeaseMs, maxMs: t.maxLeaseMs } }
-        : {}),
     };
   }
 
@@ -596,8 +533,7 @@ export class LeaseMachine extends BuildMachine<LeaseBuildState> {
   fireDeadlines(now: number): ExpiryStep {
     const b = this.st.build;
     if (isEnded(b.status)) return this.same();
-    // A lease in storage is due here only after the shell asked storage (`extendLease` otherwise).
-    if (this.leaseDue(now)) {
+    if (this.st.leaseKey !== undefined && this.leaseExpired(now)) {
       const holder = b.leaseHolder ?? 'unknown';
       if (b.leaseResets >= this.timeouts.maxLeaseResets) {
         const summary = `lease of ${holder} expired ${b.leaseResets + 1} time(s)`;
@@ -626,11 +562,7 @@ export class LeaseMachine extends BuildMachine<LeaseBuildState> {
   /** When `fireDeadlines` next has something to do (a day from `now` when nothing is due). */
   nextDeadlineMs(now: number): number {
     const exp = this.st.build.leaseExpiration;
-    const check =
-      this.st.leaseInStorage && this.st.leaseKey !== undefined
-        ? [(this.st.leaseCheckedAtMs ?? 0) + LEASE_CHECK_MS]
-        : [];
-    const ds = [...(exp !== undefined ? [Date.parse(exp)] : []), ...check, ...this.timeoutDeadlines()];
+    const ds = [...(exp !== undefined ? [Date.parse(exp)] : []), ...this.timeoutDeadlines()];
     return ds.length > 0 ? Math.min(...ds) : now + NO_DEADLINE_MS;
   }
 }

@@ -158,25 +158,6 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
-  // ---- issue 18: heartbeats through storage, not the build's workflow history ----
-  {
-    version: 8,
-    name: 'build_leases',
-    sql: `
-      -- The live lease of a build whose workflow takes its heartbeats through storage: the workflow
-      -- writes it with the build, the API moves its expiry on each heartbeat, and the workflow reads
-      -- it (and marks it expired) when the lease it knows of is due. Times in ms since the epoch.
-      CREATE TABLE build_leases (
-        build_id bigint PRIMARY KEY,
-        key_hash text NOT NULL,
-        expires_ms bigint NOT NULL,
-        default_ms bigint NOT NULL,
-        max_ms bigint NOT NULL,
-        heartbeat_ms bigint,
-        expired boolean NOT NULL DEFAULT false
-      );
-    `,
-  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

@@ -98,11 +98,8 @@ export class SqlStorage implements Storage {
 
   async recordBuild(build: Build, leaseKeys?: BuildLeaseKeys): Promise<void> {
     // Same version, other content: the stored write came from a workflow task that was lost.
-    // The live lease (issue 18) is written in the same statement, only when the build row is: a
-    // heartbeat's later expiry for the same key stays, and a build without a live lease has none.
-    const live = leaseKeys?.live !== undefined && build.leaseExpiration !== undefined ? leaseKeys.live : undefined;
     await this.db.query(
-      `WITH b AS (INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
+      `INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
                            create_time, update_time, version, data, lease_expires, lease_key_hashes, ended_by_key_hash)
        VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12, $13, $14::jsonb, $15,
                $16::text[], $17)
@@ -112,17 +109,7 @@ export class SqlStorage implements Storage {
          version = EXCLUDED.version, data = EXCLUDED.data, lease_expires = EXCLUDED.lease_expires,
          lease_key_hashes = EXCLUDED.lease_key_hashes, ended_by_key_hash = EXCLUDED.ended_by_key_hash
        WHERE builds.version < EXCLUDED.version
-          OR (builds.version = EXCLUDED.version AND builds.data IS DISTINCT FROM EXCLUDED.data)
-       RETURNING id),
-       gone AS (DELETE FROM build_leases WHERE $18::text IS NULL AND build_id IN (SELECT id FROM b))
-       INSERT INTO build_leases (build_id, key_hash, expires_ms, default_ms, max_ms)
-       SELECT id, $18::text, $19::bigint, $20::bigint, $21::bigint FROM b WHERE $18::text IS NOT NULL
-       ON CONFLICT (build_id) DO UPDATE SET
-         expires_ms = CASE WHEN build_leases.key_hash = EXCLUDED.key_hash
-                           THEN GREATEST(build_leases.expires_ms, EXCLUDED.expires_ms) ELSE EXCLUDED.expires_ms END,
-         heartbeat_ms = CASE WHEN build_leases.key_hash = EXCLUDED.key_hash THEN build_leases.heartbeat_ms END,
-         expired = build_leases.key_hash = EXCLUDED.key_hash AND build_leases.expired,
-         key_hash = EXCLUDED.key_hash, default_ms = EXCLUDED.default_ms, max_ms = EXCLUDED.max_ms`,
+          OR (builds.version = EXCLUDED.version AND builds.data IS DISTINCT FROM EXCLUDED.data)`,
       [
         build.id,
         build.builder.project,
@@ -141,57 +128,9 @@ export class SqlStorage implements Storage {
         build.leaseExpiration ?? null,
         leaseKeys ? leaseKeys.known.map(keyHash) : null,
         leaseKeys?.endedBy !== undefined ? keyHash(leaseKeys.endedBy) : null,
-        live ? keyHash(live.key) : null,
-        live ? Date.parse(build.leaseExpiration ?? '') : null,
-        live?.defaultMs ?? null,
-        live?.maxMs ?? null,
       ],
     );
   }
-
-  // ---- issue 18: heartbeats through storage ----
-  async heartbeatLeases(
-    items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
-    nowMs: number,
-  ): Promise<(number | undefined)[]> {
-    if (items.length === 0) return [];
-    const hashes = items.map((it) => keyHash(it.leaseKey));
-    const r = await this.db.query<{ id: string; h: string; expires_ms: string }>(
-      `UPDATE build_leases l
-       SET expires_ms = $1::bigint + LEAST(COALESCE(x.d, l.default_ms), l.max_ms), heartbeat_ms = $1::bigint
-       FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS x(id, h, d)
-       WHERE l.build_id = x.id AND l.key_hash = x.h AND NOT l.expired AND l.expires_ms > $1::bigint
-       RETURNING l.build_id::text AS id, l.key_hash AS h, l.expires_ms::text AS expires_ms`,
-      [
-        Math.floor(nowMs),
-        items.map((it) => it.buildId),
-        hashes,
-        items.map((it) => (it.leaseDurationMs === undefined ? null : Math.ceil(it.leaseDurationMs))),
-      ],
-    );
-    const moved = new Map(r.rows.map((row) => [`${row.id}/${row.h}`, Number(row.expires_ms)]));
-    return items.map((it, i) => moved.get(`${it.buildId}/${hashes[i]}`));
-  }
-
-  async checkLease(
-    buildId: string,
-    leaseKey: string,
-    nowMs: number,
-  ): Promise<{ expiresMs: number; heartbeatMs?: number } | undefined> {
-    const r = await this.db.query<{ expires_ms: string; heartbeat_ms: string | null; expired: boolean }>(
-      `UPDATE build_leases SET expired = expires_ms <= $3::bigint
-       WHERE build_id = $1::bigint AND key_hash = $2 AND NOT expired
-       RETURNING expires_ms::text AS expires_ms, heartbeat_ms::text AS heartbeat_ms, expired`,
-      [buildId, keyHash(leaseKey), Math.floor(nowMs)],
-    );
-    const row = r.rows[0];
-    if (!row || row.expired) return undefined;
-    return {
-      expiresMs: Number(row.expires_ms),
-      ...(row.heartbeat_ms !== null ? { heartbeatMs: Number(row.heartbeat_ms) } : {}),
-    };
-  }
-  // ---- end issue 18 ----
 
   async getBuild(id: string): Promise<Build | undefined> {
     const r = await this.db.query<{ data: Build }>('SELECT data FROM builds WHERE id = $1::bigint', [id]);
@@ -546,10 +485,7 @@ export function peekStatement(q: PeekQuery): { text: string; params: unknown[] }
     'x.project = p.project',
     'x.bucket = p.bucket',
     `x.status = 'SCHEDULED'`,
-    // A lease that heartbeats through storage (issue 18) expires when its `build_leases` row says.
-    `(NOT x.leased OR (x.lease_expires <= now() AND NOT EXISTS (
-       SELECT 1 FROM build_leases l WHERE l.build_id = x.id AND NOT l.expired
-         AND l.expires_ms > (extract(epoch FROM now()) * 1000)::bigint)))`,
+    '(NOT x.leased OR x.lease_expires <= now())',
   ];
   if (q.dimensions !== undefined) {
     params.push(q.dimensions);

@@ -185,28 +185,6 @@ export interface Storage {
    */
   recordBuild(build: Build, leaseKeys?: BuildLeaseKeys): Promise<void>;
   getBuild(id: string): Promise<Build | undefined>;
-  // ---- issue 18: heartbeats through storage ----
-  /**
-   * Heartbeats for leases the workflow wrote as `live` (`BuildLeaseKeys.live`), in one write: each
-   * lease still live at `nowMs` with that key expires `leaseDurationMs` (the builder's default when
-   * absent, at most its longest) after `nowMs`. Per item, the new expiry in ms, or undefined when
-   * storage holds no such live lease (the workflow must answer that one).
-   */
-  heartbeatLeases(
-    items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
-    nowMs: number,
-  ): Promise<(number | undefined)[]>;
-  /**
-   * For the workflow, when the lease it knows of is due at `nowMs`: the expiry heartbeats gave the
-   * live lease with this key, or undefined once it has expired (it is then marked so: no heartbeat
-   * moves it again).
-   */
-  checkLease(
-    buildId: string,
-    leaseKey: string,
-    nowMs: number,
-  ): Promise<{ expiresMs: number; heartbeatMs?: number } | undefined>;
-  // ---- end issue 18 ----
   /** For each item: the stored build and whether its workflow answers to the key (one read for all). */
   checkLeaseKeys(items: { buildId: string; leaseKey: string }[]): Promise<LeaseKeyCheck[]>;
   /** The build of `builder` with this per-builder number (Buildbucket v2 GetBuild by builder and number). */

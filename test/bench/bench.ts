@@ -295,23 +295,7 @@ async function main(): Promise<void> {
         await kiln.succeed(extra.id, { leaseKey: g.leaseKey });
         const extraLen = (await env.client.workflow.getHandle(buildWorkflowId(extra.id)).describe()).historyLength;
         const perBuild = lens.reduce((a, b) => a + b, 0) / lens.length;
-        // A lease-next build (lease and start in one update).
-        let leaseNextEvents: number | undefined;
-        if (NEXT) {
-          const nb = await kiln.schedule({ builder });
-          const ng = await kiln.leaseNext({ buckets: ['bench/ci'], holder: 'bench', start: true });
-          if (ng.lease) {
-            for (let i = 0; i < 3; i++) await kiln.heartbeat(ng.lease.build.id, { leaseKey: ng.lease.leaseKey });
-            await kiln.succeed(ng.lease.build.id, { leaseKey: ng.lease.leaseKey });
-            const id = ng.lease.build.id === nb.id ? nb.id : ng.lease.build.id;
-            leaseNextEvents = (await env.client.workflow.getHandle(buildWorkflowId(id)).describe()).historyLength;
-          }
-        }
-        results.push({
-          historyEventsPerBuild: perBuild,
-          eventsPerHeartbeat: (extraLen - perBuild) / 20,
-          ...(leaseNextEvents !== undefined ? { historyEventsPerLeaseNextBuild: leaseNextEvents } : {}),
-        });
+        results.push({ historyEventsPerBuild: perBuild, eventsPerHeartbeat: (extraLen - perBuild) / 20 });
 
         // Worker RSS with many builds open (scheduled, not leased).
         if (OPEN_BUILDS > 0) {

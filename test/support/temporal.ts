@@ -74,15 +74,7 @@ export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CO
   const registry = new Registry(config);
   const storage = await openStorage({ kind: 'embedded' });
   const taskQueue = `kiln-test-${process.pid}-${++queueCounter}`;
-  const service = new BuildService({
-    client: env.client,
-    storage,
-    registry,
-    taskQueue,
-    logger: testLogger,
-    // The time-skipping server's clock runs ahead of this process's: heartbeats go to the workflows there.
-    heartbeatsThroughStorage: !env.supportsTimeSkipping,
-  });
+  const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
   return {
     env,
     storage,

@@ -31,10 +31,7 @@ const TIMEOUTS: BuildTimeouts = {
 };
 
 /** A machine over a fresh SCHEDULED build, and a clock the test moves. */
-function machine(
-  timeouts: BuildTimeouts = TIMEOUTS,
-  opts: { lean: boolean; clockVersions: boolean; heartbeatsInStorage?: boolean } = { lean: true, clockVersions: true },
-) {
+function machine(timeouts: BuildTimeouts = TIMEOUTS, opts = { lean: true, clockVersions: true }) {
   const build: Build = scheduledBuild(
     '8922054662172510001',
     { project: 'p', bucket: 'b', builder: 'x' },
@@ -231,39 +228,6 @@ describe('LeaseMachine by example', () => {
     assert.equal(old.m.leaseKeys(), undefined);
     const now = machine();
     assert.equal(now.m.note({ kind: 'STALE_REPORT_REFUSED', message: 'x' }, now.clock.now).version, T0 * 1000);
-  });
-
-  it('a lease in storage: validators ignore its clock, storage reads move or expire it, every 30 s and when due', () => {
-    const { m, clock, b, nonce } = machine(TIMEOUTS, { lean: true, clockVersions: true, heartbeatsInStorage: true });
-    const g = (ok(m.refuseLease({}, clock.now)), m.lease({}, clock.now, nonce), m.grant(clock.now));
-    assert.equal(m.st.leaseInStorage, true);
-    assert.deepEqual(m.leaseKeys()?.live, { key: g.leaseKey, defaultMs: 10_000, maxMs: 30_000 });
-    assert.equal(m.nextDeadlineMs(clock.now), T0 + 10_000, 'the lease ends before the first read is due');
-    clock.now = T0 + 12_000; // past the expiry this machine knows of: heartbeats may have moved it
-    assert.equal(m.refuseStart({ leaseKey: g.leaseKey }, clock.now), undefined);
-    assert.equal(m.leaseCheckDue(clock.now), true);
-    const v = b.version;
-    assert.equal(m.leaseRead({ expiresMs: T0 + 21_000, heartbeatMs: T0 + 11_000 }, clock.now).changed, true);
-    assert.ok(b.version > v && b.leaseExpiration === new Date(T0 + 21_000).toISOString());
-    assert.equal(m.st.lastContactMs, T0 + 11_000);
-    assert.equal(m.leaseCheckDue(clock.now), false);
-    assert.equal(m.fireDeadlines(clock.now).changed, false);
-    assert.equal(m.nextDeadlineMs(clock.now), T0 + 21_000);
-    // The same answer again changes nothing; storage saying "expired" expires it at the next fire.
-    clock.now = T0 + 21_000;
-    assert.equal(m.leaseRead({ expiresMs: T0 + 21_000, heartbeatMs: T0 + 11_000 }, clock.now).changed, false);
-    m.leaseRead({}, clock.now);
-    const step = m.fireDeadlines(clock.now);
-    assert.equal(step.expired, 'reset');
-    assert.equal(m.st.leaseInStorage, undefined);
-    assert.equal(m.leaseKeys()?.live, undefined);
-    assert.equal(m.refuseStart({ leaseKey: g.leaseKey }, clock.now)?.code, 'LEASE_EXPIRED');
-    // A lease started in a machine without the option stays as it was, and time expires it.
-    const old = machine();
-    const og = (old.m.lease({}, T0, old.nonce), old.m.grant(T0));
-    assert.equal(old.m.leaseKeys()?.live, undefined);
-    assert.equal(old.m.leaseCheckDue(T0 + 40_000), false);
-    assert.equal(old.m.refuseStart({ leaseKey: og.leaseKey }, T0 + 12_000)?.code, 'LEASE_EXPIRED');
   });
 
   it('reads the generation back from a lease key, and 0 from anything else', () => {

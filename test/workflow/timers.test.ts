@@ -61,50 +61,6 @@ describe('build timers and cancel', () => {
     });
   });
 
-  it('heartbeats through storage keep a 2 s lease alive for 6 s with no event in the history, then it expires', async () => {
-    const worker = await h.newWorker();
-    await worker.runUntil(async () => {
-      const b = await h.service.schedule({ builder: builder('short-lease') });
-      const g = await h.service.lease(b.id, { holder: 'alive' });
-      await h.service.start(b.id, { leaseKey: g.leaseKey });
-      const handle = env.client.workflow.getHandle(buildWorkflowId(b.id));
-      const updates = async () =>
-        ((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes)
-          .length;
-      const before = await updates();
-      let last = g.leaseExpiration;
-      for (let t = 0; t < 6000; t += 500) {
-        const [hb] = await h.service.heartbeatBatch([{ buildId: b.id, leaseKey: g.leaseKey }]);
-        assert.ok(hb && 'leaseExpiration' in hb, JSON.stringify(hb));
-        assert.ok(hb.leaseExpiration >= last);
-        last = hb.leaseExpiration;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      assert.equal(await updates(), before, 'no heartbeat reached the workflow');
-      const live = await h.storage.getBuild(b.id);
-      assert.equal(live?.status, 'STARTED');
-      assert.equal(live?.leaseResets, 0, 'the lease never expired while heartbeats came');
-      assert.ok(
-        Date.parse(live?.leaseExpiration ?? '') > Date.parse(g.leaseExpiration),
-        'storage shows the moved expiry',
-      );
-      // No more heartbeats: the lease expires once the workflow finds it due, and the key is dead everywhere.
-      const reset = await eventually(
-        async () => {
-          const s = await h.storage.getBuild(b.id);
-          return s?.status === 'SCHEDULED' && s.leaseResets === 1 && s;
-        },
-        15_000,
-        'lease reset',
-      );
-      assert.ok(reset);
-      await rejectsWith(h.service.heartbeat(b.id, { leaseKey: g.leaseKey }), 'LEASE_EXPIRED');
-      await rejectsWith(h.service.succeed(b.id, { leaseKey: g.leaseKey }), 'LEASE_EXPIRED');
-      const next = await h.service.lease(b.id, { holder: 'second' });
-      assert.equal((await h.service.succeed(b.id, { leaseKey: next.leaseKey })).status, 'SUCCESS');
-    });
-  });
-
   it('ends INFRA_FAILURE {leaseExpired} once maxLeaseResets is used up', async () => {
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
