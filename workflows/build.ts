@@ -162,6 +162,8 @@ function handleLeaseMessages(
       // Validators ran one by one before their handlers, so a second racing lease was refused there.
       if (m.lease(req, now(), () => uuid4()).changed) showDetails();
       const grant = m.grant(now());
+      // ---- issue 18: lease and start in one step (only lease-next asks; no earlier history has `start`) ----
+      if (req.start !== undefined && m.start({ leaseKey: grant.leaseKey, ...req.start }, now()).changed) showDetails();
       await shell.persisted(b.version);
       return { ...grant, build: b };
     },

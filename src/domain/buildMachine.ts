@@ -199,6 +199,8 @@ export interface LeaseRequest {
   holder?: string;
   /** A retried lease with the same id returns the same grant instead of BUILD_IS_LEASED. */
   requestId?: string;
+  /** Start the build in the same step (lease-next with `start`, issue 18): one workflow task, one write. */
+  start?: { url?: string };
 }
 
 /** Start a leased build. */

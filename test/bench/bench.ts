@@ -295,7 +295,23 @@ async function main(): Promise<void> {
         await kiln.succeed(extra.id, { leaseKey: g.leaseKey });
         const extraLen = (await env.client.workflow.getHandle(buildWorkflowId(extra.id)).describe()).historyLength;
         const perBuild = lens.reduce((a, b) => a + b, 0) / lens.length;
-        results.push({ historyEventsPerBuild: perBuild, eventsPerHeartbeat: (extraLen - perBuild) / 20 });
+        // A lease-next build (lease and start in one update), same 3 heartbeats.
+        let leaseNextEvents: number | undefined;
+        if (NEXT) {
+          await kiln.schedule({ builder });
+          const ng = (await kiln.leaseNext({ buckets: ['bench/ci'], holder: 'bench', start: true })).lease;
+          if (ng) {
+            for (let i = 0; i < 3; i++) await kiln.heartbeat(ng.build.id, { leaseKey: ng.leaseKey });
+            await kiln.succeed(ng.build.id, { leaseKey: ng.leaseKey });
+            leaseNextEvents = (await env.client.workflow.getHandle(buildWorkflowId(ng.build.id)).describe())
+              .historyLength;
+          }
+        }
+        results.push({
+          historyEventsPerBuild: perBuild,
+          eventsPerHeartbeat: (extraLen - perBuild) / 20,
+          ...(leaseNextEvents !== undefined ? { historyEventsPerLeaseNextBuild: leaseNextEvents } : {}),
+        });
 
         // Worker RSS with many builds open (scheduled, not leased).
         if (OPEN_BUILDS > 0) {
