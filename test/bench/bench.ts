@@ -8,6 +8,7 @@
  *   BENCH_OPEN_BUILDS=1000            builds held open for the RSS figure (0 skips it)
  *   BENCH_LEVELS=1,4,16               runner counts to measure
  *   BENCH_BARE=0                      skips the bare-Temporal baseline (for profiling Kiln alone)
+ *   BENCH_WARMUP=20                   unmeasured Kiln and bare cycles first (JIT, bundle, connections)
  *   BENCH_TEMPORAL=dev|cluster        the Temporal dev server (default), or a multi-process Temporal cluster on
  *                                     a throwaway PostgreSQL (test/support/temporalCluster.ts; `npm run bench:cluster`)
  *   BENCH_NEXT=0                      skips the lease-next cycle (schedule → lease-next with start → 3 heartbeats
@@ -55,6 +56,7 @@ const TEMPORAL = process.env.BENCH_TEMPORAL === 'cluster' ? 'cluster' : 'dev';
 const STARTUP = process.env.BENCH_STARTUP !== '0';
 const PENDING = Number(process.env.BENCH_PENDING ?? '25000');
 const NEXT = process.env.BENCH_NEXT !== '0';
+const WARMUP = Number(process.env.BENCH_WARMUP ?? '20');
 const FLEET = Number(process.env.BENCH_FLEET ?? '500');
 const FLEET_SECS = Number(process.env.BENCH_FLEET_SECS ?? '120');
 const LONG_HOURS = Number(process.env.BENCH_LONG_HOURS ?? '12');
@@ -163,6 +165,21 @@ async function main(): Promise<void> {
   await Promise.all([
     baseline.runUntil(
       worker.runUntil(async () => {
+        // Warm-up, not measured: the first builds of a process pay for JIT, the workflow bundle's first
+        // evaluations and connection set-up, which would otherwise land on whichever cycle runs first.
+        for (let i = 0; i < WARMUP; i++) {
+          const b = await kiln.schedule({ builder });
+          const g = await kiln.lease(b.id, { holder: 'warm-up' });
+          await kiln.start(b.id, { leaseKey: g.leaseKey });
+          await kiln.heartbeat(b.id, { leaseKey: g.leaseKey });
+          await kiln.succeed(b.id, { leaseKey: g.leaseKey });
+          const wf = await env.client.workflow.start(baselineWorkflow, {
+            taskQueue: baselineQueue,
+            workflowId: `baseline-warmup-${i}-${Date.now()}`,
+            args: [1],
+          });
+          await wf.executeUpdate(stepUpdate, { args: [0] });
+        }
         for (const c of LEVELS) {
           const n = buildsAt(c);
           // Kiln: schedule → visible to peek → lease → start → 3 heartbeats → succeed, over HTTP.
