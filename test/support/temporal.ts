@@ -68,13 +68,14 @@ projects:
             executionTimeoutSecs: 3
 `;
 
-/** Builds a harness on `env` with in-memory storage. */
-export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CONFIG): Promise<Harness> {
-  const config: KilnConfig = parseConfig(configYaml, 'test-config.yaml', { LOG_LEVEL: 'silent' });
-  const registry = new Registry(config);
-  const storage = await openStorage({ kind: 'embedded' });
-  const taskQueue = `kiln-test-${process.pid}-${++queueCounter}`;
-  const service = new BuildService({
+/** A `BuildService` on `env` as tests use it (their logger; on the time-skipping server, see below). */
+export function testBuildService(
+  env: TestWorkflowEnvironment,
+  storage: Storage,
+  registry: Registry,
+  taskQueue: string,
+): BuildService {
+  return new BuildService({
     client: env.client,
     storage,
     registry,
@@ -83,6 +84,15 @@ export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CO
     // The time-skipping server's clock runs ahead of this process's: every heartbeat goes to the workflow there.
     answerHeartbeatsFromLeases: !env.supportsTimeSkipping,
   });
+}
+
+/** Builds a harness on `env` with in-memory storage. */
+export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CONFIG): Promise<Harness> {
+  const config: KilnConfig = parseConfig(configYaml, 'test-config.yaml', { LOG_LEVEL: 'silent' });
+  const registry = new Registry(config);
+  const storage = await openStorage({ kind: 'embedded' });
+  const taskQueue = `kiln-test-${process.pid}-${++queueCounter}`;
+  const service = testBuildService(env, storage, registry, taskQueue);
   return {
     env,
     storage,
