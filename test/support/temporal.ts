@@ -68,7 +68,7 @@ projects:
             executionTimeoutSecs: 3
 `;
 
-/** A `BuildService` on `env` as tests use it (their logger; on the time-skipping server, see below). */
+/** A `BuildService` on `env` as tests use it (with their logger). */
 export function testBuildService(
   env: TestWorkflowEnvironment,
   storage: Storage,
@@ -81,8 +81,6 @@ export function testBuildService(
     registry,
     taskQueue,
     logger: testLogger,
-    // The time-skipping server's clock runs ahead of this process's: every heartbeat goes to the workflow there.
-    answerHeartbeatsFromLeases: !env.supportsTimeSkipping,
   });
 }
 
