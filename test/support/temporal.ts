@@ -68,29 +68,13 @@ projects:
             executionTimeoutSecs: 3
 `;
 
-/** A `BuildService` on `env` as tests use it (with their logger). */
-export function testBuildService(
-  env: TestWorkflowEnvironment,
-  storage: Storage,
-  registry: Registry,
-  taskQueue: string,
-): BuildService {
-  return new BuildService({
-    client: env.client,
-    storage,
-    registry,
-    taskQueue,
-    logger: testLogger,
-  });
-}
-
 /** Builds a harness on `env` with in-memory storage. */
 export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CONFIG): Promise<Harness> {
   const config: KilnConfig = parseConfig(configYaml, 'test-config.yaml', { LOG_LEVEL: 'silent' });
   const registry = new Registry(config);
   const storage = await openStorage({ kind: 'embedded' });
   const taskQueue = `kiln-test-${process.pid}-${++queueCounter}`;
-  const service = testBuildService(env, storage, registry, taskQueue);
+  const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
   return {
     env,
     storage,

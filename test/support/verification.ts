@@ -15,7 +15,7 @@ import { type Worker } from '@temporalio/worker';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
 import { type FastifyInstance } from 'fastify';
 import { buildApi } from '../../src/api/server.ts';
-import { type BuildService } from '../../src/builds/service.ts';
+import { BuildService } from '../../src/builds/service.ts';
 import { type TinderboxTask } from '../../src/builds/tinderbox.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { type Build } from '../../src/domain/build.ts';
@@ -31,7 +31,7 @@ import { type VerificationState } from '../../workflows/changeVerification.ts';
 import { createKilnWorker } from '../../workers/worker.ts';
 import { FakeGerritServer } from '../fakes/gerritServer.ts';
 import { type GerritWorld } from './gerrit.ts';
-import { eventually, testBuildService, testLogger } from './temporal.ts';
+import { eventually, testLogger } from './temporal.ts';
 
 export const JAVA_TEST_SERVER = join(import.meta.dirname, '../../.tools/bin/temporal-test-server');
 export const EVENT_SECRET = 'test-event-secret-0123456789';
@@ -276,7 +276,7 @@ export async function startKiln(
   const settings = resolveGerritSettings(config.gerrit, registry)!;
   const storage = await openStorage({ kind: 'embedded' });
   const taskQueue = `kiln-verify-${process.pid}-${n}`;
-  const service = testBuildService(env, storage, registry, taskQueue);
+  const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
   const logDir = await mkdtemp(join(tmpdir(), 'kiln-verify-logs-'));
   const logs = new FileLogStore(logDir);
   const intake = new GerritIntake({
