@@ -129,6 +129,7 @@ export class KilnClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+    const timeout = AbortSignal.timeout(opts.timeoutMs ?? this.o.timeoutMs ?? 30_000);
     let res: Response;
     try {
       res = await fetch(new URL(path, this.o.baseUrl), {
@@ -136,9 +137,7 @@ export class KilnClient {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         // AbortSignal.any only when the caller brings a signal: it costs about a millisecond a call.
-        signal: opts.signal
-          ? AbortSignal.any([AbortSignal.timeout(opts.timeoutMs ?? this.o.timeoutMs ?? 30_000), opts.signal])
-          : AbortSignal.timeout(opts.timeoutMs ?? this.o.timeoutMs ?? 30_000),
+        signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
       });
     } catch (e) {
       if (opts.signal?.aborted) throw e;
