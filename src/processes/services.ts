@@ -22,6 +22,7 @@ import { GerritHosts, resolveGerritSettings } from '../gerrit/settings.ts';
 import { type Storage } from '../storage/storage.ts';
 import { swarmingDepsFromConfig } from '../swarming/deps.ts';
 import { connectWorker } from '../temporal/connection.ts';
+import { superviseWorker } from '../../workers/supervisor.ts';
 import { createKilnWorker, installRuntimeLogger } from '../../workers/worker.ts';
 import { temporalUnreachable } from './runtime.ts';
 
@@ -74,27 +75,33 @@ export async function startWorker(opts: {
   }
   // ---- launchpad: branches checked before taking work; schedules and pollers reconciled once running ----
   const launchpad = await launchpadForWorker({ ...opts, connection });
-  const worker = await createKilnWorker({
+  // A fresh worker after every Temporal outage: its workflow cache never outlives what the server lost.
+  const supervised = await superviseWorker({
     connection,
-    namespace: opts.config.temporal.namespace,
-    taskQueue: opts.config.temporal.taskQueue,
-    deps: {
-      storage: opts.storage,
-      logger: opts.logger.child({ component: 'activities' }),
-      gerrit: gerritWorkerDeps(opts.config),
-      swarming: swarmingDepsFromConfig(opts.config),
-      launchpad: launchpad.context,
-    },
-    ...(metricsOn ? { metrics: kilnMetrics() } : {}),
-    maxCachedWorkflows: opts.config.worker.maxCachedWorkflows, // issue 18: a sized workflow cache
+    address: opts.address,
+    logger: opts.logger,
+    create: () =>
+      createKilnWorker({
+        connection,
+        namespace: opts.config.temporal.namespace,
+        taskQueue: opts.config.temporal.taskQueue,
+        deps: {
+          storage: opts.storage,
+          logger: opts.logger.child({ component: 'activities' }),
+          gerrit: gerritWorkerDeps(opts.config),
+          swarming: swarmingDepsFromConfig(opts.config),
+          launchpad: launchpad.context,
+        },
+        ...(metricsOn ? { metrics: kilnMetrics() } : {}),
+        maxCachedWorkflows: opts.config.worker.maxCachedWorkflows, // issue 18: a sized workflow cache
+      }),
   });
-  const run = worker.run();
   await launchpad.reconcile();
   opts.logger.info({ taskQueue: opts.config.temporal.taskQueue }, 'worker running');
   return {
     stop: async () => {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
-      await run.catch((e: unknown) => opts.logger.error({ err: e }, 'worker stopped with an error'));
+      supervised.shutdown();
+      await supervised.done.catch((e: unknown) => opts.logger.error({ err: e }, 'worker stopped with an error'));
       await connection.close();
       await metricsServer?.close();
     },

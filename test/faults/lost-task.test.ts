@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { BuildService } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { type Build } from '../../src/domain/build.ts';
@@ -26,6 +26,7 @@ import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { getBuildQuery } from '../../workflows/build.ts';
+import { type SupervisedWorker, superviseWorker } from '../../workers/supervisor.ts';
 import { createKilnWorker } from '../../workers/worker.ts';
 import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
 import { testLogger } from '../support/temporal.ts';
@@ -64,8 +65,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
   let storage: Storage;
   let connection: Connection;
   let nativeConnection: NativeConnection;
-  let worker: Worker;
-  let workerRun: Promise<void>;
+  let worker: SupervisedWorker;
   let service: BuildService;
   let client: Client;
 
@@ -109,20 +109,26 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     client = new Client({ connection });
     service = new BuildService({ client, storage, registry, taskQueue, logger: testLogger });
     nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
-    worker = await createKilnWorker({
+    // As in `kiln worker`: a fresh worker (empty workflow cache) after every server outage.
+    worker = await superviseWorker({
       connection: nativeConnection,
-      namespace: 'default',
-      taskQueue,
-      deps: { storage: hooked(storage), logger: testLogger },
+      address: `127.0.0.1:${port}`,
+      logger: testLogger,
+      create: () =>
+        createKilnWorker({
+          connection: nativeConnection,
+          namespace: 'default',
+          taskQueue,
+          deps: { storage: hooked(storage), logger: testLogger },
+        }),
     });
-    workerRun = worker.run();
   });
 
   after(async () => {
     armed = undefined;
     await restarting;
-    if (worker?.getState() === 'RUNNING') worker.shutdown();
-    await workerRun?.catch(() => undefined);
+    worker?.shutdown();
+    await worker?.done.catch(() => undefined);
     await nativeConnection?.close();
     await connection?.close();
     await temporal?.kill('SIGKILL');
@@ -191,9 +197,11 @@ describe('fault suite: the Temporal server dies between a storage write and its 
       (['lease', 'start', 'end', 'reset'] as const).map((k) => [k, killed.filter((x) => x.kind === k).length]),
     );
     console.log(
-      `lost-task fault figures: ${JSON.stringify({ ...faultFigures(r), kills: killed.length, killedAfter, storageLed })}`,
+      `lost-task fault figures: ${JSON.stringify({ ...faultFigures(r), kills: killed.length, killedAfter, storageLed, workers: worker.generation })}`,
     );
     await checkBuilds(r, (id) => storage.getBuild(id), view, 'lost-task');
     assert.ok(killed.length >= Math.min(KILLS, 3), `the hook killed the server ${killed.length} times`);
+    // Each outage replaced the worker (more when a probe was slow under load): no cache outlived one.
+    assert.ok(worker.generation > killed.length, `${worker.generation} workers for ${killed.length} kills`);
   });
 });

@@ -1,0 +1,158 @@
+/**
+ * A worker whose workflow cache never outlives a Temporal server outage.
+ *
+ * The hazard: a workflow task the worker has run but the server never made durable (the server
+ * died first: an update's speculative task, a task whose completion was lost) stays applied in the
+ * worker's cached workflow. When the server is back, the next task for that build runs on the
+ * cached state, not on the history the server kept, and its commands can disagree with that
+ * history (a lease timer restarted for a heartbeat the history does not hold): on the next replay
+ * the build stops on a nondeterminism error. The SDK has no "drop the cache" call, so the
+ * supervisor stops the worker as soon as the server stops answering and starts a fresh one, with
+ * an empty cache, once it answers again; every build then goes on from the server's history.
+ */
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type NativeConnection, type Worker } from '@temporalio/worker';
+import type pino from 'pino';
+
+/** One gRPC probe for this many TCP probes. */
+const GRPC_PROBE_EVERY = 10;
+
+/** Options for `superviseWorker`. */
+export interface SupervisorOptions {
+  connection: NativeConnection;
+  /** The server's `host:port`, probed with a TCP connect as well as a gRPC call. */
+  address?: string;
+  /** Makes a fresh worker (same task queue, empty cache). */
+  create: () => Promise<Worker>;
+  logger: pino.Logger;
+  /** How often a TCP connect to `address` is tried (a gRPC call every tenth time). @default 100 */
+  probeIntervalMs?: number;
+  /** How long one probe may take before the server counts as gone. @default 2000 */
+  probeTimeoutMs?: number;
+}
+
+/** A running supervised worker. */
+export interface SupervisedWorker {
+  /** Settles when the supervisor stopped: after `shutdown()`, or with a worker's own fatal error. */
+  readonly done: Promise<void>;
+  /** Workers started so far (1 until the first outage). */
+  readonly generation: number;
+  /** Stops the current worker (its tasks finish) and the supervisor. */
+  shutdown(): void;
+}
+
+/** Runs the worker `create` makes, replacing it by a fresh one after every server outage. */
+export async function superviseWorker(opts: SupervisorOptions): Promise<SupervisedWorker> {
+  const probeIntervalMs = opts.probeIntervalMs ?? 100;
+  const probeTimeoutMs = opts.probeTimeoutMs ?? 2000;
+  const stopping = new AbortController();
+  let worker = await opts.create();
+  let generation = 1;
+
+  // A TCP connect: a server process that died refuses it at once, so even an outage far shorter than
+  // a gRPC timeout (a dev server restarted in a second) is seen. Every `probeIntervalMs`.
+  const tcpAnswers = (): Promise<boolean> =>
+    opts.address === undefined ? Promise.resolve(true) : tcpOpens(opts.address, probeTimeoutMs);
+  // A gRPC call, for a server that accepts connections but does not answer. The SDK's connection
+  // retries an unavailable server until it is back, deadline or not: no answer in time is an outage
+  // (and the call is abandoned). Every `GRPC_PROBE_EVERY` TCP probes, never awaited by them.
+  const grpcAnswers = (): Promise<boolean> => {
+    const signal = AbortSignal.timeout(probeTimeoutMs);
+    const call = opts.connection.withAbortSignal(signal, () => opts.connection.workflowService.getSystemInfo({}));
+    const late = new Promise<false>((resolve) => signal.addEventListener('abort', () => resolve(false)));
+    return Promise.race([
+      call.then(
+        () => true,
+        () => false,
+      ),
+      late,
+    ]);
+  };
+  const pause = (ms: number): Promise<void> => sleep(ms, undefined, { signal: stopping.signal }).catch(() => undefined);
+
+  /** A fresh worker once the server answers again (undefined when stopped first). */
+  const fresh = async (): Promise<Worker | undefined> => {
+    for (;;) {
+      while (!stopping.signal.aborted && !((await tcpAnswers()) && (await grpcAnswers()))) await pause(probeIntervalMs);
+      if (stopping.signal.aborted) return undefined;
+      try {
+        return await opts.create();
+      } catch (e) {
+        // The server went again while the worker was being made: wait for it once more.
+        opts.logger.warn({ err: e, generation }, 'could not make a fresh worker; trying again');
+        await pause(probeIntervalMs);
+      }
+    }
+  };
+
+  const loop = async (): Promise<void> => {
+    for (;;) {
+      let settled = false;
+      const run = worker.run().finally(() => (settled = true));
+      if (stopping.signal.aborted) worker.shutdown();
+      let outage = false;
+      const lost = (how: string) => {
+        if (outage || settled || stopping.signal.aborted) return;
+        outage = true;
+        opts.logger.warn(
+          { generation, probe: how },
+          'Temporal server does not answer: stopping the worker, so its workflow cache cannot outlive what the server lost',
+        );
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+      };
+      const watch = (async () => {
+        for (let i = 1; !stopping.signal.aborted && !settled && !outage; i++) {
+          await pause(probeIntervalMs);
+          if (i % GRPC_PROBE_EVERY === 0) void grpcAnswers().then((ok) => ok || lost('gRPC'));
+          if (!(await tcpAnswers())) lost('TCP');
+        }
+      })();
+      // A worker's own failure (not an outage) ends the supervisor with that error.
+      const failure = await run.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await watch;
+      if (stopping.signal.aborted) return;
+      if (!outage) {
+        if (failure !== undefined) throw failure;
+        return;
+      }
+      if (failure !== undefined)
+        opts.logger.warn({ err: failure, generation }, 'worker stopped with an error during the outage');
+      const next = await fresh();
+      if (next === undefined) return;
+      worker = next;
+      generation++;
+      opts.logger.info({ generation }, 'Temporal server answers again: a fresh worker (empty workflow cache) runs');
+    }
+  };
+  const done = loop();
+  return {
+    done,
+    get generation() {
+      return generation;
+    },
+    shutdown() {
+      stopping.abort();
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+    },
+  };
+}
+
+/** Whether a TCP connection to `host:port` (IPv6 in brackets) opens within `timeoutMs`. */
+function tcpOpens(address: string, timeoutMs: number): Promise<boolean> {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  if (!m) return Promise.resolve(true); // not host:port (a unix socket, a URL): only the gRPC probe
+  return new Promise((resolve) => {
+    const socket = connect({ host: m[1]!, port: Number(m[2]), timeout: timeoutMs });
+    const end = (open: boolean) => {
+      socket.destroy();
+      resolve(open);
+    };
+    socket.once('connect', () => end(true));
+    socket.once('timeout', () => end(false));
+    socket.once('error', () => end(false));
+  });
+}
