@@ -122,6 +122,19 @@ export interface BuildServiceOptions {
    * before the service answers UNAVAILABLE. @default 10000
    */
   workflowAnswerTimeoutMs?: number;
+  /**
+   * Answer heartbeats from the lease the workflow last set while more than half of it is left
+   * (`BuildService.leases`). Off where this process's clock is not the workflows' (the time-skipping
+   * test server), unless `clock` gives theirs. @default true
+   */
+  answerHeartbeatsFromLeases?: boolean;
+  /**
+   * The API answers a heartbeat itself only this long after the workflow last heard from the lease's
+   * holder (see `WORKFLOW_CONTACT_MS`). @default 30000
+   */
+  workflowContactMs?: number;
+  /** The workflows' clock, for the leases above. @default Date.now */
+  clock?: () => number;
 }
 
 const CANCEL_WAIT_MS = 5000;
@@ -188,6 +201,25 @@ const LOST_LEASE_RACE = [
 ];
 // ---- end issue 18 ----
 
+/** A lease as its workflow last answered for it through this process (`BuildService.leases`). */
+interface KnownLease {
+  leaseKey: string;
+  expiresMs: number;
+  /** How long the lease was when the workflow set it (from this process's clock). */
+  durationMs: number;
+  /** The duration the runner asked for then (undefined: the builder's default). */
+  requestedMs: number | undefined;
+  /** When (this process's clock) the workflow set it: its last contact with the holder. */
+  setAtMs: number;
+}
+
+/**
+ * The API answers a heartbeat itself only this long after the workflow last heard from the holder, so
+ * a heartbeating runner reaches its workflow (and `KilnLastHeartbeatAt` in visibility) at least this
+ * often however long its lease: `kiln stuck --heartbeat-older 60` never finds a healthy runner.
+ */
+const WORKFLOW_CONTACT_MS = 30_000;
+
 /** See the module comment. */
 export class BuildService {
   private readonly rpcMs: number;
@@ -199,6 +231,12 @@ export class BuildService {
    * the workflow validates every key anyway, the screen only spares it forged ones (issue 18).
    */
   private readonly grantedKeys = new LRUCache<string, string>({ max: GRANTED_KEY_CACHE_SIZE });
+  /**
+   * Build id → the lease its workflow last answered for through this process (a grant or a heartbeat):
+   * while more than half of it is left, a heartbeat is answered from here and one storage read, not by
+   * the workflow (issue 18). See `heartbeatsFromLeases`.
+   */
+  private readonly leases = new LRUCache<string, KnownLease>({ max: GRANTED_KEY_CACHE_SIZE });
   /** Builds a `leaseNext` call of this process is leasing at this moment (issue 18). */
   private readonly leasingNext = new Set<string>();
 
@@ -493,6 +531,7 @@ export class BuildService {
   ): Promise<LeaseGrant> {
     const grant = await this.update(id, 'leasing', (h) => h.executeUpdate(leaseUpdate, { args: [req] }));
     this.grantedKeys.set(id, grant.leaseKey);
+    this.rememberLease(id, grant.leaseKey, grant.leaseExpiration, req.leaseDurationMs);
     this.buckets.set(id, bucketPath(grant.build.builder));
     return grant;
   }
@@ -503,9 +542,80 @@ export class BuildService {
   }
 
   async heartbeat(id: string, req: { leaseKey: string; leaseDurationMs?: number }): Promise<HeartbeatReply> {
+    const [known] = await this.heartbeatsFromLeases([{ buildId: id, ...req }]);
+    if (known !== undefined) return known;
     await this.screenKey(id, req.leaseKey);
-    return this.update(id, 'heartbeat for', (h) => h.executeUpdate(heartbeatUpdate, { args: [req] }));
+    return this.heartbeatWorkflow(id, req);
   }
+
+  /** Sends a heartbeat to the build's workflow, and remembers (or forgets) the lease by its answer. */
+  private async heartbeatWorkflow(
+    id: string,
+    req: { leaseKey: string; leaseDurationMs?: number },
+    deadline?: number,
+  ): Promise<HeartbeatReply> {
+    try {
+      const reply = await this.update(
+        id,
+        'heartbeat for',
+        (h) => h.executeUpdate(heartbeatUpdate, { args: [req] }),
+        deadline,
+      );
+      this.rememberLease(id, req.leaseKey, reply.leaseExpiration, req.leaseDurationMs);
+      return reply;
+    } catch (e) {
+      if (e instanceof KilnError && (e.code === 'LEASE_EXPIRED' || e.code === 'BUILD_IS_COMPLETED')) {
+        this.leases.delete(id);
+      }
+      throw e;
+    }
+  }
+
+  // ---- issue 18: heartbeats answered without the workflow while the lease is far from its end ----
+  private rememberLease(id: string, leaseKey: string, leaseExpiration: string, requestedMs: number | undefined): void {
+    if (this.o.answerHeartbeatsFromLeases === false) return;
+    const expiresMs = Date.parse(leaseExpiration);
+    const now = (this.o.clock ?? Date.now)();
+    this.leases.set(id, { leaseKey, expiresMs, durationMs: expiresMs - now, requestedMs, setAtMs: now });
+  }
+
+  /**
+   * Heartbeats this process can answer without the build's workflow: the key is the one the workflow
+   * last granted or extended here, asking for the same duration, more than half of that lease is left
+   * and the workflow set it less than `WORKFLOW_CONTACT_MS` ago, and storage (one read for all) shows the build not ended and that key's generation current. The
+   * answer is the expiry the workflow set, so what the runner is told always holds: a heartbeat in the
+   * second half of the lease reaches the workflow and moves it. A runner heartbeating every 10 s on the
+   * default 60 s lease, or any longer one, reaches its workflow about every 30 s instead of every 10 s. Undefined for each
+   * heartbeat the workflow must answer.
+   */
+  private async heartbeatsFromLeases(
+    items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
+  ): Promise<(HeartbeatReply | undefined)[]> {
+    const now = (this.o.clock ?? Date.now)();
+    const far = (it: (typeof items)[number]) => {
+      const l = this.leases.get(it.buildId);
+      return (
+        l !== undefined &&
+        l.leaseKey === it.leaseKey &&
+        l.requestedMs === it.leaseDurationMs &&
+        l.expiresMs - now > l.durationMs / 2 &&
+        now - l.setAtMs < (this.o.workflowContactMs ?? WORKFLOW_CONTACT_MS)
+      );
+    };
+    const candidates = items.filter(far);
+    if (candidates.length === 0) return items.map(() => undefined);
+    const checks = await this.o.storage.checkLeaseKeys(candidates);
+    const answers = new Map<(typeof items)[number], HeartbeatReply>();
+    candidates.forEach((it, i) => {
+      const b = checks[i]?.build;
+      const l = this.leases.get(it.buildId);
+      if (!b || !l || checks[i]?.known !== true || isEnded(b.status)) return;
+      if (b.leaseExpiration === undefined || leaseKeyGeneration(it.leaseKey) !== b.leaseGeneration) return;
+      answers.set(it, { leaseExpiration: new Date(l.expiresMs).toISOString() });
+    });
+    return items.map((it) => answers.get(it));
+  }
+  // ---- end issue 18 ----
 
   /**
    * Many heartbeats in one call; each answers on its own. Keys are screened against storage in one
@@ -515,6 +625,21 @@ export class BuildService {
   async heartbeatBatch(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
   ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: ErrorCode; message: string } }))[]> {
+    const known = await this.heartbeatsFromLeases(items);
+    const rest = items.filter((_, i) => known[i] === undefined);
+    const sent = new Map(rest.map((it, i) => [it, i]));
+    const answers = await this.heartbeatWorkflows(rest);
+    return items.map((it, i) => {
+      const k = known[i];
+      return k !== undefined ? { buildId: it.buildId, ...k } : answers[sent.get(it) ?? -1]!;
+    });
+  }
+
+  /** The heartbeats of a batch that go to their workflows (see `heartbeatBatch`). */
+  private async heartbeatWorkflows(
+    items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
+  ): Promise<({ buildId: string } & (HeartbeatReply | { error: { code: ErrorCode; message: string } }))[]> {
+    if (items.length === 0) return [];
     const unknown = items.filter((it) => this.grantedKeys.get(it.buildId) !== it.leaseKey);
     const screened = await this.o.storage.checkLeaseKeys(unknown);
     const byItem = new Map(unknown.map((it, i) => [it, screened[i]]));
@@ -530,12 +655,7 @@ export class BuildService {
           );
         }
         const req = { leaseKey: it.leaseKey, leaseDurationMs: it.leaseDurationMs };
-        const reply = await this.update(
-          it.buildId,
-          'heartbeat for',
-          (h) => h.executeUpdate(heartbeatUpdate, { args: [req] }),
-          deadline,
-        );
+        const reply = await this.heartbeatWorkflow(it.buildId, req, deadline);
         return { buildId: it.buildId, ...reply };
       } catch (e) {
         // Each item answers like a whole request would (src/api/errors.ts): a refusal with its code
@@ -633,6 +753,7 @@ export class BuildService {
 
   private async report(id: string, kind: CompleteKind, req: CompleteRequest): Promise<Build> {
     await this.screenKey(id, req.leaseKey);
+    this.leases.delete(id);
     const deadline = Date.now() + this.answerMs;
     try {
       return await this.update(

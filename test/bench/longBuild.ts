@@ -13,9 +13,9 @@ import { Worker } from '@temporalio/worker';
 import { type Build } from '../../src/domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../../src/domain/buildId.ts';
 import { KilnError } from '../../src/domain/errors.ts';
-import { timeoutsOf } from '../../src/builds/service.ts';
+import { BuildService, timeoutsOf } from '../../src/builds/service.ts';
 import { scheduledBuild } from '../support/builds.ts';
-import { harness } from '../support/temporal.ts';
+import { harness, testLogger } from '../support/temporal.ts';
 import { startTimeSkippingEnv } from '../support/verification.ts';
 import { longBuildParent } from './longBuildParent.ts';
 
@@ -91,20 +91,33 @@ export async function longBuildPhase(opts: {
           throw new Error(`long build: ${what} never happened`);
         };
         await stored(() => true, 'first store');
+        // The API side as in production: heartbeats answered from the lease while more than half of it is
+        // left, with the test server's clock (refreshed before each call) as the workflows' clock.
+        let serverNow = await env.currentTimeMs();
+        const service = new BuildService({
+          client: env.client,
+          storage: h.storage,
+          registry: h.registry,
+          taskQueue: h.taskQueue,
+          logger: testLogger,
+          clock: () => serverNow,
+        });
 
         // The first holder goes silent: its lease expires and the build is offered again.
-        const first = await h.service.lease(build.id, { holder: 'first', leaseDurationMs: 60_000 });
+        const first = await service.lease(build.id, { holder: 'first', leaseDurationMs: 60_000 });
         await env.sleep(70_000);
         await stored((b) => b.leaseResets === 1 && b.status === 'SCHEDULED', 'the first lease expiring');
 
-        const second = await h.service.lease(build.id, { holder: 'second', leaseDurationMs: 60_000 });
-        await h.service.start(build.id, { leaseKey: second.leaseKey });
+        serverNow = await env.currentTimeMs();
+        const second = await service.lease(build.id, { holder: 'second', leaseDurationMs: 60_000 });
+        await service.start(build.id, { leaseKey: second.leaseKey });
         const heartbeats = Math.round((opts.hours * 3600) / 10);
         let heartbeatErrors = 0;
         for (let i = 1; i <= heartbeats; i++) {
           await env.sleep(10_000);
+          serverNow = await env.currentTimeMs();
           try {
-            await h.service.heartbeat(build.id, { leaseKey: second.leaseKey, leaseDurationMs: 60_000 });
+            await service.heartbeat(build.id, { leaseKey: second.leaseKey, leaseDurationMs: 60_000 });
           } catch (e) {
             heartbeatErrors++;
             if (heartbeatErrors <= 3) problems.push(`heartbeat ${i}: ${(e as Error).message}`);

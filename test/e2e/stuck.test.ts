@@ -68,7 +68,9 @@ describe('stuck builds in Temporal visibility and the Web UI', () => {
         log: { format: 'pretty', level: 'error' },
       },
     });
-    h = await harness(env, config);
+    // Thresholds of seconds here: every heartbeat goes to the workflow (in production the API answers
+    // some itself, but lets one through at least every 30 s, within `kiln stuck`'s default 60 s).
+    h = await harness(env, config, { answerHeartbeatsFromLeases: false });
     worker = await h.newWorker();
     running = worker.run();
     const s = h.service;

@@ -8,7 +8,7 @@ import { after, before } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type Worker } from '@temporalio/worker';
 import pino from 'pino';
-import { BuildService } from '../../src/builds/service.ts';
+import { BuildService, type BuildServiceOptions } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { type KilnConfig } from '../../src/config/schema.ts';
 import { KilnError } from '../../src/domain/errors.ts';
@@ -69,12 +69,21 @@ projects:
 `;
 
 /** Builds a harness on `env` with in-memory storage. */
-export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CONFIG): Promise<Harness> {
+export async function harness(
+  env: TestWorkflowEnvironment,
+  configYaml = TEST_CONFIG,
+  serviceOptions: Partial<BuildServiceOptions> = {},
+): Promise<Harness> {
   const config: KilnConfig = parseConfig(configYaml, 'test-config.yaml', { LOG_LEVEL: 'silent' });
   const registry = new Registry(config);
   const storage = await openStorage({ kind: 'embedded' });
   const taskQueue = `kiln-test-${process.pid}-${++queueCounter}`;
-  const service = new BuildService({ client: env.client, storage, registry, taskQueue, logger: testLogger });
+  const service = new BuildService({
+    ...{ client: env.client, storage, registry, taskQueue, logger: testLogger },
+    // The time-skipping server's clock runs ahead of this process's: every heartbeat goes to the workflow there.
+    answerHeartbeatsFromLeases: !env.supportsTimeSkipping,
+    ...serviceOptions,
+  });
   return {
     env,
     storage,
@@ -95,12 +104,15 @@ export async function harness(env: TestWorkflowEnvironment, configYaml = TEST_CO
  * For a `describe` block: starts a dev server and a harness on it before the block's tests (handed
  * to `use`), and stops both after them.
  */
-export function withDevHarness(use: (env: TestWorkflowEnvironment, h: Harness) => void): void {
+export function withDevHarness(
+  use: (env: TestWorkflowEnvironment, h: Harness) => void,
+  serviceOptions: Partial<BuildServiceOptions> = {},
+): void {
   let env: TestWorkflowEnvironment | undefined;
   let h: Harness | undefined;
   before(async () => {
     env = await startDevEnv();
-    h = await harness(env);
+    h = await harness(env, TEST_CONFIG, serviceOptions);
     use(env, h);
   });
   after(async () => {

@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { BuildService } from '../../src/builds/service.ts';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
-import { eventually, type Harness, rejectsWith, withDevHarness } from '../support/temporal.ts';
+import { eventually, type Harness, rejectsWith, testLogger, withDevHarness } from '../support/temporal.ts';
 
 const builder = (name: string) => ({ project: 'chromium', bucket: 'try', builder: name });
 
@@ -58,6 +59,70 @@ describe('build timers and cancel', () => {
       // The late report from the first holder was refused and noted in the build's own history.
       assert.ok(done.events.some((e) => e.kind === 'STALE_REPORT_REFUSED'));
       assert.ok(done.events.some((e) => e.kind === 'LEASE_EXPIRED'));
+    });
+  });
+
+  it('heartbeats reach the workflow only in the second half of the lease; the lease holds for 6 s, and a cancel is seen at once', async () => {
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await h.service.schedule({ builder: builder('short-lease') }); // a 2 s lease
+      const g = await h.service.lease(b.id, { holder: 'alive' });
+      await h.service.start(b.id, { leaseKey: g.leaseKey });
+      const handle = env.client.workflow.getHandle(buildWorkflowId(b.id));
+      const heartbeatUpdates = async () =>
+        ((await handle.fetchHistory()).events ?? []).filter(
+          (e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'heartbeat',
+        ).length;
+      let sent = 0;
+      const started = Date.now();
+      while (Date.now() - started < 6000) {
+        const [hb] = await h.service.heartbeatBatch([{ buildId: b.id, leaseKey: g.leaseKey }]);
+        assert.ok(hb && 'leaseExpiration' in hb, JSON.stringify(hb));
+        assert.ok(Date.parse(hb.leaseExpiration) > Date.now(), 'the expiry a runner is told is ahead of it');
+        sent++;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const reached = await heartbeatUpdates();
+      assert.ok(reached >= 3, `the lease was moved (${reached} of ${sent} heartbeats reached the workflow)`);
+      assert.ok(reached <= sent / 2, `${reached} of ${sent} heartbeats reached the workflow`);
+      assert.equal((await h.storage.getBuild(b.id))?.leaseResets, 0, 'the lease never expired while heartbeats came');
+      // Canceled: the next heartbeat says so at once, though the lease is still far from its end.
+      const far = await h.service.heartbeat(b.id, { leaseKey: g.leaseKey });
+      assert.ok(far.leaseExpiration);
+      await h.service.cancel(b.id, 'stop', 'user:test');
+      await rejectsWith(h.service.heartbeat(b.id, { leaseKey: g.leaseKey }), 'BUILD_IS_COMPLETED');
+    });
+  });
+
+  it('a heartbeat on a long lease still reaches the workflow once the last contact is older than the bound', async () => {
+    // The bound is 30 s by default; 1 s here, on an hour-long lease the API could answer for 30 minutes.
+    const service = new BuildService({
+      client: env.client,
+      storage: h.storage,
+      registry: h.registry,
+      taskQueue: h.taskQueue,
+      logger: testLogger,
+      workflowContactMs: 1000,
+    });
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await service.schedule({ builder: builder('short-lease') });
+      const g = await service.lease(b.id, { holder: 'alive', leaseDurationMs: 3600_000 });
+      await service.start(b.id, { leaseKey: g.leaseKey });
+      const handle = env.client.workflow.getHandle(buildWorkflowId(b.id));
+      let sent = 0;
+      const started = Date.now();
+      while (Date.now() - started < 3500) {
+        await service.heartbeat(b.id, { leaseKey: g.leaseKey, leaseDurationMs: 3600_000 });
+        sent++;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const reached = ((await handle.fetchHistory()).events ?? []).filter(
+        (e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'heartbeat',
+      ).length;
+      assert.ok(reached >= 2, `${reached} of ${sent} heartbeats reached the workflow in 3.5 s`);
+      assert.ok(reached <= sent / 4, `${reached} of ${sent} heartbeats reached the workflow`);
+      await service.succeed(b.id, { leaseKey: g.leaseKey });
     });
   });
 
