@@ -4,6 +4,8 @@
  * answers are typed by the route files' own schemas (`z.input` of the request, `z.infer` of the
  * answer), imported as types only: the client never loads server code.
  */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { type ErrorCode, isErrorCode } from '../domain/errors.ts';
 import type { CancelBuildResponse } from '../api/routes/cancelBuild.ts';
 import type { CompleteBuildResponse, FailBuildRequest, SucceedBuildRequest } from '../api/routes/completeBuild.ts';
@@ -74,6 +76,36 @@ function unreachable(baseUrl: string, e: unknown): KilnApiError {
   );
 }
 
+/**
+ * One HTTP exchange over node:http(s), on Node's keep-alive global agents. `fetch` took 3–4 times the
+ * CPU per call (about 0.9 against 0.27 ms, client and a Fastify server together), and runners call
+ * several times per build.
+ */
+function exchange(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  signal: AbortSignal,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const all = body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) };
+    const req = send(url, { method, headers: all, signal }, (res) => {
+      res.setEncoding('utf8');
+      let text = '';
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+      res.on('close', () => {
+        if (!res.complete) reject(new Error('the connection closed before the whole answer came'));
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** The error for a non-2xx answer, from its `{code, message}` body when it has one. */
 function answerError(baseUrl: string, status: number, body: unknown): KilnApiError {
   const e = body as { code?: unknown; message?: unknown } | undefined;
@@ -130,33 +162,27 @@ export class KilnClient {
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
     const timeout = AbortSignal.timeout(opts.timeoutMs ?? this.o.timeoutMs ?? 30_000);
-    let res: Response;
+    let res: { status: number; text: string };
     try {
-      res = await fetch(new URL(path, this.o.baseUrl), {
+      res = await exchange(
+        new URL(path, this.o.baseUrl),
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body === undefined ? undefined : JSON.stringify(body),
         // AbortSignal.any only when the caller brings a signal: it costs about a millisecond a call.
-        signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
-      });
+        opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
+      );
     } catch (e) {
-      if (opts.signal?.aborted) throw e;
-      throw unreachable(this.o.baseUrl, e);
-    }
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (e) {
-      if (opts.signal?.aborted) throw e;
-      throw unreachable(this.o.baseUrl, e);
+      if (opts.signal?.aborted) throw opts.signal.reason ?? e;
+      throw unreachable(this.o.baseUrl, timeout.aborted ? timeout.reason : e);
     }
     let json: unknown;
     try {
-      json = text.length ? JSON.parse(text) : undefined;
+      json = res.text.length ? JSON.parse(res.text) : undefined;
     } catch {
       json = undefined;
     }
-    if (!res.ok) throw answerError(this.o.baseUrl, res.status, json);
+    if (res.status < 200 || res.status > 299) throw answerError(this.o.baseUrl, res.status, json);
     return json as T;
   }
 
