@@ -13,9 +13,9 @@ import { Worker } from '@temporalio/worker';
 import { type Build } from '../../src/domain/build.ts';
 import { buildWorkflowId, newBuildId } from '../../src/domain/buildId.ts';
 import { KilnError } from '../../src/domain/errors.ts';
-import { BuildService, timeoutsOf } from '../../src/builds/service.ts';
+import { timeoutsOf } from '../../src/builds/service.ts';
 import { scheduledBuild } from '../support/builds.ts';
-import { harness, testLogger } from '../support/temporal.ts';
+import { harness } from '../support/temporal.ts';
 import { startTimeSkippingEnv } from '../support/verification.ts';
 import { longBuildParent } from './longBuildParent.ts';
 
@@ -94,14 +94,7 @@ export async function longBuildPhase(opts: {
         // The API side as in production: heartbeats answered from the lease while more than half of it is
         // left, with the test server's clock (refreshed before each call) as the workflows' clock.
         let serverNow = await env.currentTimeMs();
-        const service = new BuildService({
-          client: env.client,
-          storage: h.storage,
-          registry: h.registry,
-          taskQueue: h.taskQueue,
-          logger: testLogger,
-          clock: () => serverNow,
-        });
+        const service = h.newService({ answerHeartbeatsFromLeases: true, clock: () => serverNow });
 
         // The first holder goes silent: its lease expires and the build is offered again.
         const first = await service.lease(build.id, { holder: 'first', leaseDurationMs: 60_000 });

@@ -26,10 +26,9 @@ import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { getBuildQuery } from '../../workflows/build.ts';
-import { type SupervisedWorker, superviseWorker } from '../../workers/supervisor.ts';
-import { createKilnWorker } from '../../workers/worker.ts';
+import { type SupervisedWorker } from '../../workers/supervisor.ts';
 import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
-import { testLogger } from '../support/temporal.ts';
+import { supervisedWorker, testLogger } from '../support/temporal.ts';
 import {
   checkBuilds,
   faultFigures,
@@ -110,18 +109,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     service = new BuildService({ client, storage, registry, taskQueue, logger: testLogger });
     nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
     // As in `kiln worker`: a fresh worker (empty workflow cache) after every server outage.
-    worker = await superviseWorker({
-      connection: nativeConnection,
-      address: `127.0.0.1:${port}`,
-      logger: testLogger,
-      create: () =>
-        createKilnWorker({
-          connection: nativeConnection,
-          namespace: 'default',
-          taskQueue,
-          deps: { storage: hooked(storage), logger: testLogger },
-        }),
-    });
+    worker = await supervisedWorker({ connection: nativeConnection, port, taskQueue, storage: hooked(storage) });
   });
 
   after(async () => {

@@ -16,10 +16,8 @@ import { BuildService } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
-import { superviseWorker } from '../../workers/supervisor.ts';
-import { createKilnWorker } from '../../workers/worker.ts';
 import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
-import { eventually, testLogger } from '../support/temporal.ts';
+import { eventually, supervisedWorker, testLogger } from '../support/temporal.ts';
 
 const CONFIG = `
 projects:
@@ -65,19 +63,7 @@ describe('worker supervisor: a fresh worker after every Temporal outage', () => 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const supervise = () =>
-    superviseWorker({
-      connection: nativeConnection,
-      address: `127.0.0.1:${port}`,
-      logger: testLogger,
-      create: () =>
-        createKilnWorker({
-          connection: nativeConnection,
-          namespace: 'default',
-          taskQueue,
-          deps: { storage, logger: testLogger },
-        }),
-    });
+  const supervise = () => supervisedWorker({ connection: nativeConnection, port, taskQueue, storage });
 
   it('replaces the worker across a server restart, and the leased build ends after it', async () => {
     const supervised = await supervise();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { after, before } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { type Worker } from '@temporalio/worker';
+import { type NativeConnection, type Worker } from '@temporalio/worker';
 import pino from 'pino';
 import { BuildService, type BuildServiceOptions } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
@@ -15,6 +15,7 @@ import { KilnError } from '../../src/domain/errors.ts';
 import { KILN_SEARCH_ATTRIBUTE_KEYS } from '../../src/domain/searchAttributes.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
+import { type SupervisedWorker, superviseWorker } from '../../workers/supervisor.ts';
 import { createKilnWorker, installRuntimeLogger } from '../../workers/worker.ts';
 
 export const TEMPORAL_CLI = resolve(import.meta.dirname, '../../.tools/bin/temporal');
@@ -46,6 +47,8 @@ export interface Harness {
   taskQueue: string;
   /** A fresh worker on this harness's task queue (not running). */
   newWorker(): Promise<Worker>;
+  /** Another `BuildService` on this harness (same storage and task queue), with `options` changed. */
+  newService(options: Partial<BuildServiceOptions>): BuildService;
 }
 
 /** The demo-ish config tests use unless they pass their own YAML. */
@@ -78,17 +81,19 @@ export async function harness(
   const registry = new Registry(config);
   const storage = await openStorage({ kind: 'embedded' });
   const taskQueue = `kiln-test-${process.pid}-${++queueCounter}`;
-  const service = new BuildService({
-    ...{ client: env.client, storage, registry, taskQueue, logger: testLogger },
-    // The time-skipping server's clock runs ahead of this process's: every heartbeat goes to the workflow there.
-    answerHeartbeatsFromLeases: !env.supportsTimeSkipping,
-    ...serviceOptions,
-  });
+  const newService = (options: Partial<BuildServiceOptions>) =>
+    new BuildService({
+      ...{ client: env.client, storage, registry, taskQueue, logger: testLogger },
+      // The time-skipping server's clock runs ahead of this process's: every heartbeat goes to the workflow there.
+      answerHeartbeatsFromLeases: !env.supportsTimeSkipping,
+      ...options,
+    });
   return {
     env,
     storage,
     registry,
-    service,
+    service: newService(serviceOptions),
+    newService,
     taskQueue,
     newWorker: () =>
       createKilnWorker({
@@ -146,4 +151,25 @@ export async function rejectsWith(p: Promise<unknown>, code: string): Promise<Ki
     return e;
   }
   assert.fail(`expected ${code}, but the call succeeded`);
+}
+
+/** A Kiln worker under the supervisor, as `kiln worker` runs it, on the dev server at 127.0.0.1:`port`. */
+export function supervisedWorker(o: {
+  connection: NativeConnection;
+  port: number;
+  taskQueue: string;
+  storage: Storage;
+}): Promise<SupervisedWorker> {
+  return superviseWorker({
+    connection: o.connection,
+    address: `127.0.0.1:${o.port}`,
+    logger: testLogger,
+    create: () =>
+      createKilnWorker({
+        connection: o.connection,
+        namespace: 'default',
+        taskQueue: o.taskQueue,
+        deps: { storage: o.storage, logger: testLogger },
+      }),
+  });
 }

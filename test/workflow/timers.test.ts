@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
-import { BuildService } from '../../src/builds/service.ts';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
-import { eventually, type Harness, rejectsWith, testLogger, withDevHarness } from '../support/temporal.ts';
+import { eventually, type Harness, rejectsWith, withDevHarness } from '../support/temporal.ts';
 
 const builder = (name: string) => ({ project: 'chromium', bucket: 'try', builder: name });
 
@@ -96,14 +95,7 @@ describe('build timers and cancel', () => {
 
   it('a heartbeat on a long lease still reaches the workflow once the last contact is older than the bound', async () => {
     // The bound is 30 s by default; 1 s here, on an hour-long lease the API could answer for 30 minutes.
-    const service = new BuildService({
-      client: env.client,
-      storage: h.storage,
-      registry: h.registry,
-      taskQueue: h.taskQueue,
-      logger: testLogger,
-      workflowContactMs: 1000,
-    });
+    const service = h.newService({ workflowContactMs: 1000 });
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
       const b = await service.schedule({ builder: builder('short-lease') });
