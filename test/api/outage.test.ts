@@ -16,7 +16,7 @@ import { type Build, isEnded } from '../../src/domain/build.ts';
 import { newBuildId } from '../../src/domain/buildId.ts';
 import { FileLogStore } from '../../src/logs/logStore.ts';
 import { scheduledBuild } from '../support/builds.ts';
-import { freePort, spawnDevServer } from '../support/processes.ts';
+import { spawnDevServerOnFreePort } from '../support/processes.ts';
 import { eventually, harness, type Harness, startDevEnv, testLogger } from '../support/temporal.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,9 +83,8 @@ describe('outages: every route answers UNAVAILABLE in bounded time, never 500', 
 
   it('with the Temporal server unreachable: 503 UNAVAILABLE naming its address', async () => {
     // A Temporal server that was there when the API connected, and then died.
-    const port = await freePort();
+    const { port, temporal } = await spawnDevServerOnFreePort(join(dir, 'temporal.db'));
     const address = `127.0.0.1:${port}`;
-    const temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
     const client = new Client({ connection: await Connection.connect({ address }) });
     await temporal.kill('SIGKILL');
     const service = new BuildService({

@@ -27,7 +27,7 @@ import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { getBuildQuery } from '../../workflows/build.ts';
 import { type SupervisedWorker } from '../../workers/supervisor.ts';
-import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
+import { type Child, spawnDevServer, spawnDevServerOnFreePort } from '../support/processes.ts';
 import { supervisedWorker, testLogger } from '../support/temporal.ts';
 import {
   checkBuilds,
@@ -100,8 +100,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     });
 
   before(async () => {
-    port = await freePort();
-    temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
+    ({ port, temporal } = await spawnDevServerOnFreePort(join(dir, 'temporal.db')));
     storage = await openStorage({ kind: 'embedded' });
     const registry = new Registry(parseConfig(CONFIG, 'lost-task.yaml', { LOG_LEVEL: 'silent' }));
     connection = await Connection.connect({ address: `127.0.0.1:${port}` });

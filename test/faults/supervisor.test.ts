@@ -16,7 +16,7 @@ import { BuildService } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
-import { type Child, freePort, spawnDevServer } from '../support/processes.ts';
+import { type Child, spawnDevServer, spawnDevServerOnFreePort } from '../support/processes.ts';
 import { eventually, supervisedWorker, testLogger } from '../support/temporal.ts';
 
 const CONFIG = `
@@ -40,8 +40,7 @@ describe('worker supervisor: a fresh worker after every Temporal outage', () => 
   let service: BuildService;
 
   before(async () => {
-    port = await freePort();
-    temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
+    ({ port, temporal } = await spawnDevServerOnFreePort(join(dir, 'temporal.db')));
     storage = await openStorage({ kind: 'embedded' });
     const registry = new Registry(parseConfig(CONFIG, 'supervisor.yaml', { LOG_LEVEL: 'silent' }));
     connection = await Connection.connect({ address: `127.0.0.1:${port}` });

@@ -104,6 +104,22 @@ export async function spawnDevServer(port: number, dbFile: string): Promise<Chil
   }
 }
 
+/**
+ * `spawnDevServer` on a free port. Another dev server starting at the same time (tests run two files at
+ * once) can take the port between choosing and binding it, for one of its own services; then a new port
+ * is tried, up to 4 times.
+ */
+export async function spawnDevServerOnFreePort(dbFile: string): Promise<{ port: number; temporal: Child }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { port, temporal: await spawnDevServer(port, dbFile) };
+    } catch (e) {
+      if (attempt >= 4 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
 /** Waits until `url` answers 200. */
 export async function waitForHttp(url: string, child?: Child, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
