@@ -205,8 +205,6 @@ const LOST_LEASE_RACE = [
 interface KnownLease {
   leaseKey: string;
   expiresMs: number;
-  /** How long the lease was when the workflow set it (from this process's clock). */
-  durationMs: number;
   /** The duration the runner asked for then (undefined: the builder's default). */
   requestedMs: number | undefined;
   /** When (this process's clock) the workflow set it: its last contact with the holder. */
@@ -576,17 +574,18 @@ export class BuildService {
     if (this.o.answerHeartbeatsFromLeases === false) return;
     const expiresMs = Date.parse(leaseExpiration);
     const now = (this.o.clock ?? Date.now)();
-    this.leases.set(id, { leaseKey, expiresMs, durationMs: expiresMs - now, requestedMs, setAtMs: now });
+    this.leases.set(id, { leaseKey, expiresMs, requestedMs, setAtMs: now });
   }
 
   /**
    * Heartbeats this process can answer without the build's workflow: the key is the one the workflow
    * last granted or extended here, asking for the same duration, more than half of that lease is left
-   * and the workflow set it less than `WORKFLOW_CONTACT_MS` ago, and storage (one read for all) shows the build not ended and that key's generation current. The
-   * answer is the expiry the workflow set, so what the runner is told always holds: a heartbeat in the
-   * second half of the lease reaches the workflow and moves it. A runner heartbeating every 10 s on the
-   * default 60 s lease, or any longer one, reaches its workflow about every 30 s instead of every 10 s. Undefined for each
-   * heartbeat the workflow must answer.
+   * and the workflow set it less than `WORKFLOW_CONTACT_MS` ago, and storage (one read for all) shows
+   * the build not ended and that key's generation current. The answer is the expiry the workflow set,
+   * so what the runner is told always holds: a heartbeat in the second half of the lease reaches the
+   * workflow and moves it. A runner heartbeating every 10 s on the default 60 s lease, or any longer
+   * one, reaches its workflow about every 30 s instead of every 10 s. Undefined for each heartbeat the
+   * workflow must answer.
    */
   private async heartbeatsFromLeases(
     items: { buildId: string; leaseKey: string; leaseDurationMs?: number }[],
@@ -598,7 +597,7 @@ export class BuildService {
         l !== undefined &&
         l.leaseKey === it.leaseKey &&
         l.requestedMs === it.leaseDurationMs &&
-        l.expiresMs - now > l.durationMs / 2 &&
+        l.expiresMs - now > (l.expiresMs - l.setAtMs) / 2 &&
         now - l.setAtMs < (this.o.workflowContactMs ?? WORKFLOW_CONTACT_MS)
       );
     };
