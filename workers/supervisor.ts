@@ -7,8 +7,13 @@
  * cached state, not on the history the server kept, and its commands can disagree with that
  * history (a lease timer restarted for a heartbeat the history does not hold): on the next replay
  * the build stops on a nondeterminism error. The SDK has no "drop the cache" call, so the
- * supervisor stops the worker as soon as the server stops answering and starts a fresh one, with
- * an empty cache, once it answers again; every build then goes on from the server's history.
+ * supervisor stops the worker as soon as the server is gone and starts a fresh one, with an empty
+ * cache, once it answers again; every build then goes on from the server's history.
+ *
+ * "Gone" is a port that refuses connections (the server process died), or a server that accepts
+ * them but leaves several gRPC probes in a row unanswered. A server that is only slow (a busy
+ * machine, a long GC) lost nothing, and replacing the worker then would cost every cached build
+ * about 10 s: its next task waits on the old worker's sticky queue until that times out.
  */
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,8 +33,14 @@ export interface SupervisorOptions {
   logger: pino.Logger;
   /** How often a TCP connect to `address` is tried (a gRPC call every tenth time). @default 100 */
   probeIntervalMs?: number;
-  /** How long one probe may take before the server counts as gone. @default 2000 */
+  /** How long one probe may take before it counts as unanswered. @default 2000 */
   probeTimeoutMs?: number;
+  /**
+   * How many gRPC probes in a row must go unanswered before a server that still accepts
+   * connections counts as gone (a slow server lost nothing: restarting the worker for it would
+   * only delay its builds). @default 5
+   */
+  unansweredProbes?: number;
 }
 
 /** A running supervised worker. */
@@ -38,6 +49,8 @@ export interface SupervisedWorker {
   readonly done: Promise<void>;
   /** Workers started so far (1 until the first outage). */
   readonly generation: number;
+  /** Outages seen so far (each stopped a worker; its successor starts once the server answers). */
+  readonly outages: number;
   /** Stops the current worker (its tasks finish) and the supervisor. */
   shutdown(): void;
 }
@@ -46,17 +59,22 @@ export interface SupervisedWorker {
 export async function superviseWorker(opts: SupervisorOptions): Promise<SupervisedWorker> {
   const probeIntervalMs = opts.probeIntervalMs ?? 100;
   const probeTimeoutMs = opts.probeTimeoutMs ?? 2000;
+  const unansweredProbes = opts.unansweredProbes ?? 5;
   const stopping = new AbortController();
   let worker = await opts.create();
   let generation = 1;
+  let outages = 0;
 
   // A TCP connect: a server process that died refuses it at once, so even an outage far shorter than
-  // a gRPC timeout (a dev server restarted in a second) is seen. Every `probeIntervalMs`.
-  const tcpAnswers = (): Promise<boolean> =>
-    opts.address === undefined ? Promise.resolve(true) : tcpOpens(opts.address, probeTimeoutMs);
-  // A gRPC call, for a server that accepts connections but does not answer. The SDK's connection
-  // retries an unavailable server until it is back, deadline or not: no answer in time is an outage
-  // (and the call is abandoned). Every `GRPC_PROBE_EVERY` TCP probes, never awaited by them.
+  // a gRPC timeout (a dev server restarted in a second) is seen. Every `probeIntervalMs`. Only a
+  // refusal (or another error) is an outage: a connect that times out may be this process's own
+  // event loop running late, so it is left to the gRPC probe.
+  const tcpProbe = (): Promise<TcpProbe> =>
+    opts.address === undefined ? Promise.resolve('open') : tcpOpens(opts.address, probeTimeoutMs);
+  // A gRPC call, for a server that accepts connections but does not answer (one behind a proxy that
+  // restarts). The SDK's connection retries an unavailable server until it is back, deadline or not:
+  // no answer in time counts as unanswered (and the call is abandoned). A busy server can be slow to
+  // answer one call, so only `unansweredProbes` in a row are an outage.
   const grpcAnswers = (): Promise<boolean> => {
     const signal = AbortSignal.timeout(probeTimeoutMs);
     const call = opts.connection.withAbortSignal(signal, () => opts.connection.workflowService.getSystemInfo({}));
@@ -74,7 +92,8 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
   /** A fresh worker once the server answers again (undefined when stopped first). */
   const fresh = async (): Promise<Worker | undefined> => {
     for (;;) {
-      while (!stopping.signal.aborted && !((await tcpAnswers()) && (await grpcAnswers()))) await pause(probeIntervalMs);
+      while (!stopping.signal.aborted && !((await tcpProbe()) === 'open' && (await grpcAnswers())))
+        await pause(probeIntervalMs);
       if (stopping.signal.aborted) return undefined;
       try {
         return await opts.create();
@@ -95,6 +114,7 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
       const lost = (how: string) => {
         if (outage || settled || stopping.signal.aborted) return;
         outage = true;
+        outages++;
         opts.logger.warn(
           { generation, probe: how },
           'Temporal server does not answer: stopping the worker, so its workflow cache cannot outlive what the server lost',
@@ -102,10 +122,19 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
         if (worker.getState() === 'RUNNING') worker.shutdown();
       };
       const watch = (async () => {
+        let unanswered = 0;
+        let grpcInFlight = false;
         for (let i = 1; !stopping.signal.aborted && !settled && !outage; i++) {
           await pause(probeIntervalMs);
-          if (i % GRPC_PROBE_EVERY === 0) void grpcAnswers().then((ok) => ok || lost('gRPC'));
-          if (!(await tcpAnswers())) lost('TCP');
+          if (i % GRPC_PROBE_EVERY === 0 && !grpcInFlight) {
+            grpcInFlight = true;
+            void grpcAnswers().then((ok) => {
+              grpcInFlight = false;
+              unanswered = ok ? 0 : unanswered + 1;
+              if (unanswered >= unansweredProbes) lost(`gRPC (${unanswered} probes unanswered)`);
+            });
+          }
+          if ((await tcpProbe()) === 'refused') lost('TCP');
         }
       })();
       // A worker's own failure (not an outage) ends the supervisor with that error.
@@ -134,6 +163,9 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
     get generation() {
       return generation;
     },
+    get outages() {
+      return outages;
+    },
     shutdown() {
       stopping.abort();
       if (worker.getState() === 'RUNNING') worker.shutdown();
@@ -141,18 +173,21 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
   };
 }
 
-/** Whether a TCP connection to `host:port` (IPv6 in brackets) opens within `timeoutMs`. */
-function tcpOpens(address: string, timeoutMs: number): Promise<boolean> {
+/** What a TCP connect found: a listener, a refusal (or another error), or no answer in time. */
+type TcpProbe = 'open' | 'refused' | 'late';
+
+/** Tries a TCP connection to `host:port` (IPv6 in brackets) for up to `timeoutMs`. */
+function tcpOpens(address: string, timeoutMs: number): Promise<TcpProbe> {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
-  if (!m) return Promise.resolve(true); // not host:port (a unix socket, a URL): only the gRPC probe
+  if (!m) return Promise.resolve('open'); // not host:port (a unix socket, a URL): only the gRPC probe
   return new Promise((resolve) => {
     const socket = connect({ host: m[1]!, port: Number(m[2]), timeout: timeoutMs });
-    const end = (open: boolean) => {
+    const end = (found: TcpProbe) => {
       socket.destroy();
-      resolve(open);
+      resolve(found);
     };
-    socket.once('connect', () => end(true));
-    socket.once('timeout', () => end(false));
-    socket.once('error', () => end(false));
+    socket.once('connect', () => end('open'));
+    socket.once('timeout', () => end('late'));
+    socket.once('error', () => end('refused'));
   });
 }

@@ -90,6 +90,41 @@ describe('worker supervisor: a fresh worker after every Temporal outage', () => 
     }
   });
 
+  it('keeps the worker while the server is only slow, and replaces it when the server stays silent', async () => {
+    const pid = temporal.proc.pid ?? 0;
+    const supervised = await supervisedWorker({
+      connection: nativeConnection,
+      port,
+      taskQueue,
+      storage,
+      unansweredProbes: 3,
+    });
+    try {
+      const b = await service.schedule({ builder });
+      const grant = await service.lease(b.id, { holder: 'r', leaseDurationMs: 120_000 });
+      // A server that accepts connections but answers nothing for 3 s (one or two gRPC probes time
+      // out): slow, not gone. It lost nothing, so the worker and its cache stay.
+      process.kill(pid, 'SIGSTOP');
+      await sleep(3000);
+      process.kill(pid, 'SIGCONT');
+      await service.start(b.id, { leaseKey: grant.leaseKey });
+      assert.equal(supervised.generation, 1, 'no restart for a slow server');
+      // Silent for three probes in a row (2 s each, one at a time): gone.
+      process.kill(pid, 'SIGSTOP');
+      try {
+        await eventually(async () => supervised.outages === 1, 60_000, 'the silent server seen as gone');
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await eventually(async () => supervised.generation === 2, 30_000, 'a second worker once the server answers');
+      const done = await service.succeed(b.id, { leaseKey: grant.leaseKey });
+      assert.equal(done.status, 'SUCCESS');
+    } finally {
+      supervised.shutdown();
+      await supervised.done;
+    }
+  });
+
   it('stops at once when told to during an outage', async () => {
     const supervised = await supervise();
     await temporal.kill('SIGKILL');

@@ -159,8 +159,11 @@ export function supervisedWorker(o: {
   port: number;
   taskQueue: string;
   storage: Storage;
+  /** The supervisor's `unansweredProbes` (default its own). */
+  unansweredProbes?: number;
 }): Promise<SupervisedWorker> {
   return superviseWorker({
+    ...(o.unansweredProbes === undefined ? {} : { unansweredProbes: o.unansweredProbes }),
     connection: o.connection,
     address: `127.0.0.1:${o.port}`,
     logger: testLogger,
