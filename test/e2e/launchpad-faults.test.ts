@@ -22,7 +22,7 @@ import { type Storage } from '../../src/storage/storage.ts';
 import { startWebhookServer, type WebhookServer } from '../fakes/webhookServer.ts';
 import { GitFixture } from '../support/git.ts';
 import { startPostgres } from '../support/postgres.ts';
-import { type Child, freePort, spawnDevServer, spawnKiln } from '../support/processes.ts';
+import { type Child, spawnDevServerOnFreePort, spawnKiln } from '../support/processes.ts';
 
 const T = 120_000;
 
@@ -93,7 +93,8 @@ describe('Launchpad under crashes: the worker dies mid-promotion and mid-notific
     fx.commit('master', 'init');
     fx.branch('stable', 'master');
     chat = await startWebhookServer();
-    const port = await freePort();
+    let port;
+    ({ port, temporal } = await spawnDevServerOnFreePort(join(dir, 'temporal.db')));
     yaml = `
 dataDir: ${dir}/data
 api: { publicUrl: "https://kiln.example.org" }
@@ -109,7 +110,6 @@ notifications:
 `;
     writeFileSync(join(dir, 'kiln.yaml'), yaml);
     env = { KILN_CONFIG: join(dir, 'kiln.yaml'), TEMPORAL_ADDRESS: `127.0.0.1:${port}`, DATABASE_URL: db.url };
-    temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
     worker = spawnKiln(['worker'], env);
     client = new Client({ connection: await Connection.connect({ address: env.TEMPORAL_ADDRESS }) });
     storage = await openStorage({ kind: 'postgres', url: db.url });

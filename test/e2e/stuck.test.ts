@@ -85,8 +85,10 @@ describe('stuck builds in Temporal visibility and the Web UI', () => {
     const healthySince = Date.now();
     // Never leased: scheduled too long once the threshold passes.
     const pending = await s.schedule({ builder });
-    // Started, lease ends within the minute, never heartbeats: its last contact is its start.
-    const expiring = await leaseAndStart('runner-expiring', 30);
+    // Started, lease ends within the threshold, never heartbeats: its last contact is its start.
+    // Its lease must outlast the whole suite (a build whose lease ran out is no longer running):
+    // on a loaded CI machine a 30 s lease once ran out before the Web UI test looked for it.
+    const expiring = await leaseAndStart('runner-expiring', 300);
     // Started with a long lease, one heartbeat that then gets old.
     const silent = await leaseAndStart('runner-silent', 3600);
     await s.heartbeat(silent.b.id, { leaseKey: silent.key, leaseDurationMs: 3600_000 });
@@ -109,7 +111,7 @@ describe('stuck builds in Temporal visibility and the Web UI', () => {
     await env?.teardown();
   });
 
-  const thresholds: StuckThresholds = { scheduledForSecs: 2, leaseExpiresWithinSecs: 60, heartbeatOlderThanSecs: 2 };
+  const thresholds: StuckThresholds = { scheduledForSecs: 2, leaseExpiresWithinSecs: 900, heartbeatOlderThanSecs: 2 };
 
   it("README's list filters find exactly the stuck builds, category by category", async () => {
     const lines = readmeFilters();

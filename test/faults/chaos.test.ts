@@ -23,7 +23,14 @@ import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { getBuildQuery } from '../../workflows/build.ts';
 import { startPostgres } from '../support/postgres.ts';
-import { type Child, freePort, spawnDevServer, spawnKiln, waitForHttp } from '../support/processes.ts';
+import {
+  type Child,
+  freePort,
+  spawnDevServer,
+  spawnDevServerOnFreePort,
+  spawnKiln,
+  waitForHttp,
+} from '../support/processes.ts';
 import { checkBuilds, faultFigures, runLeaseCycles, type WorkflowView, type WriteKind } from './leaseCycles.ts';
 
 const BUILDS = Number(process.env.KILN_CHAOS_BUILDS ?? '16');
@@ -111,7 +118,7 @@ describe('fault suite: random kills of the Temporal server, the worker and the A
 
   before(async () => {
     db = await startPostgres();
-    temporalPort = await freePort();
+    ({ port: temporalPort, temporal } = await spawnDevServerOnFreePort(join(dir, 'temporal.db')));
     apiPort = await freePort();
     writeFileSync(
       join(dir, 'kiln.yaml'),
@@ -129,7 +136,6 @@ projects:
 `,
     );
     env = { KILN_CONFIG: join(dir, 'kiln.yaml'), TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`, DATABASE_URL: db.url };
-    temporal = await startTemporal();
     storage = await openStorage({ kind: 'postgres', url: db.url, maxConnections: 2 });
     worker = await spawnHookedWorker(env);
     api = await startApi();

@@ -17,7 +17,14 @@ import pg from 'pg';
 import { KilnApiError, KilnClient } from '../../src/client/kilnClient.ts';
 import { type Build } from '../../src/domain/build.ts';
 import { startPostgres } from '../support/postgres.ts';
-import { type Child, freePort, spawnDevServer, spawnKiln, waitForHttp } from '../support/processes.ts';
+import {
+  type Child,
+  freePort,
+  spawnDevServer,
+  spawnDevServerOnFreePort,
+  spawnKiln,
+  waitForHttp,
+} from '../support/processes.ts';
 
 const BUILDS_PER_PHASE = 6;
 const PHASES = ['worker', 'api', 'runner', 'temporal'] as const;
@@ -43,7 +50,7 @@ describe('fault suite: SIGKILL every process in turn', () => {
 
   before(async () => {
     db = await startPostgres();
-    temporalPort = await freePort();
+    ({ port: temporalPort, temporal } = await spawnDevServerOnFreePort(join(dir, 'temporal.db')));
     apiPort = await freePort();
     writeFileSync(
       join(dir, 'kiln.yaml'),
@@ -85,7 +92,6 @@ workDir: ${dir}/runner-${i}
       );
     }
     env = { KILN_CONFIG: join(dir, 'kiln.yaml'), TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`, DATABASE_URL: db.url };
-    temporal = await spawnDevServer(temporalPort, join(dir, 'temporal.db'));
     worker = spawnKiln(['worker'], env);
     api = await startApi();
     runners.push(startRunner(0), startRunner(1));
