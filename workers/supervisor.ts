@@ -14,22 +14,41 @@
  * them but leaves several gRPC probes in a row unanswered. A server that is only slow (a busy
  * machine, a long GC) lost nothing, and replacing the worker then would cost every cached build
  * about 10 s: its next task waits on the old worker's sticky queue until that times out.
+ *
+ * Stopping the old worker is not enough on its own: while it drains, it still holds tasks it polled
+ * before the outage and retries their completions, and those reach the restarted server, carrying
+ * commands made from its stale cache (a build's history then no longer replays). So each worker
+ * talks to the server through a relay of its own (workers/relay.ts), cut the moment the outage is
+ * seen: nothing of the old worker reaches the server again.
  */
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type NativeConnection, type Worker } from '@temporalio/worker';
 import type pino from 'pino';
+import { hostPort, openRelay, type Relay } from './relay.ts';
+
+/**
+ * How long a cut-off worker may take to stop before the supervisor goes on without it (its
+ * retries against the cut relay end on their own; it can reach no server meanwhile).
+ */
+const ABANDON_AFTER_MS = 30_000;
 
 /** One gRPC probe for this many TCP probes. */
 const GRPC_PROBE_EVERY = 10;
 
 /** Options for `superviseWorker`. */
 export interface SupervisorOptions {
+  /** The supervisor's own connection, for its gRPC probes (and every worker's when `connect` is absent). */
   connection: NativeConnection;
   /** The server's `host:port`, probed with a TCP connect as well as a gRPC call. */
   address?: string;
-  /** Makes a fresh worker (same task queue, empty cache). */
-  create: () => Promise<Worker>;
+  /**
+   * Connects to the server at `address` (a relay's `127.0.0.1:port`), for one worker. Given, and
+   * with `address` a `host:port`, every worker gets its own relay and connection, cut at an outage.
+   */
+  connect?: (address: string) => Promise<NativeConnection>;
+  /** Makes a fresh worker (same task queue, empty cache) on `connection`. */
+  create: (connection: NativeConnection) => Promise<Worker>;
   logger: pino.Logger;
   /** How often a TCP connect to `address` is tried (a gRPC call every tenth time). @default 100 */
   probeIntervalMs?: number;
@@ -61,7 +80,38 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
   const probeTimeoutMs = opts.probeTimeoutMs ?? 2000;
   const unansweredProbes = opts.unansweredProbes ?? 5;
   const stopping = new AbortController();
-  let worker = await opts.create();
+  const target = opts.address === undefined ? undefined : hostPort(opts.address);
+  const relayed = opts.connect !== undefined && target !== undefined;
+
+  /** A worker, with the relay and connection of its own when relayed. */
+  interface Generation {
+    worker: Worker;
+    relay?: Relay;
+    connection?: NativeConnection;
+  }
+  const make = async (): Promise<Generation> => {
+    if (!relayed) return { worker: await opts.create(opts.connection) };
+    const relay = await openRelay(target);
+    let connection: NativeConnection | undefined;
+    try {
+      connection = await opts.connect!(relay.address);
+      return { worker: await opts.create(connection), relay, connection };
+    } catch (e) {
+      await connection?.close().catch(() => undefined);
+      await relay.cut();
+      throw e;
+    }
+  };
+  /** After its worker stopped: the relay cut (if not yet) and the connection closed. */
+  const release = async (g: Generation): Promise<void> => {
+    await g.relay?.cut();
+    await g.connection
+      ?.close()
+      .catch((e: unknown) => opts.logger.warn({ err: e }, 'could not close a worker connection'));
+  };
+
+  let current = await make();
+  let worker = current.worker;
   let generation = 1;
   let outages = 0;
 
@@ -90,13 +140,13 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
   const pause = (ms: number): Promise<void> => sleep(ms, undefined, { signal: stopping.signal }).catch(() => undefined);
 
   /** A fresh worker once the server answers again (undefined when stopped first). */
-  const fresh = async (): Promise<Worker | undefined> => {
+  const fresh = async (): Promise<Generation | undefined> => {
     for (;;) {
       while (!stopping.signal.aborted && !((await tcpProbe()) === 'open' && (await grpcAnswers())))
         await pause(probeIntervalMs);
       if (stopping.signal.aborted) return undefined;
       try {
-        return await opts.create();
+        return await make();
       } catch (e) {
         // The server went again while the worker was being made: wait for it once more.
         opts.logger.warn({ err: e, generation }, 'could not make a fresh worker; trying again');
@@ -111,6 +161,9 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
       const run = worker.run().finally(() => (settled = true));
       if (stopping.signal.aborted) worker.shutdown();
       let outage = false;
+      let abandon: (() => void) | undefined;
+      const abandoned = new Promise<'abandoned'>((resolve) => (abandon = () => resolve('abandoned')));
+      let abandonTimer: NodeJS.Timeout | undefined;
       const lost = (how: string) => {
         if (outage || settled || stopping.signal.aborted) return;
         outage = true;
@@ -119,7 +172,10 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
           { generation, probe: how },
           'Temporal server does not answer: stopping the worker, so its workflow cache cannot outlive what the server lost',
         );
+        // First cut it off: nothing it still holds may reach the server once it is back.
+        void current.relay?.cut();
         if (worker.getState() === 'RUNNING') worker.shutdown();
+        abandonTimer = setTimeout(() => abandon?.(), ABANDON_AFTER_MS);
       };
       const watch = (async () => {
         let unanswered = 0;
@@ -138,21 +194,31 @@ export async function superviseWorker(opts: SupervisorOptions): Promise<Supervis
         }
       })();
       // A worker's own failure (not an outage) ends the supervisor with that error.
-      const failure = await run.then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const failure = await Promise.race([
+        run.then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+        abandoned,
+      ]);
+      clearTimeout(abandonTimer);
+      if (failure === 'abandoned') {
+        settled = true; // ends the watch loop
+        opts.logger.warn({ generation }, 'the cut-off worker has not stopped yet: going on without it');
+      }
       await watch;
+      await release(current);
       if (stopping.signal.aborted) return;
       if (!outage) {
         if (failure !== undefined) throw failure;
         return;
       }
-      if (failure !== undefined)
+      if (failure !== undefined && failure !== 'abandoned')
         opts.logger.warn({ err: failure, generation }, 'worker stopped with an error during the outage');
       const next = await fresh();
       if (next === undefined) return;
-      worker = next;
+      current = next;
+      worker = next.worker;
       generation++;
       opts.logger.info({ generation }, 'Temporal server answers again: a fresh worker (empty workflow cache) runs');
     }
@@ -178,10 +244,10 @@ type TcpProbe = 'open' | 'refused' | 'late';
 
 /** Tries a TCP connection to `host:port` (IPv6 in brackets) for up to `timeoutMs`. */
 function tcpOpens(address: string, timeoutMs: number): Promise<TcpProbe> {
-  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
-  if (!m) return Promise.resolve('open'); // not host:port (a unix socket, a URL): only the gRPC probe
+  const target = hostPort(address);
+  if (!target) return Promise.resolve('open'); // not host:port (a unix socket, a URL): only the gRPC probe
   return new Promise((resolve) => {
-    const socket = connect({ host: m[1]!, port: Number(m[2]), timeout: timeoutMs });
+    const socket = connect({ ...target, timeout: timeoutMs });
     const end = (found: TcpProbe) => {
       socket.destroy();
       resolve(found);

@@ -80,9 +80,11 @@ export async function startWorker(opts: {
     connection,
     address: opts.address,
     logger: opts.logger,
-    create: () =>
+    // Each worker through a relay of its own, cut at an outage (workers/relay.ts).
+    connect: (relay) => connectWorker({ ...opts.config.temporal, address: opts.address }, relay),
+    create: (workerConnection) =>
       createKilnWorker({
-        connection,
+        connection: workerConnection,
         namespace: opts.config.temporal.namespace,
         taskQueue: opts.config.temporal.taskQueue,
         deps: {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import {
   Client,
   Connection,
+  type TLSConfig,
   type ConnectionOptions,
   defaultGrpcRetryOptions,
   makeGrpcRetryInterceptor,
@@ -15,7 +16,7 @@ import { type KilnConfig } from '../config/schema.ts';
 
 type TemporalConfig = KilnConfig['temporal'];
 
-function tlsOptions(t: TemporalConfig): ConnectionOptions['tls'] {
+function tlsOptions(t: TemporalConfig): TLSConfig | undefined {
   if (!t.tls) return undefined;
   const read = (p: string | undefined) => (p === undefined ? undefined : readFileSync(p));
   const cert = read(t.tls.certPath);
@@ -50,8 +51,16 @@ export async function connectClient(
   return new Client({ connection, namespace: t.namespace });
 }
 
-/** A native connection for workers. */
-export async function connectWorker(t: TemporalConfig & { address: string }): Promise<NativeConnection> {
-  const opts: NativeConnectionOptions = { address: t.address, tls: tlsOptions(t), apiKey: apiKey(t) };
+/**
+ * A native connection for workers. `via`: connect to this `host:port` instead (the worker
+ * supervisor's relay to `t.address`); with TLS the server's certificate is still checked against
+ * the server's own name.
+ */
+export async function connectWorker(t: TemporalConfig & { address: string }, via?: string): Promise<NativeConnection> {
+  let tls = tlsOptions(t);
+  if (via !== undefined && tls && tls.serverNameOverride === undefined) {
+    tls = { ...tls, serverNameOverride: t.address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1') };
+  }
+  const opts: NativeConnectionOptions = { address: via ?? t.address, tls, apiKey: apiKey(t) };
   return NativeConnection.connect(opts);
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { after, before } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { type NativeConnection, type Worker } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import pino from 'pino';
 import { BuildService, type BuildServiceOptions } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
@@ -167,9 +167,10 @@ export function supervisedWorker(o: {
     connection: o.connection,
     address: `127.0.0.1:${o.port}`,
     logger: testLogger,
-    create: () =>
+    connect: (address) => NativeConnection.connect({ address }),
+    create: (connection) =>
       createKilnWorker({
-        connection: o.connection,
+        connection,
         namespace: 'default',
         taskQueue: o.taskQueue,
         deps: { storage: o.storage, logger: testLogger },
