@@ -19,6 +19,8 @@
  *   BENCH_LONG_HOURS=12               a build heartbeating every 10 s for this long on the time-skipping test server
  *                                     (0 skips it; needs KILN_SETUP_EXTRAS=java-test-server; test/bench/longBuild.ts)
  *   BENCH_LONG_MAX_EVENTS             that build's continue-as-new threshold (the workflow's default when unset)
+ *   BENCH_RELAY=1                     the lease-cycle worker reaches Temporal through the supervisor's relay
+ *                                     (workers/relay.ts), as under `kiln worker` and `kiln dev`: its cost
  *   BENCH_STARTUP=0                   skips the start time and idle RSS of `kiln api` / `kiln worker` (sources vs
  *                                     the production build; needs PostgreSQL, test/bench/startup.ts)
  * CPU per build is this process (API, worker, clients: all threads) and the Temporal server's processes (the
@@ -28,7 +30,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import pgClient from 'pg';
 import { buildApi, listenApi } from '../../src/api/server.ts';
 import { KilnClient } from '../../src/client/kilnClient.ts';
@@ -42,6 +44,7 @@ import { connectToCluster, startTemporalCluster } from '../support/temporalClust
 import { compiledMode, measureStartup, startupTable, TSX_MODE } from './startup.ts';
 import { buildKiln } from '../../scripts/build.ts';
 import { createKilnWorker, workflowBundle } from '../../workers/worker.ts';
+import { hostPort, openRelay } from '../../workers/relay.ts';
 import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
 import { PENDING_BUCKET, PENDING_BUCKET_CONFIG, pendingPhase, pendingTable } from './pending.ts';
 import { FLEET_BUCKET_CONFIG, fleetPhase, fleetTable } from './fleet.ts';
@@ -61,6 +64,7 @@ const FLEET = Number(process.env.BENCH_FLEET ?? '500');
 const FLEET_SECS = Number(process.env.BENCH_FLEET_SECS ?? '120');
 const LONG_HOURS = Number(process.env.BENCH_LONG_HOURS ?? '12');
 const LONG_MAX_EVENTS = process.env.BENCH_LONG_MAX_EVENTS ? Number(process.env.BENCH_LONG_MAX_EVENTS) : undefined;
+const RELAY = process.env.BENCH_RELAY === '1';
 const buildsAt = (c: number) => Math.max(40, c * 20) * SCALE;
 
 type Samples = Record<string, number[]>;
@@ -146,8 +150,11 @@ async function main(): Promise<void> {
   const app = buildApi(ctx);
   const url = await listenApi(app, ctx, '127.0.0.1', 0);
   const kiln = new KilnClient({ baseUrl: url });
+  const relay = RELAY ? await openRelay(hostPort(env.address)!) : undefined;
+  const workerConnection = relay ? await NativeConnection.connect({ address: relay.address }) : env.nativeConnection;
+  if (relay) console.error(`  worker through a relay at ${relay.address}`);
   const worker = await createKilnWorker({
-    connection: env.nativeConnection,
+    connection: workerConnection,
     namespace: 'default',
     taskQueue,
     deps: { storage, logger: testLogger },
@@ -436,6 +443,10 @@ async function main(): Promise<void> {
   }
   // --- end startup ---
 
+  if (relay) {
+    await workerConnection.close();
+    await relay.cut();
+  }
   await env.teardown();
   await pg?.stop();
   rmSync(dataDir, { recursive: true, force: true });
