@@ -12,6 +12,7 @@ import {
   makeGrpcRetryInterceptor,
 } from '@temporalio/client';
 import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
+import { hostPort } from '../../workers/relay.ts';
 import { type KilnConfig } from '../config/schema.ts';
 
 type TemporalConfig = KilnConfig['temporal'];
@@ -59,7 +60,7 @@ export async function connectClient(
 export async function connectWorker(t: TemporalConfig & { address: string }, via?: string): Promise<NativeConnection> {
   let tls = tlsOptions(t);
   if (via !== undefined && tls && tls.serverNameOverride === undefined) {
-    tls = { ...tls, serverNameOverride: t.address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1') };
+    tls = { ...tls, serverNameOverride: hostPort(t.address)?.host };
   }
   const opts: NativeConnectionOptions = { address: via ?? t.address, tls, apiKey: apiKey(t) };
   return NativeConnection.connect(opts);
