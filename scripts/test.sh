@@ -10,11 +10,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The spec reporter ends with a list of the failing tests and their errors, so the last lines of a red
+# run say what failed (the TAP reporter, Node's default off a terminal, leaves them mid-log).
+REPORTER=(--test-reporter=spec --test-reporter-destination=stdout)
+
 run() {
   local concurrency=$1
   shift
   [[ $# -gt 0 ]] || return 0
-  node --import tsx --test --test-concurrency="$concurrency" --test-timeout=600000 "$@"
+  node --import tsx --test "${REPORTER[@]}" --test-concurrency="$concurrency" --test-timeout=600000 "$@"
 }
 
 if [[ $# -gt 0 ]]; then
@@ -28,4 +32,4 @@ mapfile -t e2e < <(find test/e2e test/faults -name '*.test.ts' 2>/dev/null | sor
 mapfile -t timeskip < <(find test/timeskip -name '*.test.ts' 2>/dev/null | sort)
 
 # One runner invocation, so the closing summary counts every test.
-node --import tsx --test --test-concurrency=2 --test-timeout=600000 "${unit[@]}" "${workflow[@]}" "${e2e[@]}" "${timeskip[@]}"
+node --import tsx --test "${REPORTER[@]}" --test-concurrency=2 --test-timeout=600000 "${unit[@]}" "${workflow[@]}" "${e2e[@]}" "${timeskip[@]}"
