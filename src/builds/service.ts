@@ -135,6 +135,11 @@ export interface BuildServiceOptions {
   workflowContactMs?: number;
   /** The workflows' clock, for the leases above. @default Date.now */
   clock?: () => number;
+  /**
+   * Told of every build whose workflow left a call unanswered (UNAVAILABLE), so a workflow stopped
+   * on a nondeterminism error is looked at at once (`BuildRepairer.noteUnanswered`).
+   */
+  onUnanswered?: (buildId: string) => void;
 }
 
 const CANCEL_WAIT_MS = 5000;
@@ -808,6 +813,7 @@ export class BuildService {
           throw new KilnError('UNAVAILABLE', `${what} build ${id}: the update was not processed (busy build); retry`);
         }
         // ---- end issue 18 ----
+        if (e instanceof KilnError && e.code === 'UNAVAILABLE') this.o.onUnanswered?.(id);
         if (e instanceof WorkflowUpdateFailedError && e.cause instanceof ApplicationFailure) {
           // A refusal carries one of Kiln's codes and a message for the caller; anything else is a bug
           // in the workflow, whose words stay in the log.

@@ -154,9 +154,20 @@ export const configSchema = z
          * may have in flight; more answer UNAVAILABLE. @default 64
          */
         maxLeaseCallsInFlightPerClient: z.number().int().positive().default(64),
+        /**
+         * How often the API looks for builds stopped on a nondeterminism error and restarts them from
+         * storage (src/builds/repair.ts); 0 turns it off. @default 30
+         */
+        repairIntervalSecs: z.number().int().min(0).default(30),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 1024 * 1024, maxLeaseCallsInFlightPerClient: 64 }),
+      .default({
+        host: '127.0.0.1',
+        port: 8080,
+        bodyLimitBytes: 1024 * 1024,
+        maxLeaseCallsInFlightPerClient: 64,
+        repairIntervalSecs: 30,
+      }),
     temporal: z
       .object({
         /** host:port; absent → `kiln dev` starts its own dev server. */

@@ -8,6 +8,7 @@ import { type Client } from '@temporalio/client';
 import { type FastifyInstance } from 'fastify';
 import type pino from 'pino';
 import { buildApi, listenApi } from '../api/server.ts';
+import { BuildRepairer } from '../builds/repair.ts';
 import { BuildService } from '../builds/service.ts';
 import { BuildWatcher } from '../builds/watch.ts';
 import { kilnMetrics } from '../metrics/registry.ts';
@@ -118,12 +119,25 @@ export async function startApi(opts: {
   storage: Storage;
   logger: pino.Logger;
 }): Promise<Running & { url: string; app: FastifyInstance; service: BuildService }> {
+  // Builds stopped on a nondeterminism error go on from storage (src/builds/repair.ts): looked at when
+  // a call to one goes unanswered, and swept for. Every API process may do it: a repair is one atomic
+  // terminate-and-start, and a second look finds the new run working.
+  const repairer =
+    opts.config.api.repairIntervalSecs > 0
+      ? new BuildRepairer({
+          client: opts.client,
+          storage: opts.storage,
+          taskQueue: opts.config.temporal.taskQueue,
+          logger: opts.logger.child({ component: 'repair' }),
+        })
+      : undefined;
   const service = new BuildService({
     client: opts.client,
     storage: opts.storage,
     registry: opts.registry,
     taskQueue: opts.config.temporal.taskQueue,
     logger: opts.logger,
+    ...(repairer ? { onUnanswered: (id: string) => repairer.noteUnanswered(id) } : {}),
   });
   const gerrit = resolveGerritSettings(opts.config.gerrit, opts.registry);
   // Runners long-poll this for canceled builds (issue 17): one storage read per poll for all of them.
@@ -169,6 +183,7 @@ export async function startApi(opts: {
   });
   const url = await listenApi(app, ctx, opts.config.api.host, opts.config.api.port);
   opts.logger.info({ url }, 'API listening');
+  const repairs = repairer?.start(opts.config.api.repairIntervalSecs * 1000);
   // Tinderboxes over SSH (the Buildbot Gerrit Plugin's commands), when configured.
   const ssh = opts.config.tinderboxSsh
     ? await startTinderboxSsh(
@@ -195,6 +210,7 @@ export async function startApi(opts: {
     // Calls in flight get a moment to finish; then their connections are closed (a call waiting on
     // an unreachable Temporal must not hold the shutdown for its whole timeout).
     stop: async () => {
+      await repairs?.stop();
       await ssh?.close();
       await watcher.close(); // answers the runners' long polls, so close() need not wait for them
       const closed = app.close();

@@ -1,0 +1,239 @@
+/**
+ * Repair of lease-mode builds whose workflow can no longer go on: its workflow task fails on a
+ * nondeterminism error, again and again, so the build takes no call, no cancel and no timer.
+ *
+ * How a build gets there without a bug in Kiln's workflow code: under Temporal server crashes, the
+ * SDK can apply a workflow task to its cached workflow that the server never kept (an update's
+ * speculative task lost with the server), or order a local activity's result differently live and
+ * on replay. The cached workflow then makes commands the history cannot reproduce, and the next
+ * replay stops on them (docs/durability.md, "When a history stops replaying"). Storage stays right
+ * throughout: every answered call was stored before its answer.
+ *
+ * So the repair starts the build again from storage: the broken run is terminated and a new run of
+ * the same workflow ID starts with the stored build as its state, in one server call (conflict
+ * policy TERMINATE_EXISTING, so the build is never without a run). A lease the stored build still
+ * holds is reset at once, as if it had expired (its key is stored only as a hash, so the new run
+ * cannot know it): the runner's next call is refused and the build is offered again, within
+ * `maxLeaseResets` like any expiry. A build storage already holds as ended ends with that result.
+ *
+ * Found by a sweep over visibility (running builds whose lease expired `overdueSecs` ago: a working
+ * workflow expires a lease within a second) and by calls to a build that went unanswered. A run is
+ * broken when its workflow task failed `minAttempts` times in a row and the last failure's cause is
+ * a nondeterminism error, or when a query on it fails on a nondeterminism error (a run waiting on a
+ * timer its history holds has no task to fail yet; a worker without it in its cache answers the
+ * query by replaying the history). A run a worker still has in its cache answers from there, works,
+ * and is left alone. Child builds of a change verification are left alone
+ * (a new run would not be the parent's child); they show in `kiln stuck`.
+ */
+import { randomUUID } from 'node:crypto';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
+import proto from '@temporalio/proto';
+import type pino from 'pino';
+import { type Build, builderPath, isEnded } from '../domain/build.ts';
+import { buildWorkflowId } from '../domain/buildId.ts';
+import { type LeaseBuildState } from '../domain/buildMachine.ts';
+import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
+import { visibilityTime } from '../stuck/filters.ts';
+import { type Storage } from '../storage/storage.ts';
+import { buildWorkflow, type BuildWorkflowInput, getBuildQuery } from '../../workflows/build.ts';
+
+const { EventType, WorkflowTaskFailedCause } = proto.temporal.api.enums.v1;
+
+/** How long the query that tells a broken run from a waiting one may take. */
+const QUERY_MS = 5000;
+
+/** Options of `BuildRepairer`. */
+export interface BuildRepairOptions {
+  client: Client;
+  storage: Storage;
+  taskQueue: string;
+  logger: pino.Logger;
+  /** A running build whose lease expired this long ago is looked at. @default 30 */
+  overdueSecs?: number;
+  /** Its workflow task must have failed this many times in a row. @default 3 */
+  minAttempts?: number;
+  /** Builds looked at per sweep. @default 100 */
+  limit?: number;
+}
+
+/** What one repair did. */
+export interface Repair {
+  buildId: string;
+  /** The terminated run. */
+  brokenRunId: string;
+  /** The run that goes on from storage. */
+  runId: string;
+  /** The stored status the new run began with (a held lease is reset by the new run). */
+  storedStatus: Build['status'];
+  leaseReset: boolean;
+}
+
+/** Finds and repairs lease-mode builds stopped on a nondeterminism error. */
+export class BuildRepairer {
+  private readonly overdueMs: number;
+  private readonly minAttempts: number;
+  private readonly limit: number;
+  /** Every repair this repairer made, oldest first. */
+  readonly repaired: Repair[] = [];
+
+  constructor(private readonly o: BuildRepairOptions) {
+    this.overdueMs = (o.overdueSecs ?? 30) * 1000;
+    this.minAttempts = o.minAttempts ?? 3;
+    this.limit = o.limit ?? 100;
+  }
+
+  /** The visibility filter of the sweep's candidates at `nowMs`. */
+  filter(nowMs = Date.now()): string {
+    return (
+      `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'` +
+      ` AND KilnLeaseExpiresAt < '${visibilityTime(nowMs - this.overdueMs)}'`
+    );
+  }
+
+  /** One sweep: every candidate checked, the broken ones repaired. */
+  async sweep(): Promise<Repair[]> {
+    const repairs: Repair[] = [];
+    let seen = 0;
+    for await (const w of this.o.client.workflow.list({ query: this.filter(), pageSize: this.limit })) {
+      if (++seen > this.limit) break;
+      const r = await this.repairIfBroken(w.workflowId).catch((e: unknown) => {
+        this.o.logger.warn({ err: e, workflowId: w.workflowId }, 'build repair: could not check or repair');
+        return undefined;
+      });
+      if (r) repairs.push(r);
+    }
+    return repairs;
+  }
+
+  /** Repairs the build workflow `workflowId` if its current run is stopped on a nondeterminism error. */
+  async repairIfBroken(workflowId: string): Promise<Repair | undefined> {
+    const handle = this.o.client.workflow.getHandle(workflowId);
+    const d = await handle.describe();
+    if (d.status.name !== 'RUNNING' || d.type !== 'buildWorkflow' || d.parentExecution !== undefined) return undefined;
+    const attempt = d.raw.pendingWorkflowTask?.attempt ?? 0;
+    const run = this.o.client.workflow.getHandle(workflowId, d.runId);
+    const events = (await run.fetchHistory()).events ?? [];
+    const lastFailure = events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED).at(-1);
+    const failing =
+      attempt >= this.minAttempts &&
+      lastFailure?.workflowTaskFailedEventAttributes?.cause ===
+        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR;
+    // A run with no task to fail yet (waiting on a timer its history holds) shows it on a query, which
+    // a worker without it in its cache answers by replaying the history.
+    const why = failing
+      ? `its workflow task failed ${attempt} times in a row on a nondeterminism error`
+      : await this.queryFailsOnReplay(run);
+    if (why === undefined) return undefined;
+    const payloads = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
+    const input = payloads[0] && this.o.client.options.loadedDataConverter.payloadConverter.fromPayload(payloads[0]);
+    if (!isBuildInput(input)) throw new Error(`the start input of ${workflowId} is not a build workflow's`);
+    const stored = await this.o.storage.getBuild(input.build.id);
+    if (!stored) throw new Error(`build ${input.build.id} is not in storage: nothing to go on from`);
+
+    const { state, leaseReset } = stateFromStorage(stored, input.state, Date.now());
+    const next = await this.o.client.workflow.start(buildWorkflow, {
+      workflowId,
+      taskQueue: this.o.taskQueue,
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.TERMINATE_EXISTING,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      typedSearchAttributes: initialBuildSearchAttributes(stored),
+      staticSummary: `${builderPath(stored.builder)} #${stored.number} — build ${stored.id}, restarted from storage`,
+      staticDetails: `run ${d.runId} stopped: ${why}; restarted from storage version ${stored.version}`,
+      args: [{ ...input, state }],
+    });
+    const repair: Repair = {
+      buildId: stored.id,
+      brokenRunId: d.runId,
+      runId: next.firstExecutionRunId,
+      storedStatus: stored.status,
+      leaseReset,
+    };
+    this.repaired.push(repair);
+    this.o.logger.warn(repair, 'build repair: its workflow stopped on a nondeterminism error; restarted from storage');
+    return repair;
+  }
+
+  /** Why `run` cannot go on, when a query on it fails on a nondeterminism error; else undefined. */
+  private async queryFailsOnReplay(run: ReturnType<Client['workflow']['getHandle']>): Promise<string | undefined> {
+    try {
+      await this.o.client.withDeadline(Date.now() + QUERY_MS, () => run.query(getBuildQuery));
+      return undefined;
+    } catch (e) {
+      const text = String((e as Error | undefined)?.message ?? e);
+      return /TMPRL1100|[Nn]ondeterminism/.test(text) ? `a query on it fails on replay: ${text}` : undefined;
+    }
+  }
+
+  /** Builds looked at lately because a call went unanswered, by when. */
+  private readonly lookedAt = new Map<string, number>();
+
+  /**
+   * A call to build `buildId`'s workflow went unanswered: look at it now (at most once in
+   * `everyMs` per build), in the background. This finds a stopped build the sweep cannot (one
+   * without a lease, which visibility cannot tell from a waiting one).
+   */
+  noteUnanswered(buildId: string, everyMs = 10_000): void {
+    const now = Date.now();
+    if ((this.lookedAt.get(buildId) ?? 0) > now - everyMs) return;
+    this.lookedAt.set(buildId, now);
+    for (const [id, at] of this.lookedAt) if (at <= now - everyMs) this.lookedAt.delete(id);
+    void this.repairIfBroken(buildWorkflowId(buildId)).catch((e: unknown) => {
+      if (!(e instanceof WorkflowNotFoundError))
+        this.o.logger.warn({ err: e, buildId }, 'build repair: could not check or repair');
+    });
+  }
+
+  /** Sweeps every `intervalMs` until the returned stop is called. */
+  start(intervalMs = 30_000): { stop(): Promise<void> } {
+    let stopped = false;
+    let running: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      running = running.then(() =>
+        stopped
+          ? undefined
+          : this.sweep().catch((e: unknown) => {
+              if (!(e instanceof WorkflowNotFoundError)) this.o.logger.warn({ err: e }, 'build repair sweep failed');
+            }),
+      );
+    }, intervalMs);
+    timer.unref();
+    return {
+      stop: async () => {
+        stopped = true;
+        clearInterval(timer);
+        await running;
+      },
+    };
+  }
+}
+
+/**
+ * The state a new run starts from: the stored build, caught up to storage. A lease it holds gets a
+ * key nobody has and an expiry of `nowMs`, so the run's first step resets it (or ends the build when
+ * no resets are left).
+ */
+export function stateFromStorage(
+  stored: Build,
+  previous: LeaseBuildState | undefined,
+  nowMs: number,
+): { state: LeaseBuildState; leaseReset: boolean } {
+  const build: Build = structuredClone(stored);
+  const state: LeaseBuildState = {
+    build,
+    scheduledAtMs: previous?.scheduledAtMs ?? Date.parse(stored.createTime),
+    persistedVersion: stored.version,
+  };
+  const leased = !isEnded(build.status) && (build.leaseExpiration !== undefined || build.leaseHolder !== undefined);
+  if (leased) {
+    state.leaseKey = `repaired-${randomUUID()}`;
+    build.leaseExpiration = new Date(nowMs).toISOString();
+    if (previous?.lastContactMs !== undefined) state.lastContactMs = previous.lastContactMs;
+  }
+  return { state, leaseReset: leased };
+}
+
+function isBuildInput(v: unknown): v is BuildWorkflowInput {
+  const o = v as Partial<BuildWorkflowInput> | undefined;
+  return typeof o === 'object' && o !== null && typeof o.build?.id === 'string' && typeof o.timeouts === 'object';
+}

@@ -1,0 +1,156 @@
+/**
+ * A build whose workflow stopped on a nondeterminism error is restarted from storage (src/builds/repair.ts):
+ * its held lease is reset, the old key is refused, and the build then runs to its end as usual; a
+ * working build is never touched.
+ */
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.ts';
+import { BuildRepairer } from '../../src/builds/repair.ts';
+import { buildWorkflowId } from '../../src/domain/buildId.ts';
+import { type Build } from '../../src/domain/build.ts';
+import { workflowBundle } from '../../workers/worker.ts';
+import { eventually, type Harness, rejectsWith, testLogger, withDevHarness } from '../support/temporal.ts';
+
+const WORKFLOWS = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
+const DIVERGENT = fileURLToPath(new URL('../fixtures/divergentInterceptors.ts', import.meta.url));
+const builder = (name: string) => ({ project: 'chromium', bucket: 'try', builder: name });
+
+describe('repair of a build stopped on a nondeterminism error', () => {
+  let env: TestWorkflowEnvironment;
+  let h: Harness;
+  withDevHarness((e, x) => {
+    env = e;
+    h = x;
+  });
+
+  /** A worker whose workflows drift from Kiln's code: each build's history gets an extra timer. */
+  const divergentWorker = () =>
+    Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: h.taskQueue,
+      workflowsPath: WORKFLOWS,
+      interceptors: { workflowModules: [DIVERGENT] },
+      activities: createActivities({ storage: h.storage, logger: testLogger }),
+    });
+
+  it('restarts it from storage: the lease is reset, the old key refused, and the build ends normally', async () => {
+    const repairer = new BuildRepairer({
+      client: env.client,
+      storage: h.storage,
+      taskQueue: h.taskQueue,
+      logger: testLogger,
+      overdueSecs: 1,
+      minAttempts: 2,
+    });
+    // On a worker whose workflows drift from Kiln's code: the build's history gets an extra timer.
+    const divergent = await divergentWorker();
+    let b!: Build;
+    let key!: string;
+    await divergent.runUntil(async () => {
+      b = await h.service.schedule({ builder: builder('short-lease') });
+      key = (await h.service.lease(b.id, { holder: 'drifted' })).leaseKey;
+      await h.service.start(b.id, { leaseKey: key });
+    });
+    assert.equal((await h.storage.getBuild(b.id))?.status, 'STARTED');
+
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const handle = env.client.workflow.getHandle(buildWorkflowId(b.id));
+      const brokenRunId = (await handle.describe()).runId;
+      // The lease (2 s) expires; Kiln's code cannot replay the timer: the task fails, again and again.
+      const repair = await eventually(
+        async () => (await repairer.sweep()).find((r) => r.buildId === b.id),
+        60_000,
+        'the sweep to repair the build',
+      );
+      assert.equal(repair.brokenRunId, brokenRunId);
+      assert.equal(repair.storedStatus, 'STARTED');
+      assert.equal(repair.leaseReset, true);
+      const broken = await env.client.workflow.getHandle(buildWorkflowId(b.id), brokenRunId).describe();
+      assert.equal(broken.status.name, 'TERMINATED');
+
+      // The new run reset the lease at once: offered again, one reset used, the old key dead.
+      const again = await eventually(
+        async () => {
+          const s = await h.storage.getBuild(b.id);
+          return s?.status === 'SCHEDULED' && s.leaseResets === 1 && s;
+        },
+        15_000,
+        'the lease reset by the new run',
+      );
+      assert.ok(again.version > b.version);
+      assert.ok(again.leaseGeneration > 1, `generation ${again.leaseGeneration}`);
+      await rejectsWith(h.service.heartbeat(b.id, { leaseKey: key }), 'LEASE_EXPIRED');
+      assert.ok(
+        (await h.service.peek({ buckets: ['chromium/try'], builders: ['short-lease'] })).some((x) => x.id === b.id),
+      );
+
+      const fresh = await h.service.lease(b.id, { holder: 'second' });
+      await h.service.start(b.id, { leaseKey: fresh.leaseKey });
+      const done = await h.service.succeed(b.id, { leaseKey: fresh.leaseKey });
+      assert.equal(done.status, 'SUCCESS');
+      assert.equal(((await handle.result()) as Build).status, 'SUCCESS');
+      assert.equal((await h.storage.getBuild(b.id))?.status, 'SUCCESS');
+      // The new run's history is Kiln's own: it replays.
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, await handle.fetchHistory(), b.id);
+      // Nothing left to repair, and a second look changes nothing.
+      assert.equal(await repairer.repairIfBroken(buildWorkflowId(b.id)), undefined);
+    });
+  });
+
+  it('repairs a broken run that has no task to fail yet: a query on it fails on replay', async () => {
+    const repairer = new BuildRepairer({
+      client: env.client,
+      storage: h.storage,
+      taskQueue: h.taskQueue,
+      logger: testLogger,
+    });
+    const divergent = await divergentWorker();
+    let b!: Build;
+    let key!: string;
+    await divergent.runUntil(async () => {
+      b = await h.service.schedule({ builder: builder('linux-rel') });
+      key = (await h.service.lease(b.id, { holder: 'drifted', leaseDurationMs: 600_000 })).leaseKey;
+      await h.service.start(b.id, { leaseKey: key });
+    });
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      // Nothing is due for 10 minutes, so no task fails; a call that went unanswered makes the API look.
+      const repair = await repairer.repairIfBroken(buildWorkflowId(b.id));
+      assert.ok(repair, 'repaired');
+      assert.equal(repair.leaseReset, true);
+      await eventually(async () => (await h.storage.getBuild(b.id))?.status === 'SCHEDULED', 15_000, 'lease reset');
+      await rejectsWith(h.service.succeed(b.id, { leaseKey: key }), 'LEASE_EXPIRED');
+      const fresh = await h.service.lease(b.id, { holder: 'second' });
+      assert.equal((await h.service.succeed(b.id, { leaseKey: fresh.leaseKey })).status, 'SUCCESS');
+    });
+  });
+
+  it('leaves a working build alone, even one whose lease ran out long ago in visibility', async () => {
+    const repairer = new BuildRepairer({
+      client: env.client,
+      storage: h.storage,
+      taskQueue: h.taskQueue,
+      logger: testLogger,
+      overdueSecs: 0,
+      minAttempts: 1,
+    });
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const b = await h.service.schedule({ builder: builder('linux-rel') });
+      const { leaseKey } = await h.service.lease(b.id, { leaseDurationMs: 120_000 });
+      await h.service.start(b.id, { leaseKey });
+      const runId = (await env.client.workflow.getHandle(buildWorkflowId(b.id)).describe()).runId;
+      assert.equal(await repairer.repairIfBroken(buildWorkflowId(b.id)), undefined);
+      await repairer.sweep();
+      const d = await env.client.workflow.getHandle(buildWorkflowId(b.id)).describe();
+      assert.equal(d.runId, runId);
+      assert.equal(d.status.name, 'RUNNING');
+      assert.equal((await h.service.succeed(b.id, { leaseKey })).status, 'SUCCESS');
+    });
+  });
+});
