@@ -239,7 +239,8 @@ projects:
       await chaosRun;
     }
     console.log(`chaos fault figures: ${JSON.stringify({ ...faultFigures(r), ...done })}`);
-    await checkBuilds(r, (id) => storage.getBuild(id), view, 'chaos');
+    const { unreplayable } = await checkBuilds(r, (id) => storage.getBuild(id), view, 'chaos');
+    console.log(`chaos: ${unreplayable.length} ended builds whose history does not replay`);
     assert.ok(actions() >= Math.min(ACTIONS, 4), `only ${actions()} kills happened`);
     // Visibility agrees (it may lag the histories a little).
     let closed = 0;

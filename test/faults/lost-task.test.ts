@@ -19,6 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { BuildRepairer } from '../../src/builds/repair.ts';
 import { BuildService } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { type Build } from '../../src/domain/build.ts';
@@ -67,6 +68,8 @@ describe('fault suite: the Temporal server dies between a storage write and its 
   let worker: SupervisedWorker;
   let service: BuildService;
   let client: Client;
+  let repairer: BuildRepairer;
+  let repairs: { stop(): Promise<void> } | undefined;
 
   /** The kill the hook is armed with, if any. */
   let armed: WriteKind | undefined;
@@ -105,7 +108,17 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     const registry = new Registry(parseConfig(CONFIG, 'lost-task.yaml', { LOG_LEVEL: 'silent' }));
     connection = await Connection.connect({ address: `127.0.0.1:${port}` });
     client = new Client({ connection });
-    service = new BuildService({ client, storage, registry, taskQueue, logger: testLogger });
+    // As `kiln api` does, with a quicker sweep: a build stopped on a nondeterminism error goes on from storage.
+    repairer = new BuildRepairer({ client, storage, taskQueue, logger: testLogger, overdueSecs: 5 });
+    repairs = repairer.start(2000);
+    service = new BuildService({
+      client,
+      storage,
+      registry,
+      taskQueue,
+      logger: testLogger,
+      onUnanswered: (id) => repairer.noteUnanswered(id),
+    });
     nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${port}` });
     // As in `kiln worker`: a fresh worker (empty workflow cache) after every server outage.
     worker = await supervisedWorker({ connection: nativeConnection, port, taskQueue, storage: hooked(storage) });
@@ -114,6 +127,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
   after(async () => {
     armed = undefined;
     await restarting;
+    await repairs?.stop();
     worker?.shutdown();
     await worker?.done.catch(() => undefined);
     await nativeConnection?.close();
@@ -183,10 +197,17 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     const killedAfter = Object.fromEntries(
       (['lease', 'start', 'end', 'reset'] as const).map((k) => [k, killed.filter((x) => x.kind === k).length]),
     );
-    console.log(
-      `lost-task fault figures: ${JSON.stringify({ ...faultFigures(r), kills: killed.length, killedAfter, storageLed, workers: worker.generation })}`,
-    );
-    await checkBuilds(r, (id) => storage.getBuild(id), view, 'lost-task');
+    const figures = {
+      ...faultFigures(r),
+      kills: killed.length,
+      killedAfter,
+      storageLed,
+      workers: worker.generation,
+      repaired: repairer.repaired.length,
+    };
+    console.log(`lost-task fault figures: ${JSON.stringify(figures)}`);
+    const { unreplayable } = await checkBuilds(r, (id) => storage.getBuild(id), view, 'lost-task');
+    console.log(`lost-task: ${unreplayable.length} ended builds whose history does not replay`);
     assert.ok(killed.length >= Math.min(KILLS, 3), `the hook killed the server ${killed.length} times`);
     // Each outage replaced the worker (more when a probe was slow under load): no cache outlived one.
     assert.ok(worker.generation > killed.length, `${worker.generation} workers for ${killed.length} kills`);
