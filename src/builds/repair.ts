@@ -26,6 +26,7 @@
  * (a new run would not be the parent's child); they show in `kiln stuck`.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
@@ -92,13 +93,14 @@ export class BuildRepairer {
   }
 
   /** One sweep: every candidate checked, the broken ones repaired. */
-  async sweep(): Promise<Repair[]> {
+  async sweep(stopped: () => boolean = () => false): Promise<Repair[]> {
     const repairs: Repair[] = [];
     let seen = 0;
     for await (const w of this.o.client.workflow.list({ query: this.filter(), pageSize: this.limit })) {
-      if (++seen > this.limit) break;
+      if (++seen > this.limit || stopped()) break;
       const r = await this.repairIfBroken(w.workflowId).catch((e: unknown) => {
-        this.o.logger.warn({ err: e, workflowId: w.workflowId }, 'build repair: could not check or repair');
+        if (!stopped())
+          this.o.logger.warn({ err: e, workflowId: w.workflowId }, 'build repair: could not check or repair');
         return undefined;
       });
       if (r) repairs.push(r);
@@ -113,19 +115,23 @@ export class BuildRepairer {
     if (d.status.name !== 'RUNNING' || d.type !== 'buildWorkflow' || d.parentExecution !== undefined) return undefined;
     const attempt = d.raw.pendingWorkflowTask?.attempt ?? 0;
     const run = this.o.client.workflow.getHandle(workflowId, d.runId);
-    const events = (await run.fetchHistory()).events ?? [];
-    const lastFailure = events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED).at(-1);
-    const failing =
-      attempt >= this.minAttempts &&
-      lastFailure?.workflowTaskFailedEventAttributes?.cause ===
-        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR;
+    let events: Awaited<ReturnType<typeof run.fetchHistory>>['events'];
+    const history = async () => (events ??= (await run.fetchHistory()).events ?? []);
+    let why: string | undefined;
+    if (attempt >= this.minAttempts) {
+      const lastFailure = (await history())
+        .filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+        .at(-1);
+      const cause = lastFailure?.workflowTaskFailedEventAttributes?.cause;
+      if (cause === WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR) {
+        why = `its workflow task failed ${attempt} times in a row on a nondeterminism error`;
+      }
+    }
     // A run with no task to fail yet (waiting on a timer its history holds) shows it on a query, which
     // a worker without it in its cache answers by replaying the history.
-    const why = failing
-      ? `its workflow task failed ${attempt} times in a row on a nondeterminism error`
-      : await this.queryFailsOnReplay(run);
+    why ??= await this.queryFailsOnReplay(run);
     if (why === undefined) return undefined;
-    const payloads = events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
+    const payloads = (await history())[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
     const input = payloads[0] && this.o.client.options.loadedDataConverter.payloadConverter.fromPayload(payloads[0]);
     if (!isBuildInput(input)) throw new Error(`the start input of ${workflowId} is not a build workflow's`);
     const stored = await this.o.storage.getBuild(input.build.id);
@@ -184,25 +190,30 @@ export class BuildRepairer {
     });
   }
 
-  /** Sweeps every `intervalMs` until the returned stop is called. */
+  /**
+   * Sweeps every `intervalMs` (a sweep still running skips a tick) until the returned stop is
+   * called; stop does not wait more than a second for a sweep in flight.
+   */
   start(intervalMs = 30_000): { stop(): Promise<void> } {
     let stopped = false;
-    let running: Promise<unknown> = Promise.resolve();
+    let current: Promise<void> | undefined;
     const timer = setInterval(() => {
-      running = running.then(() =>
-        stopped
-          ? undefined
-          : this.sweep().catch((e: unknown) => {
-              if (!(e instanceof WorkflowNotFoundError)) this.o.logger.warn({ err: e }, 'build repair sweep failed');
-            }),
-      );
+      if (current !== undefined || stopped) return;
+      current = this.sweep(() => stopped)
+        .then(
+          () => undefined,
+          (e: unknown) => {
+            if (!stopped) this.o.logger.warn({ err: e }, 'build repair sweep failed');
+          },
+        )
+        .finally(() => (current = undefined));
     }, intervalMs);
     timer.unref();
     return {
       stop: async () => {
         stopped = true;
         clearInterval(timer);
-        await running;
+        await Promise.race([current, sleep(1000)]);
       },
     };
   }
