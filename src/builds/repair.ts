@@ -27,7 +27,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { type Client } from '@temporalio/client';
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import type pino from 'pino';
@@ -40,6 +40,9 @@ import { type Storage } from '../storage/storage.ts';
 import { buildWorkflow, type BuildWorkflowInput, getBuildQuery } from '../../workflows/build.ts';
 
 const { EventType, WorkflowTaskFailedCause } = proto.temporal.api.enums.v1;
+
+/** Checks of builds whose calls went unanswered, at most at once. */
+const MAX_CHECKS_IN_FLIGHT = 4;
 
 /** How long the query that tells a broken run from a waiting one may take. */
 const QUERY_MS = 5000;
@@ -173,6 +176,8 @@ export class BuildRepairer {
 
   /** Builds looked at lately because a call went unanswered, by when. */
   private readonly lookedAt = new Map<string, number>();
+  /** Such checks in flight. */
+  private checking = 0;
 
   /**
    * A call to build `buildId`'s workflow went unanswered: look at it now (at most once in
@@ -181,13 +186,17 @@ export class BuildRepairer {
    */
   noteUnanswered(buildId: string, everyMs = 10_000): void {
     const now = Date.now();
-    if ((this.lookedAt.get(buildId) ?? 0) > now - everyMs) return;
+    // At most a few checks at once and one per build in `everyMs`: when Temporal itself is down every
+    // call goes unanswered, and the checks must not add to its load (nor to the log: debug level).
+    if (this.checking >= MAX_CHECKS_IN_FLIGHT || (this.lookedAt.get(buildId) ?? 0) > now - everyMs) return;
     this.lookedAt.set(buildId, now);
-    for (const [id, at] of this.lookedAt) if (at <= now - everyMs) this.lookedAt.delete(id);
-    void this.repairIfBroken(buildWorkflowId(buildId)).catch((e: unknown) => {
-      if (!(e instanceof WorkflowNotFoundError))
-        this.o.logger.warn({ err: e, buildId }, 'build repair: could not check or repair');
-    });
+    if (this.lookedAt.size > 1000) {
+      for (const [id, at] of this.lookedAt) if (at <= now - everyMs) this.lookedAt.delete(id);
+    }
+    this.checking++;
+    void this.repairIfBroken(buildWorkflowId(buildId))
+      .catch((e: unknown) => this.o.logger.debug({ err: e, buildId }, 'build repair: could not check or repair'))
+      .finally(() => this.checking--);
   }
 
   /**
