@@ -71,6 +71,8 @@ export interface Repair {
   /** The stored status the new run began with (a held lease is reset by the new run). */
   storedStatus: Build['status'];
   leaseReset: boolean;
+  /** Why the run could not go on. */
+  why: string;
 }
 
 /** Finds and repairs lease-mode builds stopped on a nondeterminism error. */
@@ -141,6 +143,8 @@ export class BuildRepairer {
     if (!stored) throw new Error(`build ${input.build.id} is not in storage: nothing to go on from`);
 
     const { state, leaseReset } = stateFromStorage(stored, input.state, Date.now());
+    // Another API process may have repaired it meanwhile; the start below replaces whatever runs.
+    if ((await handle.describe()).runId !== d.runId) return undefined;
     const next = await this.o.client.workflow.start(buildWorkflow, {
       workflowId,
       taskQueue: this.o.taskQueue,
@@ -157,6 +161,7 @@ export class BuildRepairer {
       runId: next.firstExecutionRunId,
       storedStatus: stored.status,
       leaseReset,
+      why,
     };
     this.repaired.push(repair);
     this.o.logger.warn(repair, 'build repair: its workflow stopped on a nondeterminism error; restarted from storage');
