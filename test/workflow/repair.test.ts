@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.ts';
-import { BuildRepairer } from '../../src/builds/repair.ts';
+import { type BuildRepairOptions, BuildRepairer } from '../../src/builds/repair.ts';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { type Build } from '../../src/domain/build.ts';
 import { workflowBundle } from '../../workers/worker.ts';
@@ -27,6 +27,10 @@ describe('repair of a build stopped on a nondeterminism error', () => {
     h = x;
   });
 
+  /** A repairer on the harness, with `o` changed. */
+  const repairerWith = (o: Partial<BuildRepairOptions> = {}) =>
+    new BuildRepairer({ client: env.client, storage: h.storage, taskQueue: h.taskQueue, logger: testLogger, ...o });
+
   /** A worker whose workflows drift from Kiln's code: each build's history gets an extra timer. */
   const divergentWorker = () =>
     Worker.create({
@@ -38,14 +42,7 @@ describe('repair of a build stopped on a nondeterminism error', () => {
     });
 
   it('restarts it from storage: the lease is reset, the old key refused, and the build ends normally', async () => {
-    const repairer = new BuildRepairer({
-      client: env.client,
-      storage: h.storage,
-      taskQueue: h.taskQueue,
-      logger: testLogger,
-      overdueSecs: 1,
-      minAttempts: 2,
-    });
+    const repairer = repairerWith({ overdueSecs: 1, minAttempts: 2 });
     // On a worker whose workflows drift from Kiln's code: the build's history gets an extra timer.
     const divergent = await divergentWorker();
     let b!: Build;
@@ -103,12 +100,7 @@ describe('repair of a build stopped on a nondeterminism error', () => {
   });
 
   it('repairs a broken run that has no task to fail yet: a query on it fails on replay', async () => {
-    const repairer = new BuildRepairer({
-      client: env.client,
-      storage: h.storage,
-      taskQueue: h.taskQueue,
-      logger: testLogger,
-    });
+    const repairer = repairerWith();
     const divergent = await divergentWorker();
     let b!: Build;
     let key!: string;
@@ -131,14 +123,7 @@ describe('repair of a build stopped on a nondeterminism error', () => {
   });
 
   it('leaves a working build alone, even one whose lease ran out long ago in visibility', async () => {
-    const repairer = new BuildRepairer({
-      client: env.client,
-      storage: h.storage,
-      taskQueue: h.taskQueue,
-      logger: testLogger,
-      overdueSecs: 0,
-      minAttempts: 1,
-    });
+    const repairer = repairerWith({ overdueSecs: 0, minAttempts: 1 });
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
       const b = await h.service.schedule({ builder: builder('linux-rel') });
