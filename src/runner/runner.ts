@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pino from 'pino';
 import { type BuilderInfo, isRetryable, KilnApiError, KilnClient, type LeaseResponse } from '../client/kilnClient.ts';
 import { type Build, builderPath } from '../domain/build.ts';
@@ -64,6 +65,8 @@ export class Runner {
   private wake: (() => void) | undefined;
   /** Ends the lease watch in flight, so the next one covers the builds held now. */
   private rewatch: (() => void) | undefined;
+  /** Aborted once stopping has nothing left to hold: ends the heartbeat loop's wait. */
+  private readonly drained = new AbortController();
   private loops: Promise<void>[] = [];
 
   constructor(
@@ -110,6 +113,7 @@ export class Runner {
     }
     this.wake?.();
     this.rewatch?.();
+    this.drained.abort(); // the heartbeat loop need not sleep out its interval (10 s) to stop
     await Promise.all(this.loops);
     this.logger.info('runner stopped');
   }
@@ -421,7 +425,9 @@ export class Runner {
 
   private async heartbeatLoop(): Promise<void> {
     for (;;) {
-      await sleep(this.s.heartbeatIntervalSecs * 1000);
+      const ms = this.s.heartbeatIntervalSecs * 1000;
+      if (this.drained.signal.aborted) await sleep(ms);
+      else await sleep(ms, undefined, { signal: this.drained.signal }).catch(() => undefined);
       if (this.stopping && this.held.size === 0) return;
       const items = [...this.held.values()].map((h) => ({
         buildId: h.build.id,
@@ -522,8 +528,4 @@ async function withRetries<T>(fn: () => Promise<T>, tries: number): Promise<T> {
       await sleep(backoffMs(attempt));
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
