@@ -82,6 +82,10 @@ export class BuildRepairer {
   private readonly limit: number;
   /** Every repair this repairer made, oldest first. */
   readonly repaired: Repair[] = [];
+  /** Builds looked at lately because a call went unanswered, by when. */
+  private readonly lookedAt = new Map<string, number>();
+  /** Such checks in flight. */
+  private checking = 0;
 
   constructor(private readonly o: BuildRepairOptions) {
     this.overdueMs = (o.overdueSecs ?? 30) * 1000;
@@ -178,11 +182,6 @@ export class BuildRepairer {
       return /TMPRL1100|[Nn]ondeterminism/.test(text) ? `a query on it fails on replay: ${text}` : undefined;
     }
   }
-
-  /** Builds looked at lately because a call went unanswered, by when. */
-  private readonly lookedAt = new Map<string, number>();
-  /** Such checks in flight. */
-  private checking = 0;
 
   /**
    * A call to build `buildId`'s workflow went unanswered: look at it now (at most once in
