@@ -3,7 +3,7 @@
  * whose workers carry the Launchpad context (git cache, store, build service), the reconciler, and
  * a "runner" that ends builds the way a lease-mode runner would.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
@@ -113,6 +113,7 @@ export async function launchpadHarness(env: TestWorkflowEnvironment, yaml: strin
     },
     close: async () => {
       await storage.close();
+      rmSync(gitCacheDir, { recursive: true, force: true });
     },
   };
   return h;
