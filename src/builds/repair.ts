@@ -1,13 +1,16 @@
 /**
  * Repair of lease-mode builds whose workflow can no longer go on: its workflow task fails on a
- * nondeterminism error, again and again, so the build takes no call, no cancel and no timer.
+ * nondeterminism error or on an update message the server does not know, again and again, so the
+ * build takes no call, no cancel and no timer.
  *
  * How a build gets there without a bug in Kiln's workflow code: under Temporal server crashes, the
  * SDK can apply a workflow task to its cached workflow that the server never kept (an update's
  * speculative task lost with the server), or order a local activity's result differently live and
  * on replay. The cached workflow then makes commands the history cannot reproduce, and the next
- * replay stops on them (docs/durability.md, "When a history stops replaying"). Storage stays right
- * throughout: every answered call was stored before its answer.
+ * replay stops on them (docs/durability.md, "When a history stops replaying"). Or, after a crash,
+ * the SDK completes an update whose request the restarted server no longer has, and the server
+ * refuses every such task ("ProtocolMessageCommand referenced absent message ID"). Storage stays
+ * right throughout: every answered call was stored before its answer.
  *
  * So the repair starts the build again from storage: the broken run is terminated and a new run of
  * the same workflow ID starts with the stored build as its state, in one server call (conflict
@@ -16,14 +19,14 @@
  * cannot know it): the runner's next call is refused and the build is offered again, within
  * `maxLeaseResets` like any expiry. A build storage already holds as ended ends with that result.
  *
- * Found by a sweep over visibility (running builds whose lease expired `overdueSecs` ago: a working
- * workflow expires a lease within a second) and by calls to a build that went unanswered. A run is
- * broken when its workflow task failed `minAttempts` times in a row and the last failure's cause is
- * a nondeterminism error, or when a query on it fails on a nondeterminism error (a run waiting on a
- * timer its history holds has no task to fail yet; a worker without it in its cache answers the
- * query by replaying the history). A run a worker still has in its cache answers from there, works,
- * and is left alone. Child builds of a change verification are left alone
- * (a new run would not be the parent's child); they show in `kiln stuck`.
+ * Found by a sweep over storage and visibility (builds whose lease expired `overdueSecs` ago: a
+ * working workflow expires a lease within a second) and by calls to a build that went unanswered.
+ * A run is broken when its workflow task failed `minAttempts` times in a row and the last failure's
+ * cause is one of those (`HISTORY_BOUND_CAUSES`), or when a query on it fails on a nondeterminism
+ * error (a run waiting on a timer its history holds has no task to fail yet; a worker without it in
+ * its cache answers the query by replaying the history). A run a worker still has in its cache
+ * answers from there, works, and is left alone. Child builds of a change verification are left
+ * alone (a new run would not be the parent's child); they show in `kiln stuck`.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,6 +43,28 @@ import { type Storage } from '../storage/storage.ts';
 import { buildWorkflow, type BuildWorkflowInput, getBuildQuery } from '../../workflows/build.ts';
 
 const { EventType, WorkflowTaskFailedCause } = proto.temporal.api.enums.v1;
+
+/**
+ * Workflow task failures that come from the run's history, not from the moment: a task retried on
+ * the same history fails again, for ever. A nondeterminism error (the SDK's cached workflow drifted
+ * from its history), and an update message the server no longer knows (after a server crash the SDK
+ * completes an update whose request the server lost: "ProtocolMessageCommand referenced absent
+ * message ID"). Causes that pass by themselves (an unhandled command or update, a sticky queue
+ * reset) are not here, and neither is a workflow code error: a new run of the same code would only
+ * fail the same way.
+ */
+const HISTORY_BOUND_CAUSES = new Map<number, string>([
+  [WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR, 'a nondeterminism error'],
+  [
+    WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE,
+    'an update message the server does not know',
+  ],
+]);
+
+/** What a workflow task failure's cause is called, when it is one of `HISTORY_BOUND_CAUSES`. */
+export function historyBoundCause(cause: number | null | undefined): string | undefined {
+  return cause === null || cause === undefined ? undefined : HISTORY_BOUND_CAUSES.get(cause);
+}
 
 /** Checks of builds whose calls went unanswered, at most at once. */
 const MAX_CHECKS_IN_FLIGHT = 4;
@@ -75,7 +100,7 @@ export interface Repair {
   why: string;
 }
 
-/** Finds and repairs lease-mode builds stopped on a nondeterminism error. */
+/** Finds and repairs lease-mode builds whose workflow cannot go on. */
 export class BuildRepairer {
   private readonly overdueMs: number;
   private readonly minAttempts: number;
@@ -101,15 +126,32 @@ export class BuildRepairer {
     );
   }
 
+  /**
+   * The sweep's candidates at `nowMs`: builds whose lease expired `overdueSecs` ago in storage, and
+   * running build workflows whose lease expired that long ago in visibility. Both, because a run that
+   * stopped right after its lease write never upserted the lease's search attribute, and storage
+   * does not see a lease the stopped run granted but could not store.
+   */
+  async candidates(nowMs = Date.now()): Promise<string[]> {
+    const ids = new Set(
+      (await this.o.storage.overdueLeases(new Date(nowMs - this.overdueMs).toISOString(), this.limit)).map((id) =>
+        buildWorkflowId(id),
+      ),
+    );
+    for await (const w of this.o.client.workflow.list({ query: this.filter(nowMs), pageSize: this.limit })) {
+      if (ids.size >= 2 * this.limit) break;
+      ids.add(w.workflowId);
+    }
+    return [...ids];
+  }
+
   /** One sweep: every candidate checked, the broken ones repaired. */
   async sweep(stopped: () => boolean = () => false): Promise<Repair[]> {
     const repairs: Repair[] = [];
-    let seen = 0;
-    for await (const w of this.o.client.workflow.list({ query: this.filter(), pageSize: this.limit })) {
-      if (++seen > this.limit || stopped()) break;
-      const r = await this.repairIfBroken(w.workflowId).catch((e: unknown) => {
-        if (!stopped())
-          this.o.logger.warn({ err: e, workflowId: w.workflowId }, 'build repair: could not check or repair');
+    for (const workflowId of await this.candidates()) {
+      if (stopped()) break;
+      const r = await this.repairIfBroken(workflowId).catch((e: unknown) => {
+        if (!stopped()) this.o.logger.warn({ err: e, workflowId }, 'build repair: could not check or repair');
         return undefined;
       });
       if (r) repairs.push(r);
@@ -117,7 +159,7 @@ export class BuildRepairer {
     return repairs;
   }
 
-  /** Repairs the build workflow `workflowId` if its current run is stopped on a nondeterminism error. */
+  /** Repairs the build workflow `workflowId` if its current run cannot go on (see `HISTORY_BOUND_CAUSES`). */
   async repairIfBroken(workflowId: string): Promise<Repair | undefined> {
     const handle = this.o.client.workflow.getHandle(workflowId);
     const d = await handle.describe();
@@ -132,9 +174,8 @@ export class BuildRepairer {
         .filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
         .at(-1);
       const cause = lastFailure?.workflowTaskFailedEventAttributes?.cause;
-      if (cause === WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR) {
-        why = `its workflow task failed ${attempt} times in a row on a nondeterminism error`;
-      }
+      const named = historyBoundCause(cause);
+      if (named !== undefined) why = `its workflow task failed ${attempt} times in a row on ${named}`;
     }
     // A run with no task to fail yet (waiting on a timer its history holds) shows it on a query, which
     // a worker without it in its cache answers by replaying the history.
@@ -168,7 +209,7 @@ export class BuildRepairer {
       why,
     };
     this.repaired.push(repair);
-    this.o.logger.warn(repair, 'build repair: its workflow stopped on a nondeterminism error; restarted from storage');
+    this.o.logger.warn(repair, 'build repair: its workflow could not go on; restarted from storage');
     return repair;
   }
 

@@ -158,6 +158,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 8,
+    name: 'build_lease_overdue',
+    sql: `
+      -- Open builds by lease expiry: the API's repair looks for leases long past it.
+      CREATE INDEX builds_lease_overdue ON builds (lease_expires) WHERE leased AND status IN ('SCHEDULED', 'STARTED');
+    `,
+  },
 ];
 
 /** Applies every migration not yet applied; safe to run from many processes at once. */

@@ -399,6 +399,17 @@ export class SqlStorage implements Storage {
     }));
   }
 
+  async overdueLeases(before: string, limit: number): Promise<string[]> {
+    // The partial index of leased open builds (builds_lease_overdue) keeps this to those.
+    const r = await this.db.query<{ id: string }>(
+      `SELECT id::text AS id FROM builds
+       WHERE leased AND status IN ('SCHEDULED', 'STARTED') AND lease_expires < $1::timestamptz
+       ORDER BY lease_expires DESC LIMIT $2`,
+      [before, Math.min(Math.max(limit, 1), MAX_PAGE)],
+    );
+    return r.rows.map((row) => row.id);
+  }
+
   async openBuildStats(): Promise<OpenBuildStat[]> {
     // The status index keeps this to the open builds however many have ended.
     const r = await this.db.query<{

@@ -222,6 +222,13 @@ export interface Storage {
   getBuildStates(ids: string[]): Promise<BuildState[]>;
   /** Per builder and open status (SCHEDULED, STARTED): how many builds and the oldest one's create time. */
   openBuildStats(): Promise<OpenBuildStat[]>;
+  /**
+   * IDs of SCHEDULED and STARTED builds whose stored lease expired before `before` (an ISO time),
+   * the latest expiry first (so builds stale for good, such as ones terminated by hand, do not hide
+   * new ones). A working workflow resets an expired lease within a second, so these are builds whose
+   * workflow may have stopped (the API's repair looks at them).
+   */
+  overdueLeases(before: string, limit: number): Promise<string[]>;
   // ---- chromium2: steps and output properties the lease holder reports (Buildbucket v2 UpdateBuild) ----
   /**
    * Replaces, in one write, what is given of a build's reported steps and output properties for lease generation

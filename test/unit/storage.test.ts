@@ -465,6 +465,22 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       assert.deepEqual(ids(await s.peekBuilds({ buckets: [`${project}/ci`] })), ids([expired]));
     });
 
+    void it('lists open builds whose lease expired before a time, the latest expiry first', async () => {
+      const s = ctx.storage();
+      const bl = { project: ctx.project(), bucket: 'ci', builder: 'linux' };
+      // Leases of the year 2000, so no other test's builds fall before the cut-off.
+      const at = (iso: string) => ({ leaseHolder: 'r', leaseExpiration: iso });
+      const older = makeBuild(bl, T0, at('2000-01-01T00:00:00Z'));
+      const newer = makeBuild(bl, T0 + 1, { status: 'STARTED', ...at('2000-01-02T00:00:00Z') });
+      const notYet = makeBuild(bl, T0 + 2, at('2000-03-01T00:00:00Z'));
+      const ended = makeBuild(bl, T0 + 3, { status: 'SUCCESS', ...at('2000-01-01T00:00:00Z') });
+      const unleased = makeBuild(bl, T0 + 4);
+      await recordAll(s, [older, newer, notYet, ended, unleased]);
+      assert.deepEqual(await s.overdueLeases('2000-02-01T00:00:00Z', 10), [newer.id, older.id]);
+      assert.deepEqual(await s.overdueLeases('2000-02-01T00:00:00Z', 1), [newer.id]);
+      assert.deepEqual(await s.overdueLeases('1999-01-01T00:00:00Z', 10), []);
+    });
+
     void it('returns a build only to runners whose dimensions cover all of its own', async () => {
       const s = ctx.storage();
       const project = ctx.project();

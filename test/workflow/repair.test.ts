@@ -10,16 +10,17 @@ import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.ts';
 import { type BuildRepairOptions, BuildRepairer } from '../../src/builds/repair.ts';
-import { buildWorkflowId } from '../../src/domain/buildId.ts';
+import { buildWorkflowId, newBuildId } from '../../src/domain/buildId.ts';
 import { type Build } from '../../src/domain/build.ts';
 import { workflowBundle } from '../../workers/worker.ts';
+import { scheduledBuild } from '../support/builds.ts';
 import { eventually, type Harness, rejectsWith, testLogger, withDevHarness } from '../support/temporal.ts';
 
 const WORKFLOWS = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 const DIVERGENT = fileURLToPath(new URL('../fixtures/divergentInterceptors.ts', import.meta.url));
 const builder = (name: string) => ({ project: 'chromium', bucket: 'try', builder: name });
 
-describe('repair of a build stopped on a nondeterminism error', () => {
+describe('repair of a build whose workflow cannot go on', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
   withDevHarness((e, x) => {
@@ -120,6 +121,23 @@ describe('repair of a build stopped on a nondeterminism error', () => {
       const fresh = await h.service.lease(b.id, { holder: 'second' });
       assert.equal((await h.service.succeed(b.id, { leaseKey: fresh.leaseKey })).status, 'SUCCESS');
     });
+  });
+
+  it('looks at a build whose lease ran out long ago in storage, though visibility never saw the lease', async () => {
+    const repairer = repairerWith({ overdueSecs: 30 });
+    const id = newBuildId(Date.now(), 7);
+    const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+    // As a run leaves it when it stops right after its lease write: no search attribute was upserted.
+    await h.storage.recordBuild(
+      scheduledBuild(id, builder('linux-rel'), ago(120_000), { leaseHolder: 'gone', leaseExpiration: ago(60_000) }),
+    );
+    assert.ok((await repairer.candidates()).includes(buildWorkflowId(id)), 'a candidate from storage');
+    assert.ok(!(await repairerWith({ overdueSecs: 120 }).candidates()).includes(buildWorkflowId(id)), 'not yet');
+    // No such workflow: the sweep logs it and goes on.
+    assert.deepEqual(
+      (await repairer.sweep()).filter((r) => r.buildId === id),
+      [],
+    );
   });
 
   it('leaves a working build alone, even one whose lease ran out long ago in visibility', async () => {
