@@ -66,6 +66,9 @@ export function historyBoundCause(cause: number | null | undefined): string | un
   return cause === null || cause === undefined ? undefined : HISTORY_BOUND_CAUSES.get(cause);
 }
 
+/** Ended builds the sweep remembers until it checks that their workflow ended too. */
+const MAX_ENDED_WAITING = 50_000;
+
 /** Checks of builds whose calls went unanswered, at most at once. */
 const MAX_CHECKS_IN_FLIGHT = 4;
 
@@ -111,6 +114,10 @@ export class BuildRepairer {
   private readonly lookedAt = new Map<string, number>();
   /** Such checks in flight. */
   private checking = 0;
+  /** Where the sweep has read storage's change feed up to (undefined before the first sweep). */
+  private feedCursor: string | undefined;
+  /** Build workflows storage holds as ended, by when the sweep first saw that, until checked. */
+  private readonly endedSeen = new Map<string, number>();
 
   constructor(private readonly o: BuildRepairOptions) {
     this.overdueMs = (o.overdueSecs ?? 30) * 1000;
@@ -127,10 +134,12 @@ export class BuildRepairer {
   }
 
   /**
-   * The sweep's candidates at `nowMs`: builds whose lease expired `overdueSecs` ago in storage, and
-   * running build workflows whose lease expired that long ago in visibility. Both, because a run that
-   * stopped right after its lease write never upserted the lease's search attribute, and storage
-   * does not see a lease the stopped run granted but could not store.
+   * The sweep's candidates at `nowMs`: builds whose lease expired `overdueSecs` ago in storage;
+   * running build workflows whose lease expired that long ago in visibility; and build workflows
+   * still running `overdueSecs` after storage took their build's end. The first two because a run
+   * that stopped right after its lease write never upserted the lease's search attribute, and
+   * storage does not see a lease the stopped run granted but could not store; the third because a
+   * run that stopped after its end write holds no lease at all (a working one ends at once).
    */
   async candidates(nowMs = Date.now()): Promise<string[]> {
     const ids = new Set(
@@ -142,7 +151,45 @@ export class BuildRepairer {
       if (ids.size >= 2 * this.limit) break;
       ids.add(w.workflowId);
     }
+    for (const id of await this.endedButRunning(nowMs)) ids.add(id);
     return [...ids];
+  }
+
+  /**
+   * Build workflows still running `overdueSecs` after the sweep saw their build end in storage's
+   * change feed (read from where the last sweep stopped; the first sweep starts at its end).
+   */
+  private async endedButRunning(nowMs: number): Promise<string[]> {
+    const storage = this.o.storage;
+    if (this.feedCursor === undefined) {
+      this.feedCursor = await storage.changeCursor();
+      return [];
+    }
+    for (let page = 0; page < 10; page++) {
+      const changes = await storage.changesSince(this.feedCursor, 1000);
+      if (changes.cursor === this.feedCursor) break;
+      this.feedCursor = changes.cursor;
+      for (const b of changes.builds) {
+        const id = buildWorkflowId(b.id);
+        if (isEnded(b.status) && !this.endedSeen.has(id)) this.endedSeen.set(id, nowMs);
+      }
+    }
+    // Bounded: with more ended builds waiting than this, the oldest are dropped unchecked.
+    for (const id of this.endedSeen.keys()) {
+      if (this.endedSeen.size <= MAX_ENDED_WAITING) break;
+      this.endedSeen.delete(id);
+    }
+    const due = [...this.endedSeen].filter(([, at]) => at <= nowMs - this.overdueMs).map(([id]) => id);
+    const running: string[] = [];
+    for (let i = 0; i < due.length; i += 100) {
+      const chunk = due.slice(i, i + 100);
+      const query =
+        `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId IN (` +
+        `${chunk.map((id) => `'${id}'`).join(', ')})`;
+      for await (const w of this.o.client.workflow.list({ query, pageSize: 100 })) running.push(w.workflowId);
+      for (const id of chunk) this.endedSeen.delete(id);
+    }
+    return running;
   }
 
   /** One sweep: every candidate checked, the broken ones repaired. */
@@ -250,7 +297,12 @@ export class BuildRepairer {
    */
   start(intervalMs = 30_000): { stop(): Promise<void> } {
     let stopped = false;
-    let current: Promise<void> | undefined;
+    // The change feed is followed from now (not from the first sweep): builds that end meanwhile count.
+    let current: Promise<void> | undefined = this.o.storage.changeCursor().then(
+      (c) => void (this.feedCursor ??= c),
+      () => undefined,
+    );
+    void current.finally(() => (current = undefined));
     const timer = setInterval(() => {
       if (current !== undefined || stopped) return;
       current = this.sweep(() => stopped)

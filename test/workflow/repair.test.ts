@@ -123,6 +123,37 @@ describe('repair of a build whose workflow cannot go on', () => {
     });
   });
 
+  it('finds a broken run of a build storage holds as ended (no lease, no call) and ends it with that result', async () => {
+    const repairer = repairerWith({ overdueSecs: 0 });
+    const divergent = await divergentWorker();
+    let b!: Build;
+    await divergent.runUntil(async () => {
+      b = await h.service.schedule({ builder: builder('linux-rel') });
+      const { leaseKey } = await h.service.lease(b.id, { holder: 'drifted', leaseDurationMs: 600_000 });
+      await h.service.start(b.id, { leaseKey });
+    });
+    await repairer.sweep(); // the first sweep starts reading storage's change feed here
+    // Storage took the build's end, as when the server lost the task that wrote it.
+    const started = await h.storage.getBuild(b.id);
+    assert.ok(started);
+    const { leaseExpiration: _, leaseHolder: __, ...unleased } = started;
+    const ended: Build = { ...unleased, status: 'SUCCESS', version: started.version + 1, endTime: started.updateTime };
+    await h.storage.recordBuild(ended);
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const repair = await eventually(
+        async () => (await repairer.sweep()).find((r) => r.buildId === b.id),
+        30_000,
+        'the sweep to repair the ended build',
+      );
+      assert.equal(repair.storedStatus, 'SUCCESS');
+      assert.equal(repair.leaseReset, false);
+      const result = (await env.client.workflow.getHandle(buildWorkflowId(b.id)).result()) as Build;
+      assert.equal(result.status, 'SUCCESS');
+      assert.deepEqual(await h.storage.getBuild(b.id), result);
+    });
+  });
+
   it('looks at a build whose lease ran out long ago in storage, though visibility never saw the lease', async () => {
     const repairer = repairerWith({ overdueSecs: 30 });
     const id = newBuildId(Date.now(), 7);
