@@ -26,11 +26,12 @@ import { startPostgres } from '../support/postgres.ts';
 import {
   type Child,
   freePort,
-  spawnDevServer,
+  restartDevServer,
   spawnDevServerOnFreePort,
   spawnKiln,
   waitForHttp,
 } from '../support/processes.ts';
+import { recordStrayErrors } from '../support/strayErrors.ts';
 import { checkBuilds, faultFigures, runLeaseCycles, type WorkflowView, type WriteKind } from './leaseCycles.ts';
 
 const BUILDS = Number(process.env.KILN_CHAOS_BUILDS ?? '16');
@@ -114,7 +115,7 @@ describe('fault suite: random kills of the Temporal server, the worker and the A
     await waitForHttp(`http://127.0.0.1:${apiPort}/healthz`, c, 120_000);
     return c;
   };
-  const startTemporal = () => spawnDevServer(temporalPort, join(dir, 'temporal.db'));
+  const startTemporal = () => restartDevServer(temporalPort, join(dir, 'temporal.db'));
 
   before(async () => {
     db = await startPostgres();
@@ -205,6 +206,7 @@ projects:
       }
     };
 
+    const moreUntil = Date.now() + 3 * 60_000;
     const chaosRun = chaos();
     let r;
     try {
@@ -227,11 +229,13 @@ projects:
         view,
         stored: (id) => storage.getBuild(id),
         slots: 4,
-        more: (scheduled) => scheduled < BUILDS || (actions() < ACTIONS && scheduled < BUILDS * 10),
+        // More builds while kills are still due, for at most 3 minutes (the file has 10 in all).
+        more: (scheduled) => scheduled < BUILDS || (actions() < ACTIONS && Date.now() < moreUntil),
         leaseMs: LEASE_MS,
         // A worker restart bundles the workflows first: allow for it on a loaded machine.
         invisibleSlackMs: 60_000,
-        giveUpAt: Date.now() + 8 * 60_000,
+        // A build stuck for good fails here, with its state, well before the file's 10-minute timeout.
+        giveUpAt: Date.now() + 6 * 60_000,
         label: 'chaos',
       });
     } finally {
@@ -250,4 +254,11 @@ projects:
     }
     assert.equal(closed, r.scheduled, 'one completed workflow per build in visibility');
   });
+});
+
+// Last: an error raised by the teardown above (outside any test) fails here, by name, with its stack.
+const stray = recordStrayErrors();
+it('leaves no stray error behind once torn down', async () => {
+  await sleep(2000);
+  stray.assertNone();
 });

@@ -20,7 +20,7 @@ import { startPostgres } from '../support/postgres.ts';
 import {
   type Child,
   freePort,
-  spawnDevServer,
+  restartDevServer,
   spawnDevServerOnFreePort,
   spawnKiln,
   waitForHttp,
@@ -183,7 +183,7 @@ workDir: ${dir}/runner-${i}
       } else {
         await temporal.kill('SIGKILL');
         await sleep(2000);
-        temporal = await spawnDevServer(temporalPort, join(dir, 'temporal.db'));
+        temporal = await restartDevServer(temporalPort, join(dir, 'temporal.db'));
       }
       await schedule(phase);
     }

@@ -240,18 +240,26 @@ export async function checkBuilds(
       } else if (e.kind === 'LEASE_EXPIRED' || e.kind === 'ENDED') live = false;
     }
   }
+  // One replay worker for every history (a worker per history took ~0.3 s a build).
   const unreplayable: string[] = [];
-  for (const id of r.results.keys()) {
-    const history = await view.history(id);
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, `replay-${id}`).catch(
-      (e: unknown) => {
-        const file = saveHistory(label, id, history);
-        console.log(
-          `${label}: build ${id} ended right, but its history does not replay (saved in ${file}): ${String(e)}`,
-        );
-        unreplayable.push(id);
-      },
+  const histories = new Map<string, History>();
+  const all = async function* () {
+    for (const id of r.results.keys()) {
+      const history = await view.history(id);
+      histories.set(`replay-${id}`, history);
+      yield { workflowId: `replay-${id}`, history };
+    }
+  };
+  for await (const result of Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, all())) {
+    const history = histories.get(result.workflowId);
+    histories.delete(result.workflowId);
+    if (result.error === undefined || history === undefined) continue;
+    const id = result.workflowId.slice('replay-'.length);
+    const file = saveHistory(label, id, history);
+    console.log(
+      `${label}: build ${id} ended right, but its history does not replay (saved in ${file}): ${String(result.error)}`,
     );
+    unreplayable.push(id);
   }
   return { unreplayable };
 }

@@ -16,7 +16,7 @@ import { BuildService } from '../../src/builds/service.ts';
 import { parseConfig, Registry } from '../../src/config/load.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
-import { type Child, spawnDevServer, spawnDevServerOnFreePort } from '../support/processes.ts';
+import { type Child, restartDevServer, spawnDevServerOnFreePort } from '../support/processes.ts';
 import { eventually, supervisedWorker, testLogger } from '../support/temporal.ts';
 
 const CONFIG = `
@@ -73,7 +73,7 @@ describe('worker supervisor: a fresh worker after every Temporal outage', () => 
 
       await temporal.kill('SIGKILL');
       await sleep(1000);
-      temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
+      temporal = await restartDevServer(port, join(dir, 'temporal.db'));
       await eventually(async () => supervised.generation === 2, 15_000, 'a second worker after the restart');
 
       await eventually(
@@ -140,7 +140,7 @@ describe('worker supervisor: a fresh worker after every Temporal outage', () => 
       await supervised.done; // the server stays down until after this: the stop did not wait for it
       assert.equal(supervised.generation, 1);
     } finally {
-      temporal = await spawnDevServer(port, join(dir, 'temporal.db'));
+      temporal = await restartDevServer(port, join(dir, 'temporal.db'));
     }
   });
 });

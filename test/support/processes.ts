@@ -4,6 +4,7 @@
  * the test process exits.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,16 +18,50 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
+/**
+ * The first port of the kernel's ephemeral range (where `listen(0)` and outgoing connections take
+ * their ports from), or undefined when it cannot be read.
+ */
+function ephemeralLow(): number | undefined {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) ? low : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const FIXED_LOW = 20_000;
+
+/** Listens on `port` (0: any) of 127.0.0.1 and closes again; resolves with the port, or undefined when taken. */
+function tryPort(port: number): Promise<number | undefined> {
   return new Promise((res, rej) => {
     const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
+    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' ? res(undefined) : rej(e)));
+    s.listen(port, '127.0.0.1', () => {
       const a = s.address();
-      s.close(() => res(typeof a === 'object' && a ? a.port : 0));
+      s.close(() => res(typeof a === 'object' && a ? a.port : undefined));
     });
   });
+}
+
+/**
+ * A free TCP port on 127.0.0.1, below the ephemeral range where the machine allows it. A test that
+ * kills a server and starts it again on the same port needs the port to stay free meanwhile: an
+ * ephemeral port can be taken in that second by any outgoing connection or by another server's
+ * `listen(0)` (a dev server started by a test running beside this one picks its internal ports so).
+ */
+export async function freePort(): Promise<number> {
+  const low = ephemeralLow();
+  if (low !== undefined && low > FIXED_LOW + 1000) {
+    for (let i = 0; i < 50; i++) {
+      const port = await tryPort(FIXED_LOW + Math.floor(Math.random() * (low - FIXED_LOW)));
+      if (port !== undefined) return port;
+    }
+  }
+  const port = await tryPort(0);
+  if (port === undefined) throw new Error('no free port');
+  return port;
 }
 
 /** A started child process with its recent output, for failure messages. */
@@ -116,6 +151,21 @@ export async function spawnDevServerOnFreePort(dbFile: string): Promise<{ port: 
       return { port, temporal: await spawnDevServer(port, dbFile) };
     } catch (e) {
       if (attempt >= 4 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+/**
+ * Starts the dev server again on `port` after a kill, trying up to `attempts` times: the killed
+ * server's sockets can hold the port for a moment.
+ */
+export async function restartDevServer(port: number, dbFile: string, attempts = 3): Promise<Child> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await spawnDevServer(port, dbFile);
+    } catch (e) {
+      if (attempt >= attempts) throw e;
+      await sleep(1000);
     }
   }
 }

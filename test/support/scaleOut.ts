@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,24 +18,13 @@ import { type Build, isEnded } from '../../src/domain/build.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { type RunningPostgres, startPostgres } from './postgres.ts';
+import { freePort } from './processes.ts';
 import { eventually } from './temporal.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BUILDS = 200;
 const BUILDERS = ['alpha', 'beta'];
 const RUNNERS = ['runner-1', 'runner-2', 'runner-3'];
-
-/** A port nobody listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.on('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? done(a.port) : fail(new Error('no port'))));
-    });
-  });
-}
 
 /** A `kiln …` child process; its output goes to `<dir>/<name>.log`. */
 interface Proc {
