@@ -114,7 +114,7 @@ export class BuildRepairer {
   private readonly lookedAt = new Map<string, number>();
   /** Such checks in flight. */
   private checking = 0;
-  /** Where the sweep has read storage's change feed up to (undefined before the first sweep). */
+  /** Where the sweep has read storage's change feed up to (set by `start()` or the first sweep). */
   private feedCursor: string | undefined;
   /** Build workflows storage holds as ended, by when the sweep first saw that, until checked. */
   private readonly endedSeen = new Map<string, number>();
