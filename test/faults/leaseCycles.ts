@@ -246,15 +246,15 @@ export async function checkBuilds(
   const all = async function* () {
     for (const id of r.results.keys()) {
       const history = await view.history(id);
-      histories.set(`replay-${id}`, history);
-      yield { workflowId: `replay-${id}`, history };
+      histories.set(id, history);
+      yield { workflowId: id, history };
     }
   };
   for await (const result of Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, all())) {
-    const history = histories.get(result.workflowId);
-    histories.delete(result.workflowId);
+    const id = result.workflowId;
+    const history = histories.get(id);
+    histories.delete(id);
     if (result.error === undefined || history === undefined) continue;
-    const id = result.workflowId.slice('replay-'.length);
     const file = saveHistory(label, id, history);
     console.log(
       `${label}: build ${id} ended right, but its history does not replay (saved in ${file}): ${String(result.error)}`,

@@ -29,7 +29,7 @@ import { type Storage } from '../../src/storage/storage.ts';
 import { getBuildQuery } from '../../workflows/build.ts';
 import { type SupervisedWorker } from '../../workers/supervisor.ts';
 import { type Child, restartDevServer, spawnDevServerOnFreePort } from '../support/processes.ts';
-import { recordStrayErrors } from '../support/strayErrors.ts';
+import { itLeavesNoStrayErrors } from '../support/strayErrors.ts';
 import { supervisedWorker, testLogger } from '../support/temporal.ts';
 import {
   checkBuilds,
@@ -229,8 +229,4 @@ describe('fault suite: the Temporal server dies between a storage write and its 
 });
 
 // Last: an error raised by the teardown above (outside any test) fails here, by name, with its stack.
-const stray = recordStrayErrors();
-it('leaves no stray error behind once torn down', async () => {
-  await sleep(2000);
-  stray.assertNone();
-});
+itLeavesNoStrayErrors();

@@ -5,6 +5,8 @@
  * in a last test gets the error itself, with its stack, into that list.
  */
 import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 
 /** Starts recording; `assertNone()` fails with every error recorded so far. */
@@ -18,4 +20,16 @@ export function recordStrayErrors(): { assertNone(): void } {
   return {
     assertNone: () => assert.deepEqual(errors, [], `errors outside any test:\n${errors.join('\n')}`),
   };
+}
+
+/**
+ * Records stray errors from now on and adds a test, to run after every other test of the file, that
+ * waits 2 s for teardown stragglers and fails with each error recorded.
+ */
+export function itLeavesNoStrayErrors(): void {
+  const stray = recordStrayErrors();
+  void it('leaves no stray error behind once torn down', async () => {
+    await sleep(2000);
+    stray.assertNone();
+  });
 }
