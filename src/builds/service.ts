@@ -454,12 +454,14 @@ export class BuildService {
 
   /** Lease-mode builds only: Swarming buckets are never offered to runners. */
   async peek(q: PeekQuery): Promise<Build[]> {
-    const builds = await this.o.storage.peekBuilds({
-      ...q,
-      buckets: q.buckets.filter((p) => !this.o.registry.bucket(p)?.swarming),
-    });
+    const builds = await this.o.storage.peekBuilds({ ...q, buckets: this.leaseModeBuckets(q.buckets) });
     for (const b of builds) this.buckets.set(b.id, bucketPath(b.builder));
     return builds;
+  }
+
+  /** The buckets of `buckets` whose builds runners lease (not Swarming's). */
+  private leaseModeBuckets(buckets: string[]): string[] {
+    return buckets.filter((p) => !this.o.registry.bucket(p)?.swarming);
   }
 
   /**
@@ -480,7 +482,14 @@ export class BuildService {
     q: Omit<PeekQuery, 'limit'>,
     req: { leaseDurationMs?: number; holder?: string; start?: { url?: string } },
   ): Promise<LeaseGrant | undefined> {
-    for (const c of await this.peek({ ...q, limit: LEASE_NEXT_CANDIDATES })) {
+    // IDs only: the grant carries the leased build, so the candidates' JSON would be read for nothing.
+    const candidates = await this.o.storage.peekBuildIds({
+      ...q,
+      buckets: this.leaseModeBuckets(q.buckets),
+      limit: LEASE_NEXT_CANDIDATES,
+    });
+    for (const c of candidates) {
+      this.buckets.set(c.id, c.bucket);
       // Another lease-next of this process is leasing it right now: racing it would only cost both of
       // them workflow round trips (and the server drops updates under such a race), so take the next one.
       if (this.leasingNext.has(c.id)) continue;

@@ -1,13 +1,14 @@
 /**
  * Build metrics from storage. Worker side: `withBuildMetrics(storage)` wraps the storage the build
- * workflows' activities write through and counts each transition as it is stored — the previous
- * stored state is read first, so a retried write (same version) counts nothing. API side: gauges
+ * workflows' activities write through and counts each transition as it is stored — the write
+ * answers what it replaced (`recordBuildReplacing`, one statement), so a retried write (same version)
+ * counts nothing and no read goes before it. API side: gauges
  * of open builds and of the pending queue's age, read from storage at scrape time (one grouped
  * query over the open builds, cached for a second).
  */
 import { Gauge } from 'prom-client';
 import { type Build, isEnded } from '../domain/build.ts';
-import { type OpenBuildStat, type Storage } from '../storage/storage.ts';
+import { type OpenBuildStat, type ReplacedBuild, type Storage } from '../storage/storage.ts';
 import { type KilnMetrics } from './registry.ts';
 
 const BUILDER = ['project', 'bucket', 'builder'] as const;
@@ -15,7 +16,7 @@ const BUILDER = ['project', 'bucket', 'builder'] as const;
 const eventKey = (e: Build['events'][number]) => `${e.time}\u0000${e.kind}\u0000${e.message}`;
 
 /** Counts what changed from `before` (the stored build, if any) to `after` (pure but for the counters). */
-export function countTransition(m: KilnMetrics, before: Build | undefined, after: Build): void {
+export function countTransition(m: KilnMetrics, before: ReplacedBuild | undefined, after: Build): void {
   if (before && before.version >= after.version) return; // storage ignores this write
   const labels = { project: after.builder.project, bucket: after.builder.bucket, builder: after.builder.builder };
   if (!before || before.status !== after.status) m.buildStatusChanges.inc({ ...labels, status: after.status });
@@ -36,10 +37,8 @@ export function withBuildMetrics(storage: Storage, m: KilnMetrics): Storage {
       if (prop === 'recordBuild') {
         // Every argument goes on: dropping the lease keys once left storage without their hashes.
         return async (...args: Parameters<Storage['recordBuild']>): Promise<void> => {
-          const [build] = args;
-          const before = await target.getBuild(build.id).catch(() => undefined);
-          await target.recordBuild(...args);
-          countTransition(m, before, build);
+          const written = await target.recordBuildReplacing(...args);
+          if (written.written) countTransition(m, written.previous, args[0]);
         };
       }
       const v = Reflect.get(target, prop, receiver) as unknown;

@@ -19,6 +19,8 @@ import {
   type ChangeFeedPage,
   type BuildReservation,
   type LeaseKeyCheck,
+  type RecordedBuildWrite,
+  type ReplacedBuild,
   type PeekQuery,
   type ReserveBuildRequest,
   type Storage,
@@ -97,9 +99,28 @@ export class SqlStorage implements Storage {
   }
 
   async recordBuild(build: Build, leaseKeys?: BuildLeaseKeys): Promise<void> {
+    await this.writeBuild(build, leaseKeys, false);
+  }
+
+  async recordBuildReplacing(build: Build, leaseKeys?: BuildLeaseKeys): Promise<RecordedBuildWrite> {
+    const rows = await this.writeBuild(build, leaseKeys, true);
+    const row = rows[0];
+    if (!row) return { written: false };
+    return row.previous === null ? { written: true } : { written: true, previous: row.previous };
+  }
+
+  /**
+   * The upsert of `recordBuild`; with `replacing`, it also returns (one row when it wrote) the
+   * previous row's fields of `ReplacedBuild`, read from the statement's snapshot, or null for a new build.
+   */
+  private async writeBuild(
+    build: Build,
+    leaseKeys: BuildLeaseKeys | undefined,
+    replacing: boolean,
+  ): Promise<{ previous: ReplacedBuild | null }[]> {
     // Same version, other content: the stored write came from a workflow task that was lost.
-    await this.db.query(
-      `INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
+    const r = await this.db.query<{ previous: ReplacedBuild | null }>(
+      `${replacing ? PREVIOUS_BUILD_CTE : ''}INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
                            create_time, update_time, version, data, lease_expires, lease_key_hashes, ended_by_key_hash)
        VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12, $13, $14::jsonb, $15,
                $16::text[], $17)
@@ -109,7 +130,8 @@ export class SqlStorage implements Storage {
          version = EXCLUDED.version, data = EXCLUDED.data, lease_expires = EXCLUDED.lease_expires,
          lease_key_hashes = EXCLUDED.lease_key_hashes, ended_by_key_hash = EXCLUDED.ended_by_key_hash
        WHERE builds.version < EXCLUDED.version
-          OR (builds.version = EXCLUDED.version AND builds.data IS DISTINCT FROM EXCLUDED.data)`,
+          OR (builds.version = EXCLUDED.version AND builds.data IS DISTINCT FROM EXCLUDED.data)
+       ${replacing ? 'RETURNING (SELECT data FROM previous) AS previous' : ''}`,
       [
         build.id,
         build.builder.project,
@@ -130,6 +152,7 @@ export class SqlStorage implements Storage {
         leaseKeys?.endedBy !== undefined ? keyHash(leaseKeys.endedBy) : null,
       ],
     );
+    return r.rows;
   }
 
   async getBuild(id: string): Promise<Build | undefined> {
@@ -199,6 +222,13 @@ export class SqlStorage implements Storage {
     const { text, params } = peekStatement(q);
     const r = await this.db.query<{ data: Build }>(text, params);
     return r.rows.map((row) => row.data);
+  }
+
+  async peekBuildIds(q: PeekQuery): Promise<{ id: string; bucket: string }[]> {
+    if (q.buckets.length === 0) return [];
+    const { text, params } = peekStatement(q, 'ids');
+    const r = await this.db.query<{ id: string; project: string; bucket: string }>(text, params);
+    return r.rows.map((row) => ({ id: row.id, bucket: `${row.project}/${row.bucket}` }));
   }
 
   async recordVerification(v: StoredVerification): Promise<void> {
@@ -489,7 +519,7 @@ export class SqlStorage implements Storage {
  * A stored lease past its expiry may be one the workflow never granted (a lost workflow task): the
  * build is offered, and its workflow decides at lease time.
  */
-export function peekStatement(q: PeekQuery): { text: string; params: unknown[] } {
+export function peekStatement(q: PeekQuery, select: 'data' | 'ids' = 'data'): { text: string; params: unknown[] } {
   const pairs = [...new Set(q.buckets)].map((b) => b.split('/'));
   const params: unknown[] = [pairs.map((p) => p[0] ?? ''), pairs.map((p) => p[1] ?? '')];
   const where = [
@@ -509,14 +539,27 @@ export function peekStatement(q: PeekQuery): { text: string; params: unknown[] }
   params.push(Math.min(Math.max(q.limit ?? 10, 1), MAX_PAGE));
   const limit = `$${params.length}`;
   return {
-    text: `SELECT m.data FROM unnest($1::text[], $2::text[]) AS p(project, bucket)
+    text: `SELECT ${select === 'data' ? 'm.data' : 'm.id::text AS id, p.project, p.bucket'}
+       FROM unnest($1::text[], $2::text[]) AS p(project, bucket)
        CROSS JOIN LATERAL (
-         SELECT x.data, x.priority, x.id FROM builds x WHERE ${where.join(' AND ')}
+         SELECT ${select === 'data' ? 'x.data, ' : ''}x.priority, x.id FROM builds x WHERE ${where.join(' AND ')}
          ORDER BY x.priority ASC, x.id DESC LIMIT ${limit}) m
        ORDER BY m.priority ASC, m.id DESC LIMIT ${limit}`,
     params,
   };
 }
+
+/**
+ * The stored build before the upsert that follows (the statement's snapshot), cut to `ReplacedBuild`:
+ * of its events only the stale-report ones, the only kind the metrics count.
+ */
+const PREVIOUS_BUILD_CTE = `WITH previous AS (
+  SELECT jsonb_build_object(
+    'version', (data->'version'), 'status', (data->'status'), 'leaseResets', (data->'leaseResets'),
+    'events', COALESCE((SELECT jsonb_agg(e) FROM jsonb_array_elements(data->'events') e
+                        WHERE e->>'kind' = 'STALE_REPORT_REFUSED'), '[]'::jsonb)) AS data
+  FROM builds WHERE id = $1::bigint)
+`;
 
 /** What storage keeps of a lease key: its SHA-256, never the key itself. */
 function keyHash(leaseKey: string): string {

@@ -70,6 +70,12 @@ export interface PeekQuery {
   limit?: number;
 }
 
+/** What a build was before a write replaced it: what the build metrics compare (`Storage.recordBuildReplacing`). */
+export type ReplacedBuild = Pick<Build, 'version' | 'status' | 'leaseResets' | 'events'>;
+
+/** The answer of `Storage.recordBuildReplacing`. */
+export type RecordedBuildWrite = { written: false } | { written: true; previous?: ReplacedBuild };
+
 /** What storage knows about a lease key a caller presented for a build (see `Storage.checkLeaseKeys`). */
 export interface LeaseKeyCheck {
   /** The stored build; undefined when storage has not seen it. */
@@ -184,6 +190,13 @@ export interface Storage {
    * server lost, or the workflow would never have written that version twice).
    */
   recordBuild(build: Build, leaseKeys?: BuildLeaseKeys): Promise<void>;
+  /**
+   * `recordBuild`, answering in the same statement what the write replaced: `written: false` when
+   * storage ignored it, else the stored build's version, status, lease resets and stale-report
+   * events before the write (`previous` undefined for a new build). For the build metrics, which
+   * count transitions without reading the build first.
+   */
+  recordBuildReplacing(build: Build, leaseKeys?: BuildLeaseKeys): Promise<RecordedBuildWrite>;
   getBuild(id: string): Promise<Build | undefined>;
   /** For each item: the stored build and whether its workflow answers to the key (one read for all). */
   checkLeaseKeys(items: { buildId: string; leaseKey: string }[]): Promise<LeaseKeyCheck[]>;
@@ -191,6 +204,12 @@ export interface Storage {
   getBuildByNumber(builder: BuilderId, number: number): Promise<Build | undefined>;
   searchBuilds(q: BuildQuery): Promise<BuildPage>;
   peekBuilds(q: PeekQuery): Promise<Build[]>;
+  /**
+   * What `peekBuilds` would return, in the same order, as IDs with their `project/bucket` only: for
+   * callers that lease the first they can and read nothing else (lease-next), it saves reading and
+   * parsing every candidate's JSON.
+   */
+  peekBuildIds(q: PeekQuery): Promise<{ id: string; bucket: string }[]>;
   /** Inserts or updates a change verification; versions as in `recordBuild` (older ignored, equal and different wins). */
   recordVerification(v: StoredVerification): Promise<void>;
   getVerification(id: string): Promise<StoredVerification | undefined>;

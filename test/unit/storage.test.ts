@@ -233,6 +233,53 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       const [check] = await s.checkLeaseKeys([{ buildId: b.id, leaseKey: '1.a' }]);
       assert.deepEqual([check?.known, check?.endedBy], [true, true]);
     });
+
+    void it('answers what a write replaced, in the write itself', async () => {
+      const s = ctx.storage();
+      const bl = { project: ctx.project(), bucket: 'ci', builder: 'x' };
+      const v1 = makeBuild(bl, T0, { version: 1 });
+      assert.deepEqual(await s.recordBuildReplacing(v1), { written: true });
+      const stale = { time: new Date(T0).toISOString(), kind: 'STALE_REPORT_REFUSED' as const, message: 'late' };
+      const note = { time: new Date(T0).toISOString(), kind: 'LEASED' as const, message: 'leased by r' };
+      const v2 = { ...v1, version: 2, status: 'STARTED' as const, leaseResets: 1, events: [note, stale] };
+      assert.deepEqual(await s.recordBuildReplacing(v2), {
+        written: true,
+        previous: { version: 1, status: 'SCHEDULED', leaseResets: 0, events: [] },
+      });
+      const v3 = { ...v2, version: 3, status: 'SUCCESS' as const };
+      assert.deepEqual(await s.recordBuildReplacing(v3, { known: ['1.a'], endedBy: '1.a' }), {
+        written: true,
+        previous: { version: 2, status: 'STARTED', leaseResets: 1, events: [stale] },
+      });
+      // Ignored writes (older, or the same again) say so; the keys of the write still count.
+      assert.deepEqual(await s.recordBuildReplacing(v2), { written: false });
+      assert.deepEqual(await s.recordBuildReplacing(v3), { written: false });
+      assert.equal((await s.getBuild(v1.id))?.status, 'SUCCESS');
+      assert.equal((await s.checkLeaseKeys([{ buildId: v1.id, leaseKey: '1.a' }]))[0]?.endedBy, true);
+      // Same version, other content (a lost workflow task's write): written, replacing that version.
+      const redone = { ...v3, status: 'FAILURE' as const };
+      assert.deepEqual((await s.recordBuildReplacing(redone)).written, true);
+    });
+
+    void it('counts each stored transition once through the build-metrics wrapper', async () => {
+      const m = new KilnMetrics();
+      const s = withBuildMetrics(ctx.storage(), m);
+      const bl = { project: ctx.project(), bucket: 'ci', builder: 'x' };
+      const v1 = makeBuild(bl, T0, { version: 1 });
+      const stale = { time: new Date(T0).toISOString(), kind: 'STALE_REPORT_REFUSED' as const, message: 'late' };
+      const v2 = { ...v1, version: 2, status: 'STARTED' as const };
+      const v3 = { ...v2, version: 3, status: 'SCHEDULED' as const, leaseResets: 1, events: [stale] };
+      const v4 = { ...v3, version: 4, events: [stale, { ...stale, message: 'later' }] };
+      for (const b of [v1, v1, v2, v3, v2, v3, v4, v4]) await s.recordBuild(b);
+      const count = async (name: string, labels: Record<string, string> = {}) =>
+        (await m.registry.getSingleMetric(name)!.get()).values
+          .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x) && v.labels.project === bl.project)
+          .reduce((a, v) => a + v.value, 0);
+      assert.equal(await count('kiln_build_status_changes_total', { status: 'SCHEDULED' }), 2);
+      assert.equal(await count('kiln_build_status_changes_total', { status: 'STARTED' }), 1);
+      assert.equal(await count('kiln_lease_expiries_total', { outcome: 'reset' }), 1);
+      assert.equal(await count('kiln_stale_reports_refused_total'), 2);
+    });
   },
 
   verifications: (ctx) => {
@@ -511,6 +558,35 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       );
       assert.deepEqual(ids(await s.peekBuilds({ buckets: [`${project}/try`], builders: ['b'] })), []);
       assert.deepEqual(await s.peekBuilds({ buckets: [] }), []);
+    });
+
+    void it('peeks IDs with their buckets in the order it peeks builds', async () => {
+      const s = ctx.storage();
+      const project = ctx.project();
+      const old = makeBuild({ project, bucket: 'ci', builder: 'a' }, T0, { priority: 30 });
+      const urgent = makeBuild({ project, bucket: 'try', builder: 'a' }, T0 + 1, { priority: 10 });
+      const gpu = makeBuild({ project, bucket: 'ci', builder: 'b' }, T0 + 2, { priority: 30, dimensions: ['gpu:1'] });
+      const newer = makeBuild({ project, bucket: 'ci', builder: 'b' }, T0 + 3, { priority: 30 });
+      await recordAll(s, [old, urgent, gpu, newer]);
+      for (const q of [
+        { buckets: [`${project}/ci`, `${project}/try`] },
+        { buckets: [`${project}/ci`, `${project}/try`], limit: 2 },
+        { buckets: [`${project}/ci`], dimensions: [] },
+        { buckets: [`${project}/ci`, `${project}/try`], builders: ['b'] },
+      ]) {
+        const builds = await s.peekBuilds(q);
+        assert.ok(builds.length > 0);
+        assert.deepEqual(
+          await s.peekBuildIds(q),
+          builds.map((b) => ({ id: b.id, bucket: `${b.builder.project}/${b.builder.bucket}` })),
+        );
+      }
+      // Best priority first, whichever bucket it is in.
+      assert.deepEqual((await s.peekBuildIds({ buckets: [`${project}/ci`, `${project}/try`], limit: 1 }))[0], {
+        id: urgent.id,
+        bucket: `${project}/try`,
+      });
+      assert.deepEqual(await s.peekBuildIds({ buckets: [] }), []);
     });
   },
 };
