@@ -35,7 +35,7 @@ import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/com
 import proto from '@temporalio/proto';
 import type pino from 'pino';
 import { type Build, builderPath, isEnded } from '../domain/build.ts';
-import { buildWorkflowId } from '../domain/buildId.ts';
+import { buildWorkflowId, isBuildId } from '../domain/buildId.ts';
 import { type LeaseBuildState } from '../domain/buildMachine.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { visibilityTime } from '../stuck/filters.ts';
@@ -69,6 +69,12 @@ export function historyBoundCause(cause: number | null | undefined): string | un
 /** Ended builds the sweep remembers until it checks that their workflow ended too. */
 const MAX_ENDED_WAITING = 50_000;
 
+/** Running build workflows one full pass reads at most. */
+const MAX_FULL_PASS = 100_000;
+
+/** Build workflow IDs are this and the build's ID (`buildWorkflowId`). */
+const BUILD_WORKFLOW_PREFIX = buildWorkflowId('');
+
 /** Checks of builds whose calls went unanswered, at most at once. */
 const MAX_CHECKS_IN_FLIGHT = 4;
 
@@ -87,6 +93,11 @@ export interface BuildRepairOptions {
   minAttempts?: number;
   /** Builds looked at per sweep. @default 100 */
   limit?: number;
+  /**
+   * Every this many sweeps (the first one included), the sweep also reads every running build
+   * workflow and asks storage which of their builds have ended. @default 20 (10 minutes at 30 s)
+   */
+  fullPassEvery?: number;
 }
 
 /** What one repair did. */
@@ -118,6 +129,8 @@ export class BuildRepairer {
   private feedCursor: string | undefined;
   /** Build workflows storage holds as ended, by when the sweep first saw that, until checked. */
   private readonly endedSeen = new Map<string, number>();
+  /** Sweeps' candidate lists made so far (for `fullPassEvery`). */
+  private passes = 0;
 
   constructor(private readonly o: BuildRepairOptions) {
     this.overdueMs = (o.overdueSecs ?? 30) * 1000;
@@ -152,7 +165,41 @@ export class BuildRepairer {
       ids.add(w.workflowId);
     }
     for (const id of await this.endedButRunning(nowMs)) ids.add(id);
+    if (this.passes++ % (this.o.fullPassEvery ?? 20) === 0) {
+      for (const id of await this.runningButEndedInStorage(nowMs)) ids.add(id);
+    }
     return [...ids];
+  }
+
+  /**
+   * Build workflows running since before `overdueSecs` ago whose build storage holds as ended: one
+   * read of every running build workflow (at most `MAX_FULL_PASS`) and one storage read per 1,000.
+   * It finds what the change feed cannot: builds that ended in storage while no API process followed
+   * the feed, or more of them than the feed's memory holds.
+   */
+  private async runningButEndedInStorage(nowMs: number): Promise<string[]> {
+    const query =
+      `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'` +
+      ` AND StartTime < '${visibilityTime(nowMs - this.overdueMs)}'`;
+    const found: string[] = [];
+    let page: string[] = [];
+    let read = 0;
+    const check = async (): Promise<void> => {
+      const ids = page;
+      page = [];
+      for (const st of await this.o.storage.getBuildStates(ids)) {
+        if (isEnded(st.status)) found.push(buildWorkflowId(st.id));
+      }
+    };
+    for await (const w of this.o.client.workflow.list({ query, pageSize: 1000 })) {
+      const id = w.workflowId.slice(BUILD_WORKFLOW_PREFIX.length);
+      if (!w.workflowId.startsWith(BUILD_WORKFLOW_PREFIX) || !isBuildId(id)) continue;
+      page.push(id);
+      if (page.length >= 1000) await check();
+      if (++read >= MAX_FULL_PASS) break;
+    }
+    await check();
+    return found;
   }
 
   /**

@@ -154,6 +154,38 @@ describe('repair of a build whose workflow cannot go on', () => {
     });
   });
 
+  it('finds a broken run whose build ended in storage before the repairer started (no feed saw it)', async () => {
+    const divergent = await divergentWorker();
+    let b!: Build;
+    await divergent.runUntil(async () => {
+      b = await h.service.schedule({ builder: builder('linux-rel') });
+      const { leaseKey } = await h.service.lease(b.id, { holder: 'drifted', leaseDurationMs: 600_000 });
+      await h.service.start(b.id, { leaseKey });
+    });
+    // Storage took the build's end while no repairer followed the change feed.
+    const started = await h.storage.getBuild(b.id);
+    assert.ok(started);
+    const { leaseExpiration: _, leaseHolder: __, ...unleased } = started;
+    await h.storage.recordBuild({
+      ...unleased,
+      status: 'SUCCESS',
+      version: started.version + 1,
+      endTime: started.updateTime,
+    });
+    await new Promise((r) => setTimeout(r, 1100)); // visibility filters on whole seconds
+    // A repairer started now reads the feed from here on: only its full pass over running workflows can find the build.
+    const repairer = repairerWith({ overdueSecs: 0, fullPassEvery: 1_000_000 });
+    assert.ok((await repairer.candidates()).includes(buildWorkflowId(b.id)), 'the first sweep makes a full pass');
+    assert.ok(!(await repairer.candidates()).includes(buildWorkflowId(b.id)), 'the next one reads only the feed');
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const repair = await repairer.repairIfBroken(buildWorkflowId(b.id));
+      assert.equal(repair?.storedStatus, 'SUCCESS');
+      const result = (await env.client.workflow.getHandle(buildWorkflowId(b.id)).result()) as Build;
+      assert.equal(result.status, 'SUCCESS');
+    });
+  });
+
   it('looks at a build whose lease ran out long ago in storage, though visibility never saw the lease', async () => {
     const repairer = repairerWith({ overdueSecs: 30 });
     const id = newBuildId(Date.now(), 7);
