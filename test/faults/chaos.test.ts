@@ -159,6 +159,7 @@ projects:
     const handle = (id: string) => client.workflow.getHandle(buildWorkflowId(id));
     const view: WorkflowView = {
       query: (id) => handle(id).query(getBuildQuery),
+      closed: async (id) => (await handle(id).describe()).status.name !== 'RUNNING',
       result: (id) => handle(id).result() as Promise<Build>,
       history: (id) => handle(id).fetchHistory(),
     };

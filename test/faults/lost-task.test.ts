@@ -147,6 +147,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     const handle = (id: string) => client.workflow.getHandle(buildWorkflowId(id));
     const view: WorkflowView = {
       query: (id) => handle(id).query(getBuildQuery),
+      closed: async (id) => (await handle(id).describe()).status.name !== 'RUNNING',
       result: (id) => handle(id).result() as Promise<Build>,
       history: (id) => handle(id).fetchHistory(),
     };
