@@ -247,6 +247,9 @@ projects:
     const { unreplayable } = await checkBuilds(r, (id) => storage.getBuild(id), view, 'chaos');
     console.log(`chaos: ${unreplayable.length} ended builds whose history does not replay`);
     assert.ok(actions() >= Math.min(ACTIONS, 4), `only ${actions()} kills happened`);
+    // An arm can miss (no matching write within its wait), but none hitting means the hook saw no write:
+    // once, the worker stored through a path the hook did not wrap.
+    assert.ok(done['temporal at a write']! >= 1, "no kill at a held write: does the hook see the worker's writes?");
     // Visibility agrees (it may lag the histories a little).
     let closed = 0;
     for (let i = 0; i < 60 && closed !== r.scheduled; i++) {

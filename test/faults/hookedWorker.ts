@@ -30,11 +30,12 @@ createInterface({ input: process.stdin }).on('line', (line) => {
 const real = await openConfiguredStorage(config);
 const storage: Storage = new Proxy(real, {
   get(target, prop, receiver) {
-    if (prop === 'recordBuild') {
+    // Both write paths: the build metrics (on by default) store through recordBuildReplacing.
+    if (prop === 'recordBuild' || prop === 'recordBuildReplacing') {
       return async (...args: Parameters<Storage['recordBuild']>) => {
-        await target.recordBuild(...args);
+        const written = await target[prop](...args);
         const kind = writeKind(args[0]);
-        if (armed === undefined || kind !== armed) return;
+        if (armed === undefined || kind !== armed) return written;
         armed = undefined;
         const held = new Promise<void>((r) => {
           release = r;
@@ -43,6 +44,7 @@ const storage: Storage = new Proxy(real, {
         process.stdout.write(`KILN-FAULT-WROTE ${kind} ${args[0].id}\n`);
         await held;
         release = undefined;
+        return written;
       };
     }
     const v = Reflect.get(target, prop, receiver) as unknown;

@@ -89,9 +89,10 @@ describe('fault suite: the Temporal server dies between a storage write and its 
   const hooked = (real: Storage): Storage =>
     new Proxy(real, {
       get(target, prop, receiver) {
-        if (prop === 'recordBuild') {
+        // Both write paths: a worker with build metrics stores through recordBuildReplacing.
+        if (prop === 'recordBuild' || prop === 'recordBuildReplacing') {
           return async (...args: Parameters<Storage['recordBuild']>) => {
-            await target.recordBuild(...args);
+            const written = await target[prop](...args);
             const kind = writeKind(args[0]);
             if (armed !== undefined && kind === armed && restarting === undefined) {
               armed = undefined;
@@ -101,6 +102,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
                 .catch((e: unknown) => void restartErrors.push(describeError(e)))
                 .finally(() => (restarting = undefined));
             }
+            return written;
           };
         }
         const v = Reflect.get(target, prop, receiver) as unknown;
