@@ -42,6 +42,30 @@ describe('repair of a build whose workflow cannot go on', () => {
       activities: createActivities({ storage: h.storage, logger: testLogger }),
     });
 
+  /** A build leased and started on the divergent worker (its history no longer replays), then stopped. */
+  const driftedStartedBuild = async (): Promise<Build> => {
+    const divergent = await divergentWorker();
+    return divergent.runUntil(async () => {
+      const b = await h.service.schedule({ builder: builder('linux-rel') });
+      const { leaseKey } = await h.service.lease(b.id, { holder: 'drifted', leaseDurationMs: 600_000 });
+      await h.service.start(b.id, { leaseKey });
+      return b;
+    });
+  };
+
+  /** Storage takes the build's end, as when the server lost the task that wrote it. */
+  const endInStorageOnly = async (id: string): Promise<void> => {
+    const started = await h.storage.getBuild(id);
+    assert.ok(started);
+    const { leaseExpiration: _, leaseHolder: __, ...unleased } = started;
+    await h.storage.recordBuild({
+      ...unleased,
+      status: 'SUCCESS',
+      version: started.version + 1,
+      endTime: started.updateTime,
+    });
+  };
+
   it('restarts it from storage: the lease is reset, the old key refused, and the build ends normally', async () => {
     const repairer = repairerWith({ overdueSecs: 1, minAttempts: 2 });
     // On a worker whose workflows drift from Kiln's code: the build's history gets an extra timer.
@@ -125,20 +149,9 @@ describe('repair of a build whose workflow cannot go on', () => {
 
   it('finds a broken run of a build storage holds as ended (no lease, no call) and ends it with that result', async () => {
     const repairer = repairerWith({ overdueSecs: 0 });
-    const divergent = await divergentWorker();
-    let b!: Build;
-    await divergent.runUntil(async () => {
-      b = await h.service.schedule({ builder: builder('linux-rel') });
-      const { leaseKey } = await h.service.lease(b.id, { holder: 'drifted', leaseDurationMs: 600_000 });
-      await h.service.start(b.id, { leaseKey });
-    });
+    const b = await driftedStartedBuild();
     await repairer.sweep(); // the first sweep starts reading storage's change feed here
-    // Storage took the build's end, as when the server lost the task that wrote it.
-    const started = await h.storage.getBuild(b.id);
-    assert.ok(started);
-    const { leaseExpiration: _, leaseHolder: __, ...unleased } = started;
-    const ended: Build = { ...unleased, status: 'SUCCESS', version: started.version + 1, endTime: started.updateTime };
-    await h.storage.recordBuild(ended);
+    await endInStorageOnly(b.id);
     const worker = await h.newWorker();
     await worker.runUntil(async () => {
       const repair = await eventually(
@@ -155,23 +168,9 @@ describe('repair of a build whose workflow cannot go on', () => {
   });
 
   it('finds a broken run whose build ended in storage before the repairer started (no feed saw it)', async () => {
-    const divergent = await divergentWorker();
-    let b!: Build;
-    await divergent.runUntil(async () => {
-      b = await h.service.schedule({ builder: builder('linux-rel') });
-      const { leaseKey } = await h.service.lease(b.id, { holder: 'drifted', leaseDurationMs: 600_000 });
-      await h.service.start(b.id, { leaseKey });
-    });
+    const b = await driftedStartedBuild();
     // Storage took the build's end while no repairer followed the change feed.
-    const started = await h.storage.getBuild(b.id);
-    assert.ok(started);
-    const { leaseExpiration: _, leaseHolder: __, ...unleased } = started;
-    await h.storage.recordBuild({
-      ...unleased,
-      status: 'SUCCESS',
-      version: started.version + 1,
-      endTime: started.updateTime,
-    });
+    await endInStorageOnly(b.id);
     await new Promise((r) => setTimeout(r, 1100)); // visibility filters on whole seconds
     // A repairer started now reads the feed from here on: only its full pass over running workflows can find the build.
     const repairer = repairerWith({ overdueSecs: 0, fullPassEvery: 1_000_000 });
