@@ -26,6 +26,8 @@
  *                                     the production build; needs PostgreSQL, test/bench/startup.ts)
  * CPU per build is this process (API, worker, clients: all threads) and the Temporal server's processes (the
  * dev server, or the cluster's four; not PostgreSQL's); on a saturated machine it, not latency, sets the ratio.
+ * The process's CPU is also split by thread (test/bench/threads.ts): the main thread, each worker's workflow
+ * threads, the SDK's Rust core, and V8's and libuv's threads.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,6 +53,7 @@ import { baselineWorkflow, stepUpdate } from './baselineWorkflow.ts';
 import { PENDING_BUCKET, PENDING_BUCKET_CONFIG, pendingPhase, pendingTable } from './pending.ts';
 import { FLEET_BUCKET_CONFIG, fleetPhase, fleetTable } from './fleet.ts';
 import { longBuildPhase, longBuildTable } from './longBuild.ts';
+import { cpuBetween, cpuSum, type ThreadCpu, ThreadGroups } from './threads.ts';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const STORAGE = process.env.BENCH_STORAGE === 'postgres' ? 'postgres' : 'embedded';
@@ -99,15 +102,26 @@ function serverCpuSecs(): number {
   }
   return found ? secs : NaN;
 }
-const cpuNow = () => ({ node: process.cpuUsage(), server: serverCpuSecs(), t: performance.now() });
+/** This process's threads by who started them (claimed as the bench starts each part). */
+const threads = new ThreadGroups();
+const cpuNow = () => ({
+  node: process.cpuUsage(),
+  server: serverCpuSecs(),
+  threads: threads.cpu(),
+  t: performance.now(),
+});
 const cpuSince = (a: ReturnType<typeof cpuNow>) => {
   const u = process.cpuUsage(a.node);
   return {
     nodeSecs: (u.user + u.system) / 1e6,
     serverSecs: serverCpuSecs() - a.server,
+    threadSecs: cpuBetween(a.threads, threads.cpu()),
     wallSecs: (performance.now() - a.t) / 1000,
   };
 };
+/** CPU ms per build of each thread group over `n` builds. */
+const threadMsPerBuild = (t: ThreadCpu, n: number) =>
+  Object.fromEntries(Object.entries(t).map(([k, v]) => [k, (1000 * v) / n]));
 
 async function timed<T>(samples: Samples, name: string, fn: () => Promise<T>): Promise<T> {
   const t = performance.now();
@@ -141,6 +155,7 @@ async function main(): Promise<void> {
         teardown: async () => (await c.close(), await cluster.stop()),
       }))
     : await startDevEnv();
+  threads.claim('client connections');
   // --- end Temporal ---
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
   const storage = pg
@@ -164,12 +179,14 @@ async function main(): Promise<void> {
     // As `kiln dev` and `kiln worker` run by default (metrics.enabled): every stored transition is counted.
     metrics: new KilnMetrics(),
   });
+  threads.claim('Kiln worker (workflow threads)');
   const baselineQueue = `${taskQueue}-baseline`;
   const baseline = await Worker.create({
     connection: env.nativeConnection,
     taskQueue: baselineQueue,
     workflowsPath: fileURLToPath(new URL('./baselineWorkflow.ts', import.meta.url)),
   });
+  threads.claim('bare worker (workflow threads)');
   await workflowBundle();
 
   const results: Record<string, unknown>[] = [];
@@ -260,10 +277,11 @@ async function main(): Promise<void> {
           };
           // The three take turns in ROUNDS rounds (n builds each in all), so a drift of the machine or of
           // the server's state over the level (another process's burst, a growing database) falls on all of them.
-          const zero = { nodeSecs: 0, serverSecs: 0, wallSecs: 0 };
+          const zero = { nodeSecs: 0, serverSecs: 0, threadSecs: {} as ThreadCpu, wallSecs: 0 };
           const add = (a: typeof zero, b: typeof zero) => ({
             nodeSecs: a.nodeSecs + b.nodeSecs,
             serverSecs: a.serverSecs + b.serverSecs,
+            threadSecs: cpuSum(a.threadSecs, b.threadSecs),
             wallSecs: a.wallSecs + b.wallSecs,
           });
           let kilnCpu = zero;
@@ -298,6 +316,7 @@ async function main(): Promise<void> {
                     process: (1000 * nextCpu.nodeSecs) / n,
                     temporal: (1000 * nextCpu.serverSecs) / n,
                   },
+                  leaseNextThreadCpuMsPerBuild: threadMsPerBuild(nextCpu.threadSecs, n),
                   leaseNextLatencyMs: Object.fromEntries(
                     Object.entries(ns).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }]),
                   ),
@@ -306,6 +325,10 @@ async function main(): Promise<void> {
             cpuMsPerBuild: {
               kiln: { process: (1000 * kilnCpu.nodeSecs) / n, temporal: (1000 * kilnCpu.serverSecs) / n },
               bare: { process: (1000 * bareCpu.nodeSecs) / n, temporal: (1000 * bareCpu.serverSecs) / n },
+            },
+            threadCpuMsPerBuild: {
+              kiln: threadMsPerBuild(kilnCpu.threadSecs, n),
+              bare: threadMsPerBuild(bareCpu.threadSecs, n),
             },
             latencyMs: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, { p50: pct(v, 50), p99: pct(v, 99) }])),
             bareLatencyMs: Object.fromEntries(
@@ -512,6 +535,47 @@ async function main(): Promise<void> {
       lines.push(
         `| ${r.runners} | ${r.builds} | ${r.leaseNextBuildsPerSec.toFixed(1)} | ${r.bareBuildsPerSec.toFixed(1)} | ${r.leaseNextRatio.toFixed(2)} | ${c.process.toFixed(0)} + ${Number.isNaN(c.temporal) ? '-' : c.temporal.toFixed(0)} | ${l('schedule')} | ${l('lease-next')} | ${l('heartbeat')} | ${l('succeed')} |`,
       );
+    }
+  }
+  const threadRows = results.filter((x) => 'threadCpuMsPerBuild' in x) as {
+    runners: number;
+    leaseNextThreadCpuMsPerBuild?: Record<string, number>;
+    threadCpuMsPerBuild: { kiln: Record<string, number>; bare: Record<string, number> };
+  }[];
+  if (threadRows.length > 0 && Object.keys(threadRows[0]!.threadCpuMsPerBuild.bare).length > 0) {
+    // Where the process CPU goes, thread group by thread group (see test/bench/threads.ts).
+    const groups = [
+      ...new Set(
+        threadRows.flatMap((r) => [
+          ...Object.keys(r.threadCpuMsPerBuild.kiln),
+          ...Object.keys(r.threadCpuMsPerBuild.bare),
+        ]),
+      ),
+    ]
+      .filter((g) =>
+        threadRows.some(
+          (r) =>
+            (r.threadCpuMsPerBuild.kiln[g] ?? 0) +
+              (r.leaseNextThreadCpuMsPerBuild?.[g] ?? 0) +
+              (r.threadCpuMsPerBuild.bare[g] ?? 0) >=
+            0.05,
+        ),
+      )
+      .sort();
+    const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(1));
+    lines.push(
+      '',
+      'Process CPU by thread, ms per build (classic / lease-next / bare):',
+      '',
+      `| runners | ${groups.join(' | ')} |`,
+      `|---|${groups.map(() => '---').join('|')}|`,
+    );
+    for (const r of threadRows) {
+      const t = r.threadCpuMsPerBuild;
+      const cells = groups.map(
+        (g) => `${f(t.kiln[g] ?? 0)} / ${f(r.leaseNextThreadCpuMsPerBuild?.[g] ?? 0)} / ${f(t.bare[g] ?? 0)}`,
+      );
+      lines.push(`| ${r.runners} | ${cells.join(' | ')} |`);
     }
   }
   for (const r of results.filter((x) => 'pending' in x))
