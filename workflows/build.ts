@@ -88,6 +88,11 @@ export interface BuildWorkflowInput {
    * @default 2000
    */
   maxHistoryEvents?: number;
+  /**
+   * The change verification this build reports to while it is not that workflow's child: set when
+   * a repair restarted a verification's broken child build as a run of its own (src/builds/repair.ts).
+   */
+  parentWorkflowId?: string;
 }
 
 /** Everything a run hands to the next one. */
@@ -119,10 +124,19 @@ export interface BuildProgress {
   leaseResets: number;
   url?: string;
   version: number;
+  /** The build's summary; sent only by a repaired run (`parentWorkflowId`), whose end the parent learns this way. */
+  summary?: string;
 }
 
 /** Sent by a child build to its parent; see `BuildProgress`. */
 export const buildProgressSignal = defineSignal<[BuildProgress]>('buildProgress');
+
+/**
+ * Sent by a repair to a change verification just before it restarts the verification's broken child
+ * build as a run of its own: the child's end then comes as a `buildProgress` with an ended status,
+ * not as the child's result (which becomes "terminated").
+ */
+export const buildRepairSignal = defineSignal<[{ buildId: string }]>('buildRepair');
 
 /**
  * May `leaseKey` upload the build's log? Yes for the current lease, and for the lease that was
@@ -249,8 +263,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
    * so histories of builds started before this existed replay unchanged.
    */
   const notifyParent = async (): Promise<void> => {
-    const parent = workflowInfo().parent;
-    if (parent === undefined) return;
+    // A repaired run is no child, but still reports to the verification (input.parentWorkflowId).
+    const parentId = workflowInfo().parent?.workflowId ?? input.parentWorkflowId;
+    if (parentId === undefined) return;
     const progress: BuildProgress = {
       buildId: b.id,
       status: b.status,
@@ -259,8 +274,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
       leaseResets: b.leaseResets,
       url: b.url,
       version: b.version,
+      ...(input.parentWorkflowId !== undefined && b.summaryMarkdown !== undefined
+        ? { summary: b.summaryMarkdown }
+        : {}),
     };
-    await getExternalWorkflowHandle(parent.workflowId)
+    await getExternalWorkflowHandle(parentId)
       .signal(buildProgressSignal, progress)
       .catch((e: unknown) => log.warn('could not notify the parent workflow', { buildId: b.id, error: String(e) }));
   };

@@ -52,7 +52,7 @@ import { initialBuildSearchAttributes, KilnStatus } from '../src/domain/searchAt
 import { gerritBuildset } from '../src/domain/tags.ts';
 import { type StoredVerification, type VerificationPhase } from '../src/domain/verification.ts';
 import type { SwarmingBuildSpec } from '../src/domain/swarming/build.ts';
-import { type BuildProgress, buildProgressSignal, buildWorkflow, cancelSignal } from './build.ts';
+import { type BuildProgress, buildProgressSignal, buildRepairSignal, buildWorkflow, cancelSignal } from './build.ts';
 import { swarmingBuildWorkflow } from './swarmingBuild.ts';
 
 /** One builder a verification schedules, resolved from config by the API when it starts the workflow. */
@@ -122,6 +122,11 @@ export interface PlatformState {
   version: number;
   /** The child workflow has completed (its result is final). */
   ended?: boolean;
+  /**
+   * A repair restarted the build as a run of its own (`buildRepairSignal`): the child's result
+   * ("terminated") is not the build's; its end comes as a progress signal.
+   */
+  repaired?: boolean;
   /** Why the verification itself canceled it (`discarded`: another platform failed before this one started). */
   canceledBecause?: 'idle' | 'merged' | 'canceled' | 'discarded';
   /** A Swarming build: Swarming runs it (no tinderbox takes it, so the idle timeout does not apply; its task expires). */
@@ -293,11 +298,22 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
   setHandler(gerritEventSignal, (e) => {
     inbox.push(e);
   });
+  setHandler(buildRepairSignal, ({ buildId }) => {
+    const p = byId(buildId);
+    if (!p || p.ended) return;
+    p.repaired = true;
+    touch();
+  });
   setHandler(buildProgressSignal, (pr: BuildProgress) => {
     const p = byId(pr.buildId);
     if (!p || pr.version <= p.version) return;
     p.version = pr.version;
     touch();
+    // A repaired build is no longer this workflow's child: its end arrives here.
+    if (p.repaired && isEnded(pr.status)) {
+      onEnded(p, pr.status, pr.summary, pr.url);
+      return;
+    }
     if (!isEnded(p.status)) p.status = pr.status;
     if (pr.url !== undefined) p.url = pr.url;
     if (pr.leaseResets > p.leaseResets) {
@@ -455,7 +471,11 @@ export async function changeVerificationWorkflow(input: ChangeVerificationInput)
     children.set(build.id, handle);
     void handle.result().then(
       (b) => onEnded(p, b.status, b.summaryMarkdown, b.url),
-      (e: unknown) => onEnded(p, 'INFRA_FAILURE', `build workflow failed: ${String(e)}`),
+      (e: unknown) => {
+        // Terminated by a repair that restarted it: the new run reports its end (buildProgressSignal).
+        if (p.repaired) return;
+        onEnded(p, 'INFRA_FAILURE', `build workflow failed: ${String(e)}`);
+      },
     );
   };
 

@@ -25,12 +25,17 @@
  * cause is one of those (`HISTORY_BOUND_CAUSES`), or when a query on it fails on a nondeterminism
  * error (a run waiting on a timer its history holds has no task to fail yet; a worker without it in
  * its cache answers the query by replaying the history). A run a worker still has in its cache
- * answers from there, works, and is left alone. Child builds of a change verification are left
- * alone (a new run would not be the parent's child); they show in `kiln stuck`.
+ * answers from there, works, and is left alone.
+ *
+ * A change verification's child build is repaired too. The new run cannot be the verification's
+ * child, so the verification is told first (`buildRepairSignal`): it then takes the child's
+ * "terminated" result for what it is and learns the build's end from the new run, which reports to
+ * it as the child did (`parentWorkflowId`). A verification that has already closed is not told; the
+ * build then goes on alone.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import type pino from 'pino';
@@ -40,7 +45,7 @@ import { type LeaseBuildState } from '../domain/buildMachine.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { visibilityTime } from '../stuck/filters.ts';
 import { type Storage } from '../storage/storage.ts';
-import { buildWorkflow, type BuildWorkflowInput, getBuildQuery } from '../../workflows/build.ts';
+import { buildRepairSignal, buildWorkflow, type BuildWorkflowInput, getBuildQuery } from '../../workflows/build.ts';
 
 const { EventType, WorkflowTaskFailedCause } = proto.temporal.api.enums.v1;
 
@@ -112,6 +117,8 @@ export interface Repair {
   leaseReset: boolean;
   /** Why the run could not go on. */
   why: string;
+  /** The change verification the new run reports to (the broken run was its child). */
+  parentWorkflowId?: string;
 }
 
 /** Finds and repairs lease-mode builds whose workflow cannot go on. */
@@ -257,7 +264,7 @@ export class BuildRepairer {
   async repairIfBroken(workflowId: string): Promise<Repair | undefined> {
     const handle = this.o.client.workflow.getHandle(workflowId);
     const d = await handle.describe();
-    if (d.status.name !== 'RUNNING' || d.type !== 'buildWorkflow' || d.parentExecution !== undefined) return undefined;
+    if (d.status.name !== 'RUNNING' || d.type !== 'buildWorkflow') return undefined;
     const attempt = d.raw.pendingWorkflowTask?.attempt ?? 0;
     const run = this.o.client.workflow.getHandle(workflowId, d.runId);
     let events: Awaited<ReturnType<typeof run.fetchHistory>>['events'];
@@ -284,6 +291,7 @@ export class BuildRepairer {
     const { state, leaseReset } = stateFromStorage(stored, input.state, Date.now());
     // Another API process may have repaired it meanwhile; the start below replaces whatever runs.
     if ((await handle.describe()).runId !== d.runId) return undefined;
+    const parentWorkflowId = await this.tellParent(d.parentExecution?.workflowId ?? undefined, stored.id);
     const next = await this.o.client.workflow.start(buildWorkflow, {
       workflowId,
       taskQueue: this.o.taskQueue,
@@ -292,7 +300,7 @@ export class BuildRepairer {
       typedSearchAttributes: initialBuildSearchAttributes(stored),
       staticSummary: `${builderPath(stored.builder)} #${stored.number} — build ${stored.id}, restarted from storage`,
       staticDetails: `run ${d.runId} stopped: ${why}; restarted from storage version ${stored.version}`,
-      args: [{ ...input, state }],
+      args: [{ ...input, state, ...(parentWorkflowId !== undefined ? { parentWorkflowId } : {}) }],
     });
     const repair: Repair = {
       buildId: stored.id,
@@ -301,10 +309,27 @@ export class BuildRepairer {
       storedStatus: stored.status,
       leaseReset,
       why,
+      ...(parentWorkflowId !== undefined ? { parentWorkflowId } : {}),
     };
     this.repaired.push(repair);
     this.o.logger.warn(repair, 'build repair: its workflow could not go on; restarted from storage');
     return repair;
+  }
+
+  /**
+   * Tells the verification whose child build `buildId` is (`parentId`) that the build is about to
+   * run on as a run of its own. Returns the verification to report to, or undefined when there is
+   * none (not a child, or the verification has closed).
+   */
+  private async tellParent(parentId: string | undefined, buildId: string): Promise<string | undefined> {
+    if (parentId === undefined) return undefined;
+    try {
+      await this.o.client.workflow.getHandle(parentId).signal(buildRepairSignal, { buildId });
+      return parentId;
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError) return undefined;
+      throw e;
+    }
   }
 
   /** Why `run` cannot go on, when a query on it fails on a nondeterminism error; else undefined. */

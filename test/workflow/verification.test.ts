@@ -8,13 +8,21 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.ts';
+import { BuildRepairer } from '../../src/builds/repair.ts';
+import { buildWorkflowId, verificationWorkflowId } from '../../src/domain/buildId.ts';
+import { GerritHosts } from '../../src/gerrit/settings.ts';
 import { type Build } from '../../src/domain/build.ts';
 import { type StoredVerification } from '../../src/domain/verification.ts';
-import { eventually, startDevEnv } from '../support/temporal.ts';
+import { eventually, startDevEnv, testLogger } from '../support/temporal.ts';
 import { eventFactory, PUBLIC_URL, verificationHarness, type VerificationHarness } from '../support/verification.ts';
 
 const online = eventFactory('online');
+const WORKFLOWS = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
+const DIVERGENT = fileURLToPath(new URL('../fixtures/divergentInterceptors.ts', import.meta.url));
 const run = promisify(execFile);
 const KILN_BIN = new URL('../../bin/kiln.js', import.meta.url).pathname;
 
@@ -191,6 +199,66 @@ describe('change verification', () => {
       { message: `LINUX: SUCCESS on tb-1. Log: ${PUBLIC_URL}/api/v1/builds/${task.buildId}/log`, patchset: 1 },
       { message: 'Verified +1: all platforms passed (LINUX).', labels: { Verified: 1 }, patchset: 1 },
     ]);
+  });
+
+  it('a child build whose workflow cannot go on is repaired, and the verification follows the new run to its vote', async () => {
+    const h = await harness();
+    const c = h.fake.createChange({ project: 'online', owner: 1 });
+    // On a worker whose build workflows drift from Kiln's code (an extra timer after `start`), the
+    // child's history no longer replays on Kiln's own code, as after a lost task.
+    const divergent = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: h.taskQueue,
+      workflowsPath: WORKFLOWS,
+      interceptors: { workflowModules: [DIVERGENT] },
+      activities: createActivities({
+        storage: h.storage,
+        logger: testLogger,
+        gerrit: { hosts: new GerritHosts(h.settings) },
+      }),
+    });
+    let task!: NonNullable<Awaited<ReturnType<VerificationHarness['getTask']>>>;
+    await divergent.runUntil(async () => {
+      await h.sendEvent(online.patchsetCreated(c.number, c.patchset));
+      task = await take(h, 'LINUX', 'tb-1');
+      await reviews(h, c.number, 1);
+    });
+    const verificationId = verificationWorkflowId(h.host, c.number, 1);
+    const repairer = new BuildRepairer({
+      client: env.client,
+      storage: h.storage,
+      taskQueue: h.taskQueue,
+      logger: testLogger,
+    });
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      const repair = await eventually(
+        () => repairer.repairIfBroken(buildWorkflowId(task.buildId)),
+        60_000,
+        'the child build repaired',
+      );
+      assert.equal(repair.parentWorkflowId, verificationId);
+      assert.equal(repair.leaseReset, true);
+      // The old lease is gone with the broken run; the build is offered again and taken anew.
+      const late = await h.report(task, 'SUCCESS');
+      assert.equal(late.body.code, 'LEASE_EXPIRED', JSON.stringify(late.body));
+      const again = await take(h, 'LINUX', 'tb-2');
+      assert.equal(again.buildId, task.buildId);
+      assert.equal((await h.report(again, 'SUCCESS')).status, 200);
+      const v = await h.result(c.number, 1);
+      assert.equal(v.vote, 1);
+      assert.equal(v.platforms[0]?.status, 'SUCCESS');
+    });
+    assert.deepEqual(
+      h.kilnReviews(c.number).map((r) => r.message),
+      [
+        `LINUX: taken by tb-1 (build ${task.buildId}).`,
+        'LINUX: tb-1 went silent and its lease expired; the task was rescheduled.',
+        `LINUX: taken by tb-2 (build ${task.buildId}).`,
+        `LINUX: SUCCESS on tb-2. Log: ${PUBLIC_URL}/api/v1/builds/${task.buildId}/log`,
+        'Verified +1: all platforms passed (LINUX).',
+      ],
+    );
   });
 
   it('a Gerrit call being retried shows in the stored verification as "waiting on Gerrit: <cause>"', async () => {
