@@ -156,6 +156,19 @@ export const WORKFLOW_ANSWER_TIMEOUT_MS = 10_000;
 /** Heartbeats of one batch sent to their workflows at a time. */
 const BATCH_CONCURRENCY = 8;
 
+/** The gRPC error of a Temporal failure: the failure itself or the one it wraps. */
+function grpcError(e: unknown): { code?: number } | undefined {
+  if (isGrpcServiceError(e)) return e as { code?: number };
+  const cause = (e as { cause?: unknown })?.cause;
+  return isGrpcServiceError(cause) ? (cause as { code?: number }) : undefined;
+}
+
+/** A call that ran out of time (ours or the server's): it may or may not have taken effect. */
+function isTimeout(e: unknown): boolean {
+  const code = grpcError(e)?.code;
+  return e instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(e) || code === 4 || code === 1;
+}
+
 /** The Kiln error a Temporal failure stands for, when it means "not reachable or not answering in time". */
 function unavailableError(
   e: unknown,
@@ -164,12 +177,8 @@ function unavailableError(
   address: string,
   taskQueue: string,
 ): KilnError | undefined {
-  const grpc = isGrpcServiceError(e)
-    ? e
-    : isGrpcServiceError((e as { cause?: unknown })?.cause)
-      ? (e as { cause: unknown }).cause
-      : undefined;
-  const code = (grpc as { code?: number } | undefined)?.code;
+  const grpc = grpcError(e);
+  const code = grpc?.code;
   // 14 UNAVAILABLE: no connection. 8 RESOURCE_EXHAUSTED, 10 ABORTED: the server sheds load or
   // lost a race. 4 DEADLINE_EXCEEDED / 1 CANCELLED: our own time limit.
   if (code === 14) {
@@ -180,7 +189,7 @@ function unavailableError(
       cause: grpc,
     });
   }
-  if (e instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(e) || code === 4 || code === 1) {
+  if (isTimeout(e)) {
     return new KilnError(
       'UNAVAILABLE',
       `${what}: no answer within ${ms} ms (Temporal at ${address} is unreachable or slow, or no worker polls task queue ${taskQueue}); retry`,
@@ -363,7 +372,9 @@ export class BuildService {
       await start.workflowHandle();
     } catch (e) {
       if (e instanceof WorkflowExecutionAlreadyStartedError) return build; // started by an earlier request; ended
-      if (Date.now() < deadline) {
+      // A time-out can come back before our deadline (a loaded server cuts its own wait short):
+      // the start may have happened all the same, so only a refusal before the deadline is final.
+      if (Date.now() < deadline && !isTimeout(e)) {
         throw (
           unavailableError(e, `starting build ${build.id}`, STORED_WAIT_MS, this.temporalAddress, this.o.taskQueue) ?? e
         );
