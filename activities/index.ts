@@ -29,16 +29,19 @@ export interface ActivityDeps {
 /** Creates the activity functions a worker registers. */
 export function createActivities(deps: ActivityDeps) {
   const { storage } = deps;
+  const launchpad = createLaunchpadActivities(deps.launchpad); // ---- launchpad ----
   return {
     ...createSwarmingActivities(deps.swarming, deps.logger),
     ...createGerritActivities(deps.gerrit, storage, deps.logger),
-    ...createLaunchpadActivities(deps.launchpad), // ---- launchpad ----
+    ...launchpad,
     /**
      * Writes a build's current state (and its lease keys' hashes) to storage; older versions are
      * ignored, so retries are safe. A build storage can never hold fails without retries
-     * (UNSTORABLE_BUILD), so its workflow can fail it instead of retrying forever.
+     * (UNSTORABLE_BUILD), so its workflow can fail it instead of retrying forever. With `announce`,
+     * the stored build's end is then announced (`announceBuildEnded`); a retry stores and announces
+     * again, and both are idempotent.
      */
-    async recordBuild(input: { build: Build; leaseKeys?: BuildLeaseKeys }): Promise<void> {
+    async recordBuild(input: { build: Build; leaseKeys?: BuildLeaseKeys; announce?: boolean }): Promise<void> {
       try {
         await storage.recordBuild(input.build, input.leaseKeys);
       } catch (e) {
@@ -47,6 +50,7 @@ export function createActivities(deps: ActivityDeps) {
         deps.logger.error({ buildId: input.build.id, reason }, 'storage refused a build for good');
         throw activityFailure(UNSTORABLE_BUILD_FAILURE, reason, { nonRetryable: true });
       }
+      if (input.announce) await launchpad.announceBuildEnded({ build: input.build });
     },
     /** Writes a change verification's current state; older versions are ignored, so retries are safe. */
     async recordVerification(input: { verification: StoredVerification }): Promise<void> {

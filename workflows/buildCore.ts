@@ -46,6 +46,12 @@ export const CLOCK_VERSIONS_PATCH = 'kiln-clock-versions';
  * as Completed, FAILURE included: the workflow did its job). Runs from before replay without it.
  */
 const ENDED_DETAILS_PATCH = 'kiln-ended-details';
+/**
+ * Patch: the store that first holds the ended build also announces its end (`recordBuild` with
+ * `announce`), one local activity instead of two (issue 18). Runs from before announce after the
+ * loop (`announceBuildEnd`).
+ */
+export const ANNOUNCE_IN_STORE_PATCH = 'kiln-announce-in-store';
 /** At-a-glance marks for the ended details. */
 const ENDED_MARK: Partial<Record<Build['status'], string>> = {
   SUCCESS: '✅',
@@ -74,12 +80,16 @@ export interface BuildShellOptions {
   searchAttributes: () => SearchAttributeUpdatePair[];
   /** Runs after each stored version and its search attributes (e.g. tell a parent workflow). */
   afterPersist?: () => Promise<void>;
+  /** The first store of the ended build announces its end (behind `ANNOUNCE_IN_STORE_PATCH`). */
+  announceInStore?: boolean;
 }
 
 /** The Temporal side of one build: see the module comment. */
 export class BuildShell<S extends BuildCoreState> {
   readonly build: Build;
   private readonly maxHistoryEvents: number;
+  /** A store announced the build's end: the workflow must not announce it again. */
+  announced = false;
 
   constructor(
     readonly machine: BuildMachine<S>,
@@ -146,11 +156,18 @@ export class BuildShell<S extends BuildCoreState> {
   async persist(ended?: () => void): Promise<void> {
     const m = this.machine;
     const v = this.build.version;
-    const stored = await storeBuild(this.build, m.leaseKeys(), (summary) => {
+    const announce =
+      this.o.announceInStore === true &&
+      !this.announced &&
+      isEnded(this.build.status) &&
+      patched(ANNOUNCE_IN_STORE_PATCH);
+    const fail = (summary: string): void => {
       const step = this.settle(m.failUnstorable(summary, this.now()));
       if (step.ended) ended?.();
-    });
+    };
+    const stored = await storeBuild(this.build, m.leaseKeys(), fail, announce);
     if (!stored) return;
+    if (announce) this.announced = true;
     m.persistedUpTo(v);
     upsertSearchAttributes(this.o.searchAttributes());
     await this.o.afterPersist?.();

@@ -2,6 +2,8 @@
  * The build workflows' one hook into schedulers, promotions and notifications: after a build's
  * final persist, a local activity routes its end (see `announceBuildEnded` in
  * activities/launchpad.ts). Behind `patched()`, so builds recorded before it replay unchanged.
+ * Lease-mode builds started since `ANNOUNCE_IN_STORE_PATCH` (workflows/buildCore.ts) announce in
+ * the store that first holds the ended build instead, and do not call this.
  */
 import { patched, proxyLocalActivities } from '@temporalio/workflow';
 import type { LaunchpadActivities } from '../activities/launchpad.ts';

@@ -18,7 +18,8 @@ const { recordBuild } = proxyLocalActivities<ReturnType<typeof createActivities>
 });
 
 /**
- * Writes `b` (and its lease keys) to storage. Returns true once stored. When storage refuses the
+ * Writes `b` (and its lease keys) to storage; with `announce`, the same local activity then announces
+ * the ended build (schedulers, promotions, notifications). Returns true once stored. When storage refuses the
  * build for good, makes it storable and failed (`refuseUnstorableBuild`), hands the summary to
  * `fail` (which ends the build, or bumps its version when it had ended) and returns false, so the
  * caller's loop stores the new version. After three refusals the workflow run fails: visible in
@@ -28,9 +29,10 @@ export async function storeBuild(
   b: Build,
   leaseKeys: BuildLeaseKeys | undefined,
   fail: (summary: string) => void,
+  announce = false,
 ): Promise<boolean> {
   try {
-    await recordBuild({ build: { ...b }, ...(leaseKeys ? { leaseKeys } : {}) });
+    await recordBuild({ build: { ...b }, ...(leaseKeys ? { leaseKeys } : {}), ...(announce ? { announce } : {}) });
     return true;
   } catch (e) {
     // Local activity failures may come wrapped in an ActivityFailure or as the activity's own failure.

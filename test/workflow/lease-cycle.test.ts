@@ -60,6 +60,18 @@ describe('lease cycle', () => {
         page.builds.map((x) => x.id),
         [b.id],
       );
+      // The store that first held the ended build also announced its end: no local activity of its own.
+      const history = await env.client.workflow.getHandle(buildWorkflowId(b.id)).fetchHistory();
+      const markers = (history.events ?? []).flatMap((e) => {
+        const m = e.markerRecordedEventAttributes;
+        const data = m?.details?.['data']?.payloads?.[0]?.data ?? m?.details?.['patch-data']?.payloads?.[0]?.data;
+        return m && data ? [JSON.parse(Buffer.from(data).toString()) as { activity_type?: string; id?: string }] : [];
+      });
+      assert.deepEqual(
+        markers.filter((x) => x.activity_type !== undefined).map((x) => x.activity_type),
+        ['recordBuild', 'recordBuild', 'recordBuild', 'recordBuild'],
+      );
+      assert.ok(markers.some((x) => x.id === 'kiln-announce-in-store'));
     });
   });
 
