@@ -356,7 +356,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     );
   }
 
-  // ---- launchpad: the end reaches promotions and notifications (patched; in the last store since issue 18) ----
+  // ---- launchpad: the end reaches promotions and notifications (patched; since issue 18 in the store ----
+  // ---- that first held the ended build) ----
   if (!shell.announced) await announceBuildEnd(b);
   await condition(allHandlersFinished);
   return b;

@@ -18,12 +18,12 @@ const { recordBuild } = proxyLocalActivities<ReturnType<typeof createActivities>
 });
 
 /**
- * Writes `b` (and its lease keys) to storage; with `announce`, the same local activity then announces
- * the ended build (schedulers, promotions, notifications). Returns true once stored. When storage refuses the
- * build for good, makes it storable and failed (`refuseUnstorableBuild`), hands the summary to
- * `fail` (which ends the build, or bumps its version when it had ended) and returns false, so the
- * caller's loop stores the new version. After three refusals the workflow run fails: visible in
- * Temporal, and never a write retried forever.
+ * Writes `b` (and its lease keys) to storage; with `announce`, the same local activity then
+ * announces the ended build (schedulers, promotions, notifications). Returns true once stored. When
+ * storage refuses the build for good, makes it storable and failed (`refuseUnstorableBuild`), hands
+ * the summary to `fail` (which ends the build, or bumps its version when it had ended) and returns
+ * false, so the caller's loop stores the new version. After three refusals the workflow run fails:
+ * visible in Temporal, and never a write retried forever.
  */
 export async function storeBuild(
   b: Build,
