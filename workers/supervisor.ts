@@ -13,8 +13,7 @@
  * "Gone" is a port that refuses connections (the server process died), or a server that accepts
  * them but leaves several gRPC probes in a row unanswered. A server that is only slow (a busy
  * machine, a long GC) lost nothing, and replacing the worker then would cost every cached build
- * a few seconds: its next task waits on the old worker's sticky queue until that times out
- * (`worker.stickyQueueTimeoutSecs`, 3 s by default).
+ * about 10 s: its next task waits on the old worker's sticky queue until that times out.
  *
  * Stopping the old worker is not enough on its own: while it drains, it still holds tasks it polled
  * before the outage and retries their completions, and those reach the restarted server, carrying

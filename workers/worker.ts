@@ -17,7 +17,7 @@ import type pino from 'pino';
 import { type ActivityDeps, createActivities } from '../activities/index.ts';
 import { withBuildMetrics } from '../src/metrics/builds.ts';
 import { type KilnMetrics } from '../src/metrics/registry.ts';
-import { DEFAULT_MAX_CACHED_WORKFLOWS, DEFAULT_STICKY_QUEUE_TIMEOUT_SECS } from '../src/config/schema.ts';
+import { DEFAULT_MAX_CACHED_WORKFLOWS } from '../src/config/schema.ts';
 
 const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -90,11 +90,6 @@ export interface KilnWorkerOptions {
   metrics?: KilnMetrics;
   /** Workflows kept in memory between tasks (config `worker.maxCachedWorkflows`). @default 2000 */
   maxCachedWorkflows?: number;
-  /**
-   * How long a build's next workflow task waits for this worker on its sticky queue before any worker
-   * may take it (config `worker.stickyQueueTimeoutSecs`). @default 3000
-   */
-  stickyQueueTimeoutMs?: number;
 }
 
 /** Creates (does not run) a worker for Kiln's task queue. */
@@ -109,6 +104,5 @@ export async function createKilnWorker(opts: KilnWorkerOptions): Promise<Worker>
     ),
     ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
     maxCachedWorkflows: opts.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS,
-    stickyQueueScheduleToStartTimeout: opts.stickyQueueTimeoutMs ?? DEFAULT_STICKY_QUEUE_TIMEOUT_SECS * 1000,
   });
 }

@@ -109,8 +109,6 @@ export const metricsConfigSchema = z
 // ---- worker (issue 18) ----
 /** Default of `worker.maxCachedWorkflows`. */
 export const DEFAULT_MAX_CACHED_WORKFLOWS = 2000;
-/** Default of `worker.stickyQueueTimeoutSecs` (the SDK's own default is 10). */
-export const DEFAULT_STICKY_QUEUE_TIMEOUT_SECS = 3;
 
 /**
  * The `worker` block. A worker keeps the workflows it ran lately in memory (the SDK's sticky cache),
@@ -126,14 +124,6 @@ export const workerConfigSchema = z
      * Raise it towards the number of builds open at once when memory allows. @default 2000
      */
     maxCachedWorkflows: z.number().int().min(0).max(1_000_000).default(DEFAULT_MAX_CACHED_WORKFLOWS),
-    /**
-     * How long a build's next workflow task waits on the queue of the worker that cached it before
-     * any worker may take it (and replay the build). After a worker dies (a crash, a kill, the
-     * supervisor replacing it after an outage) every build it had cached waits this long for its
-     * next call; a live worker takes its tasks within milliseconds, and one that misses this bound
-     * costs the build only a replay of its short history. @default 3
-     */
-    stickyQueueTimeoutSecs: z.number().int().min(1).max(60).default(DEFAULT_STICKY_QUEUE_TIMEOUT_SECS),
   })
   .strict()
   .refine((w) => w.maxCachedWorkflows !== 1, {
@@ -230,10 +220,7 @@ export const configSchema = z
     // ---- launchpad: repositories, schedulers, promotions, merges, notifications, git (src/config/launchpad.ts) ----
     ...launchpadConfigShape,
     // ---- worker (issue 18): the workflow cache of each `kiln worker` / `kiln dev` ----
-    worker: workerConfigSchema.default({
-      maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS,
-      stickyQueueTimeoutSecs: DEFAULT_STICKY_QUEUE_TIMEOUT_SECS,
-    }),
+    worker: workerConfigSchema.default({ maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS }),
     // ---- end worker ----
     /** Build logs. */
     logs: z

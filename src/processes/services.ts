@@ -97,7 +97,6 @@ export async function startWorker(opts: {
         },
         ...(metricsOn ? { metrics: kilnMetrics() } : {}),
         maxCachedWorkflows: opts.config.worker.maxCachedWorkflows, // issue 18: a sized workflow cache
-        stickyQueueTimeoutMs: opts.config.worker.stickyQueueTimeoutSecs * 1000,
       }),
   });
   await launchpad.reconcile();
