@@ -45,6 +45,7 @@ import { announceBuildEnd } from './buildEnded.ts';
 import {
   BuildShell,
   CLOCK_VERSIONS_PATCH,
+  PATCH_SET_1,
   DeadlineTimer,
   cancelSignal,
   getBuildQuery,
@@ -250,9 +251,11 @@ function handleLeaseMessages(
 
 /** A build in lease mode: see the module comment. */
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
-  // Runs started before these patches replay (and go on) the way they began.
-  const lean = patched(LEAN_PATCH);
-  const clockVersions = patched(CLOCK_VERSIONS_PATCH);
+  // Runs started before these patches replay (and go on) the way they began. `PATCH_SET_1` first: a
+  // run that has it calls none of the others (it stands for them all).
+  const patchSet1 = patched(PATCH_SET_1);
+  const lean = patchSet1 || patched(LEAN_PATCH);
+  const clockVersions = patchSet1 || patched(CLOCK_VERSIONS_PATCH);
   const st: BuildWorkflowState = input.state ?? initialCoreState(input.build);
   const m = new LeaseMachine(st, input.timeouts, { lean, clockVersions });
   const b = st.build;
@@ -295,6 +298,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<Build> {
     ],
     afterPersist: notifyParent,
     announceInStore: true,
+    patchSet1,
   });
   const now = (): number => shell.now();
 

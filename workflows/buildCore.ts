@@ -52,6 +52,16 @@ const ENDED_DETAILS_PATCH = 'kiln-ended-details';
  * loop (`announceBuildEnd`).
  */
 export const ANNOUNCE_IN_STORE_PATCH = 'kiln-announce-in-store';
+/**
+ * Patch: one marker for every build-workflow patch above and before it (`LEAN_PATCH` in
+ * workflows/build.ts, `PERSIST_CAUGHT_UP_PATCH` in workflows/swarmingBuild.ts, `BUILD_ENDED_PATCH`
+ * in workflows/buildEnded.ts). A run that has it takes each of them as applied without calling
+ * `patched()` for it: the SDK records every `patched()` as a marker and a `TemporalChangeVersion`
+ * upsert, so a lease-mode build has 3 markers and 3 upserts fewer, and a Swarming build 3 (issue 18).
+ * Runs started before it call each patch as they did. A patch added later gets its own marker again,
+ * until the next patch set folds it in.
+ */
+export const PATCH_SET_1 = 'kiln-patch-set-1';
 /** At-a-glance marks for the ended details. */
 const ENDED_MARK: Partial<Record<Build['status'], string>> = {
   SUCCESS: '✅',
@@ -82,6 +92,8 @@ export interface BuildShellOptions {
   afterPersist?: () => Promise<void>;
   /** The first store of the ended build announces its end (behind `ANNOUNCE_IN_STORE_PATCH`). */
   announceInStore?: boolean;
+  /** The run has `PATCH_SET_1`: the shell's patches count as applied without their own markers. */
+  patchSet1?: boolean;
 }
 
 /** The Temporal side of one build: see the module comment. */
@@ -114,7 +126,7 @@ export class BuildShell<S extends BuildCoreState> {
 
   /** Call with every step: one that ended the build shows how it ended (patched). */
   settle<T extends Step>(step: T): T {
-    if (step.ended && patched(ENDED_DETAILS_PATCH)) {
+    if (step.ended && (this.o.patchSet1 === true || patched(ENDED_DETAILS_PATCH))) {
       const b = this.build;
       const summary = b.summaryMarkdown;
       setCurrentDetails(
@@ -160,7 +172,7 @@ export class BuildShell<S extends BuildCoreState> {
       this.o.announceInStore === true &&
       !this.announced &&
       isEnded(this.build.status) &&
-      patched(ANNOUNCE_IN_STORE_PATCH);
+      (this.o.patchSet1 === true || patched(ANNOUNCE_IN_STORE_PATCH));
     const fail = (summary: string): void => {
       const step = this.settle(m.failUnstorable(summary, this.now()));
       if (step.ended) ended?.();

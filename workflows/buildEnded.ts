@@ -17,7 +17,10 @@ const { announceBuildEnded } = proxyLocalActivities<LaunchpadActivities>({
   retry: { initialInterval: '500ms', maximumInterval: '30s' },
 });
 
-/** Routes an ended build to promotions and notifications; call once, after the final persist. */
-export async function announceBuildEnd(build: Build): Promise<void> {
-  if (patched(BUILD_ENDED_PATCH)) await announceBuildEnded({ build: { ...build } });
+/**
+ * Routes an ended build to promotions and notifications; call once, after the final persist.
+ * `patchSet1`: the run has `PATCH_SET_1` (workflows/buildCore.ts), which stands for this patch.
+ */
+export async function announceBuildEnd(build: Build, patchSet1 = false): Promise<void> {
+  if (patchSet1 || patched(BUILD_ENDED_PATCH)) await announceBuildEnded({ build: { ...build } });
 }

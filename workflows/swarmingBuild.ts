@@ -33,7 +33,7 @@ import { prepareSwarmingTask, type SwarmingBuildSpec } from '../src/domain/swarm
 import { initialSwarmingState, type SwarmingBuildState, SwarmingMachine } from '../src/domain/swarming/machine.ts';
 import { swarmingBuildTags, swarmingTaskUrl } from '../src/domain/swarming/template.ts';
 import { failUpdate, heartbeatUpdate, leaseUpdate, setPriorityUpdate, startUpdate, succeedUpdate } from './build.ts';
-import { BuildShell, CLOCK_VERSIONS_PATCH } from './buildCore.ts';
+import { BuildShell, CLOCK_VERSIONS_PATCH, PATCH_SET_1 } from './buildCore.ts';
 
 export type { SwarmingBuildState } from '../src/domain/swarming/machine.ts';
 
@@ -190,8 +190,10 @@ const PERSIST_CAUGHT_UP_PATCH = 'kiln-swarming-persist-caught-up';
 /** A build of a Swarming bucket: see the module comment. */
 export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): Promise<Build> {
   const { swarming: spec } = input;
-  const clockVersions = patched(CLOCK_VERSIONS_PATCH);
-  const caughtUp = patched(PERSIST_CAUGHT_UP_PATCH);
+  // `PATCH_SET_1` first: a run that has it calls none of the others (it stands for them all).
+  const patchSet1 = patched(PATCH_SET_1);
+  const clockVersions = patchSet1 || patched(CLOCK_VERSIONS_PATCH);
+  const caughtUp = patchSet1 || patched(PERSIST_CAUGHT_UP_PATCH);
   const st: SwarmingBuildState = input.state ?? initialSwarmingState(input.build);
   const m = new SwarmingMachine(st, input.timeouts, clockVersions, spec.syncIntervalMs);
   const b = st.build;
@@ -205,6 +207,7 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
       tagsChanged = false;
       return [{ key: KilnStatus, value: b.status }, ...tags];
     },
+    patchSet1,
   });
   const now = (): number => shell.now();
   const showDetails = (): void => {
@@ -276,6 +279,6 @@ export async function swarmingBuildWorkflow(input: SwarmingBuildWorkflowInput): 
   }
   await condition(allHandlersFinished);
   await shell.persistUntilCaughtUp();
-  await announceBuildEnd(b); // ---- launchpad: the end reaches promotions and notifications (patched) ----
+  await announceBuildEnd(b, patchSet1); // ---- launchpad: the end reaches promotions and notifications (patched) ----
   return b;
 }

@@ -71,7 +71,13 @@ describe('lease cycle', () => {
         markers.filter((x) => x.activity_type !== undefined).map((x) => x.activity_type),
         ['recordBuild', 'recordBuild', 'recordBuild', 'recordBuild'],
       );
-      assert.ok(markers.some((x) => x.id === 'kiln-announce-in-store'));
+      // One patch marker (the patch set) stands for every earlier patch: no marker, no upsert each.
+      assert.deepEqual(
+        markers.filter((x) => x.activity_type === undefined).map((x) => x.id),
+        ['kiln-patch-set-1'],
+      );
+      const upserts = (history.events ?? []).filter((e) => e.upsertWorkflowSearchAttributesEventAttributes);
+      assert.equal(upserts.length, 5, 'the patch set, then one upsert per stored transition');
     });
   });
 
