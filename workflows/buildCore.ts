@@ -59,7 +59,8 @@ export const ANNOUNCE_IN_STORE_PATCH = 'kiln-announce-in-store';
  * `patched()` for it: the SDK records every `patched()` as a marker and a `TemporalChangeVersion`
  * upsert, so a lease-mode build has 3 markers and 3 upserts fewer, and a Swarming build 3 (issue 18).
  * Runs started before it call each patch as they did. A patch added later gets its own marker again,
- * until the next patch set folds it in.
+ * until the next patch set folds it in. It also leaves out a search-attribute upsert that would
+ * change nothing (the first store's, whose values the start already set): one upsert fewer per build.
  */
 export const PATCH_SET_1 = 'kiln-patch-set-1';
 /** At-a-glance marks for the ended details. */
@@ -94,6 +95,20 @@ export interface BuildShellOptions {
   announceInStore?: boolean;
   /** The run has `PATCH_SET_1`: the shell's patches count as applied without their own markers. */
   patchSet1?: boolean;
+}
+
+/** Would upserting `pairs` change a search attribute of this run (absent, null and [] alike)? */
+function changesSearchAttributes(pairs: SearchAttributeUpdatePair[]): boolean {
+  const current = workflowInfo().typedSearchAttributes;
+  return pairs.some(({ key, value }) => !sameSearchAttributeValue(current.get(key), value));
+}
+
+function sameSearchAttributeValue(a: unknown, b: unknown): boolean {
+  const absent = (x: unknown) => x === undefined || x === null || (Array.isArray(x) && x.length === 0);
+  if (absent(a) || absent(b)) return absent(a) && absent(b);
+  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i]);
+  return a === b;
 }
 
 /** The Temporal side of one build: see the module comment. */
@@ -181,7 +196,10 @@ export class BuildShell<S extends BuildCoreState> {
     if (!stored) return;
     if (announce) this.announced = true;
     m.persistedUpTo(v);
-    upsertSearchAttributes(this.o.searchAttributes());
+    const attributes = this.o.searchAttributes();
+    // With the patch set, an upsert that would change nothing is left out (the first store's: the
+    // start already set them): an event and a visibility write fewer.
+    if (this.o.patchSet1 !== true || changesSearchAttributes(attributes)) upsertSearchAttributes(attributes);
     await this.o.afterPersist?.();
   }
 

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { KilnError } from '../../src/domain/errors.ts';
-import { KilnLastHeartbeatAt } from '../../src/domain/searchAttributes.ts';
+import { KilnLastHeartbeatAt, KilnStatus } from '../../src/domain/searchAttributes.ts';
 import { eventually, type Harness, rejectsWith, withDevHarness } from '../support/temporal.ts';
 
 const linux = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
@@ -77,7 +77,23 @@ describe('lease cycle', () => {
         ['kiln-patch-set-1'],
       );
       const upserts = (history.events ?? []).filter((e) => e.upsertWorkflowSearchAttributesEventAttributes);
-      assert.equal(upserts.length, 5, 'the patch set, then one upsert per stored transition');
+      // The patch set's, then one per stored transition that changed one (not the schedule's: the start set those).
+      assert.deepEqual(
+        upserts.map((e) =>
+          Object.keys(e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? {}).sort(),
+        ),
+        [
+          ['TemporalChangeVersion'],
+          ...Array.from({ length: 3 }, () => [
+            'KilnLastHeartbeatAt',
+            'KilnLeaseExpiresAt',
+            'KilnLeaseHolder',
+            'KilnStatus',
+          ]),
+        ],
+      );
+      const visible = (await env.client.workflow.getHandle(buildWorkflowId(b.id)).describe()).typedSearchAttributes;
+      assert.equal(visible.get(KilnStatus), 'SUCCESS');
     });
   });
 
