@@ -45,8 +45,8 @@ import { announceBuildEnd } from './buildEnded.ts';
 import {
   BuildShell,
   CLOCK_VERSIONS_PATCH,
-  PATCH_SET_1,
   DeadlineTimer,
+  PATCH_SET_1,
   cancelSignal,
   getBuildQuery,
   noteSignal,
