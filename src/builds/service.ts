@@ -10,7 +10,6 @@ import {
   type Connection,
   isGrpcDeadlineError,
   isGrpcServiceError,
-  WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
@@ -36,6 +35,8 @@ import { COMPLETE_OUTCOMES, type CompleteKind, leaseKeyGeneration } from '../dom
 import { type ErrorCode, isErrorCode, KilnError, UpstreamError } from '../domain/errors.ts';
 import { initialBuildSearchAttributes } from '../domain/searchAttributes.ts';
 import { parseTag } from '../domain/tags.ts';
+import { countTransition } from '../metrics/builds.ts';
+import { type KilnMetrics } from '../metrics/registry.ts';
 import { type StoredVerification } from '../domain/verification.ts';
 import {
   type BuildPage,
@@ -60,7 +61,6 @@ import {
   staleReportUpdate,
   setPriorityUpdate,
   startUpdate,
-  storedUpdate,
   succeedUpdate,
 } from '../../workflows/build.ts';
 import { swarmingBuildWorkflow, swarmingNotifySignal } from '../../workflows/swarmingBuild.ts';
@@ -135,6 +135,8 @@ export interface BuildServiceOptions {
   workflowContactMs?: number;
   /** The workflows' clock, for the leases above. @default Date.now */
   clock?: () => number;
+  /** Counts the SCHEDULED transition of the builds `schedule` stores (the workflow's own write then changes nothing). */
+  metrics?: KilnMetrics;
   /**
    * Told of every build whose workflow left a call unanswered (UNAVAILABLE), so a workflow stopped
    * on a nondeterminism error is looked at at once (`BuildRepairer.noteUnanswered`).
@@ -355,21 +357,20 @@ export class BuildService {
   }
 
   /**
-   * Starts a lease-mode build with update-with-start and answers once its workflow has stored it,
-   * so the build is leasable (peek) and readable (GET) when `schedule` returns. Without a worker
-   * that takes `STORED_WAIT_MS`: the server holds the answer back while no worker takes the update,
-   * so the service then asks whether the workflow exists (it is durable as soon as it does).
+   * Starts a lease-mode build's workflow, then writes the build to storage itself, so the build is
+   * leasable (peek) and readable (GET) when `schedule` returns without waiting for a workflow task
+   * (issue 18: update-with-start cost a worker's round trip per build). Started first, stored second:
+   * a crash between the two loses nothing, the workflow's own first write (the same version and
+   * content, which storage then ignores) stores it all the same. When storage fails here the build
+   * is durable all the same and its workflow stores it once storage is back.
    */
   private async startLeaseBuild(build: Build, input: BuildWorkflowInput): Promise<Build> {
-    const start = new WithStartWorkflowOperation(buildWorkflow, { ...this.workflowStartOptions(build), args: [input] });
     // A deadline, not an abort signal: it also cuts the client's retries while Temporal is down.
     const deadline = Date.now() + STORED_WAIT_MS;
-    const stored = this.o.client.withDeadline(deadline, () =>
-      this.o.client.workflow.executeUpdateWithStart(storedUpdate, { startWorkflowOperation: start }),
-    );
-    stored.catch(() => undefined); // awaited below once the start is known
     try {
-      await start.workflowHandle();
+      await this.o.client.withDeadline(deadline, () =>
+        this.o.client.workflow.start(buildWorkflow, { ...this.workflowStartOptions(build), args: [input] }),
+      );
     } catch (e) {
       if (e instanceof WorkflowExecutionAlreadyStartedError) return build; // started by an earlier request; ended
       // A time-out can come back before our deadline (a loaded server cuts its own wait short):
@@ -391,15 +392,14 @@ export class BuildService {
         }
         throw d;
       });
-      this.o.logger.warn({ buildId: build.id }, 'scheduled; not stored yet (is a worker running?)');
-      return build;
     }
     try {
-      return await stored;
+      const written = await this.o.storage.recordBuildReplacing(build);
+      if (written.written && this.o.metrics) countTransition(this.o.metrics, written.previous, build);
     } catch (e) {
-      this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (is a worker running?)');
-      return build;
+      this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (its workflow stores it)');
     }
+    return build;
   }
 
   /** The build from storage, or from its workflow when storage has not seen it yet. */

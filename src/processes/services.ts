@@ -138,6 +138,7 @@ export async function startApi(opts: {
     taskQueue: opts.config.temporal.taskQueue,
     logger: opts.logger,
     ...(repairer ? { onUnanswered: (id: string) => repairer.noteUnanswered(id) } : {}),
+    ...(opts.config.metrics.enabled ? { metrics: kilnMetrics() } : {}),
   });
   const gerrit = resolveGerritSettings(opts.config.gerrit, opts.registry);
   // Runners long-poll this for canceled builds (issue 17): one storage read per poll for all of them.

@@ -15,7 +15,7 @@ import { BuildService } from '../../src/builds/service.ts';
 import { type Build, isEnded } from '../../src/domain/build.ts';
 import { newBuildId } from '../../src/domain/buildId.ts';
 import { FileLogStore } from '../../src/logs/logStore.ts';
-import { scheduledBuild } from '../support/builds.ts';
+import { losingScheduleWrites, scheduledBuild } from '../support/builds.ts';
 import { spawnDevServerOnFreePort } from '../support/processes.ts';
 import { eventually, harness, type Harness, startDevEnv, testLogger } from '../support/temporal.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -138,8 +138,8 @@ describe('outages: every route answers UNAVAILABLE in bounded time, never 500', 
       await h.service.start(b.id, { leaseKey: key });
     });
     assert.ok(b);
-    // Scheduled with no worker: durable, but not stored yet.
-    const unstored = await h.service.schedule({ builder });
+    // Scheduled with no worker by an API that died before its write: durable, but not stored yet.
+    const unstored = await h.newService({ storage: losingScheduleWrites(h.storage) }).schedule({ builder });
     try {
       const answers = await callAll(app, routes(b.id, key, unstored.id));
       console.log(`no worker: ${answers.map((a) => `${a.name} ${a.status} ${a.ms} ms`).join(', ')}`);

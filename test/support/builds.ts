@@ -1,5 +1,6 @@
 /** Builds as tests need them without going through `BuildService.schedule`. */
 import { type Build, type BuilderId } from '../../src/domain/build.ts';
+import { type Storage } from '../../src/storage/storage.ts';
 
 /** A plausible freshly scheduled build (version 1, no lease) of `builder`, created at `createTime`. */
 export function scheduledBuild(id: string, builder: BuilderId, createTime: string, o: Partial<Build> = {}): Build {
@@ -21,4 +22,18 @@ export function scheduledBuild(id: string, builder: BuilderId, createTime: strin
     version: 1,
     ...o,
   };
+}
+
+/**
+ * `storage` as an API sees it that dies between starting a build's workflow and writing the build
+ * (`BuildService.schedule`): that write fails; everything else goes through.
+ */
+export function losingScheduleWrites(storage: Storage): Storage {
+  return new Proxy(storage, {
+    get(target, prop, receiver) {
+      if (prop === 'recordBuildReplacing') return () => Promise.reject(new Error('storage went away'));
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }

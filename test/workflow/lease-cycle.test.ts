@@ -8,6 +8,7 @@ import { type TestWorkflowEnvironment } from '@temporalio/testing';
 import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { KilnError } from '../../src/domain/errors.ts';
 import { KilnLastHeartbeatAt, KilnStatus } from '../../src/domain/searchAttributes.ts';
+import { losingScheduleWrites } from '../support/builds.ts';
 import { eventually, type Harness, rejectsWith, withDevHarness } from '../support/temporal.ts';
 
 const linux = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
@@ -118,7 +119,7 @@ describe('lease cycle', () => {
     });
   });
 
-  it('answers schedule once the build is stored; without a worker it answers anyway, and the build is stored later', async () => {
+  it('answers schedule once the build is stored, with or without a worker; a lost API write is made good by the workflow', async () => {
     const visible = async (id: string) =>
       (await h.service.peek({ buckets: ['chromium/try'], dimensions: ['os:Linux'] })).some((x) => x.id === id);
     const worker = await h.newWorker();
@@ -129,17 +130,29 @@ describe('lease cycle', () => {
       const g = await h.service.lease(b.id, { holder: 'r' });
       await h.service.succeed(b.id, { leaseKey: g.leaseKey });
     });
-    // No worker: schedule still answers (the workflow exists, so the build is not lost)…
+    // No worker: schedule stores the build all the same (its workflow exists, so it is not lost)…
     const late = await h.service.schedule({ builder: linux });
-    assert.equal(await h.storage.getBuild(late.id), undefined);
-    await rejectsWith(h.service.get(late.id), 'UNAVAILABLE'); // a clear answer, not a hang
-    // …and once a worker runs, the build is stored and runs normally.
+    assert.deepEqual(await h.storage.getBuild(late.id), JSON.parse(JSON.stringify(late)), 'stored by schedule itself');
+    assert.ok(await visible(late.id), 'leasable with no worker running');
+    // …and an API that dies between starting the workflow and its write (here: the write fails) loses
+    // nothing either: the workflow's first write stores the build once a worker runs it.
+    const unstored = await h.newService({ storage: losingScheduleWrites(h.storage) }).schedule({ builder: linux });
+    assert.equal(await h.storage.getBuild(unstored.id), undefined);
+    await rejectsWith(h.service.get(unstored.id), 'UNAVAILABLE'); // a clear answer, not a hang
     const again = await h.newWorker();
     await again.runUntil(async () => {
-      await eventually(() => visible(late.id), 15_000, 'stored once a worker runs');
-      const g = await h.service.lease(late.id, { holder: 'r' });
-      assert.equal((await h.service.succeed(late.id, { leaseKey: g.leaseKey })).status, 'SUCCESS');
+      await eventually(() => visible(unstored.id), 15_000, 'stored once a worker runs');
+      for (const id of [late.id, unstored.id]) {
+        const g = await h.service.lease(id, { holder: 'r' });
+        assert.equal((await h.service.succeed(id, { leaseKey: g.leaseKey })).status, 'SUCCESS');
+      }
     });
+    const events = (await env.client.workflow.getHandle(buildWorkflowId(late.id)).fetchHistory()).events ?? [];
+    assert.equal(
+      events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length,
+      2,
+      'lease and succeed: schedule sends the workflow no update',
+    );
   });
 
   it('lets exactly one of N concurrent leasers win; the rest get BUILD_IS_LEASED', async () => {
