@@ -361,8 +361,9 @@ export class BuildService {
    * leasable (peek) and readable (GET) when `schedule` returns without waiting for a workflow task
    * (issue 18: update-with-start cost a worker's round trip per build). Started first, stored second:
    * a crash between the two loses nothing, the workflow's own first write (the same version and
-   * content, which storage then ignores) stores it all the same. When storage fails here the build
-   * is durable all the same and its workflow stores it once storage is back.
+   * content, which storage then ignores) stores it all the same. Insert-only: it never replaces what
+   * the workflow wrote first. When storage fails here the build is durable all the same and its
+   * workflow stores it once storage is back.
    */
   private async startLeaseBuild(build: Build, input: BuildWorkflowInput): Promise<Build> {
     // A deadline, not an abort signal: it also cuts the client's retries while Temporal is down.
@@ -394,8 +395,8 @@ export class BuildService {
       });
     }
     try {
-      const written = await this.o.storage.recordBuildReplacing(build);
-      if (written.written && this.o.metrics) countTransition(this.o.metrics, written.previous, build);
+      const inserted = await this.o.storage.insertBuild(build);
+      if (inserted && this.o.metrics) countTransition(this.o.metrics, undefined, build);
     } catch (e) {
       this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (its workflow stores it)');
     }

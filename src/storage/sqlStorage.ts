@@ -99,39 +99,48 @@ export class SqlStorage implements Storage {
   }
 
   async recordBuild(build: Build, leaseKeys?: BuildLeaseKeys): Promise<void> {
-    await this.writeBuild(build, leaseKeys, false);
+    await this.writeBuild(build, leaseKeys, 'upsert');
   }
 
   async recordBuildReplacing(build: Build, leaseKeys?: BuildLeaseKeys): Promise<RecordedBuildWrite> {
-    const rows = await this.writeBuild(build, leaseKeys, true);
+    const rows = await this.writeBuild(build, leaseKeys, 'replacing');
     const row = rows[0];
     if (!row) return { written: false };
     return row.previous === null ? { written: true } : { written: true, previous: row.previous };
   }
 
+  async insertBuild(build: Build): Promise<boolean> {
+    return (await this.writeBuild(build, undefined, 'insert')).length > 0;
+  }
+
   /**
-   * The upsert of `recordBuild`; with `replacing`, it also returns (one row when it wrote) the
-   * previous row's fields of `ReplacedBuild`, read from the statement's snapshot, or null for a new build.
+   * The upsert of `recordBuild`; `replacing` also returns (one row when it wrote) the previous row's
+   * fields of `ReplacedBuild`, read from the statement's snapshot, or null for a new build; `insert`
+   * writes only a build storage has not seen (one row when it did).
    */
   private async writeBuild(
     build: Build,
     leaseKeys: BuildLeaseKeys | undefined,
-    replacing: boolean,
+    mode: 'upsert' | 'replacing' | 'insert',
   ): Promise<{ previous: ReplacedBuild | null }[]> {
     // Same version, other content: the stored write came from a workflow task that was lost.
-    const r = await this.db.query<{ previous: ReplacedBuild | null }>(
-      `${replacing ? PREVIOUS_BUILD_CTE : ''}INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
-                           create_time, update_time, version, data, lease_expires, lease_key_hashes, ended_by_key_hash)
-       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12, $13, $14::jsonb, $15,
-               $16::text[], $17)
-       ON CONFLICT (id) DO UPDATE SET
+    const onConflict =
+      mode === 'insert'
+        ? 'ON CONFLICT (id) DO NOTHING RETURNING NULL AS previous'
+        : `ON CONFLICT (id) DO UPDATE SET
          status = EXCLUDED.status, priority = EXCLUDED.priority, leased = EXCLUDED.leased,
          tags = EXCLUDED.tags, dimensions = EXCLUDED.dimensions, update_time = EXCLUDED.update_time,
          version = EXCLUDED.version, data = EXCLUDED.data, lease_expires = EXCLUDED.lease_expires,
          lease_key_hashes = EXCLUDED.lease_key_hashes, ended_by_key_hash = EXCLUDED.ended_by_key_hash
        WHERE builds.version < EXCLUDED.version
           OR (builds.version = EXCLUDED.version AND builds.data IS DISTINCT FROM EXCLUDED.data)
-       ${replacing ? 'RETURNING (SELECT data FROM previous) AS previous' : ''}`,
+       ${mode === 'replacing' ? 'RETURNING (SELECT data FROM previous) AS previous' : ''}`;
+    const r = await this.db.query<{ previous: ReplacedBuild | null }>(
+      `${mode === 'replacing' ? PREVIOUS_BUILD_CTE : ''}INSERT INTO builds (id, project, bucket, builder, number, status, priority, leased, tags, dimensions,
+                           create_time, update_time, version, data, lease_expires, lease_key_hashes, ended_by_key_hash)
+       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12, $13, $14::jsonb, $15,
+               $16::text[], $17)
+       ${onConflict}`,
       [
         build.id,
         build.builder.project,

@@ -197,6 +197,12 @@ export interface Storage {
    * count transitions without reading the build first.
    */
   recordBuildReplacing(build: Build, leaseKeys?: BuildLeaseKeys): Promise<RecordedBuildWrite>;
+  /**
+   * Inserts a build storage has not seen; true when it did, false (nothing written) when storage
+   * already holds a build with this id, whatever its version. For `schedule`, whose write must never
+   * replace one of the build's workflow.
+   */
+  insertBuild(build: Build): Promise<boolean>;
   getBuild(id: string): Promise<Build | undefined>;
   /** For each item: the stored build and whether its workflow answers to the key (one read for all). */
   checkLeaseKeys(items: { buildId: string; leaseKey: string }[]): Promise<LeaseKeyCheck[]>;

@@ -31,7 +31,7 @@ export function scheduledBuild(id: string, builder: BuilderId, createTime: strin
 export function losingScheduleWrites(storage: Storage): Storage {
   return new Proxy(storage, {
     get(target, prop, receiver) {
-      if (prop === 'recordBuildReplacing') return () => Promise.reject(new Error('storage went away'));
+      if (prop === 'insertBuild') return () => Promise.reject(new Error('storage went away'));
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },

@@ -166,6 +166,27 @@ const CONTRACT: Record<string, (ctx: Ctx) => void> = {
       assert.equal((await s.searchBuilds({ builder: v1.builder, status: 'STARTED' })).builds.length, 0);
     });
 
+    void it('inserts a build it has not seen, and never replaces one it has (the write of schedule)', async () => {
+      const s = ctx.storage();
+      const v1 = makeBuild({ project: ctx.project(), bucket: 'ci', builder: 'x' }, T0);
+      assert.equal(await s.insertBuild(v1), true);
+      assert.deepEqual(await s.getBuild(v1.id), v1);
+      assert.equal(await s.insertBuild(v1), false, 'a retried insert writes nothing');
+      // The workflow wrote first, even the same version with other content: the insert leaves it.
+      const other = makeBuild({ project: ctx.project(), bucket: 'ci', builder: 'x' }, T0 + 1000);
+      const fromWorkflow: Build = { ...other, summaryMarkdown: 'from the workflow' };
+      await s.recordBuild(fromWorkflow);
+      assert.equal(await s.insertBuild(other), false);
+      assert.deepEqual(await s.getBuild(other.id), fromWorkflow);
+      // The insert went first: the workflow's write of the same version and content changes nothing, a later one applies.
+      assert.equal((await s.recordBuildReplacing(v1)).written, false);
+      const v2: Build = { ...v1, status: 'STARTED', version: 2 };
+      await s.recordBuild(v2);
+      assert.deepEqual(await s.getBuild(v1.id), v2);
+      assert.equal(await s.insertBuild(v1), false);
+      assert.deepEqual(await s.getBuild(v1.id), v2);
+    });
+
     void it("lets a write of the same version with other content replace a lost workflow task's write", async () => {
       const s = ctx.storage();
       const v1 = makeBuild({ project: ctx.project(), bucket: 'ci', builder: 'x' }, T0);
