@@ -10,6 +10,7 @@ import {
   type Connection,
   isGrpcDeadlineError,
   isGrpcServiceError,
+  WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
@@ -61,6 +62,7 @@ import {
   staleReportUpdate,
   setPriorityUpdate,
   startUpdate,
+  storedUpdate,
   succeedUpdate,
 } from '../../workflows/build.ts';
 import { swarmingBuildWorkflow, swarmingNotifySignal } from '../../workflows/swarmingBuild.ts';
@@ -151,6 +153,13 @@ const CANCEL_WAIT_MS = 5000;
  * @default 3000
  */
 const STORED_WAIT_MS = 3000;
+/**
+ * Builds a process may answer `schedule` for before their first workflow task has run; beyond that
+ * `schedule` waits for each new build's first task (update-with-start), see `startLeaseBuild`.
+ */
+const SCHEDULE_AHEAD_LIMIT = 32;
+/** How often `schedule` looks at most whether the first tasks of those builds have run. */
+const FIRST_TASK_CHECK_MS = 200;
 /** Default of `BuildServiceOptions.temporalRpcTimeoutMs`. */
 export const TEMPORAL_RPC_TIMEOUT_MS = 5000;
 /** Default of `BuildServiceOptions.workflowAnswerTimeoutMs`. */
@@ -253,6 +262,10 @@ export class BuildService {
   private readonly leases = new LRUCache<string, KnownLease>({ max: GRANTED_KEY_CACHE_SIZE });
   /** Builds a `leaseNext` call of this process is leasing at this moment (issue 18). */
   private readonly leasingNext = new Set<string>();
+  /** Builds this process answered `schedule` for before their first workflow task ran (as far as it knows), oldest first. */
+  private readonly ahead: string[] = [];
+  private aheadCheckedAt = 0;
+  private checkingAhead: Promise<void> | undefined;
 
   constructor(private readonly o: BuildServiceOptions) {
     this.rpcMs = o.temporalRpcTimeoutMs ?? TEMPORAL_RPC_TIMEOUT_MS;
@@ -357,15 +370,19 @@ export class BuildService {
   }
 
   /**
-   * Starts a lease-mode build's workflow, then writes the build to storage itself, so the build is
-   * leasable (peek) and readable (GET) when `schedule` returns without waiting for a workflow task
-   * (issue 18: update-with-start cost a worker's round trip per build). Started first, stored second:
+   * Starts a lease-mode build: while the workers keep up with schedule (`workersKeepUp`), by
+   * starting its workflow and then writing the build to storage itself, so the build is leasable
+   * (peek) and readable (GET) when `schedule` returns without waiting for a workflow task (issue 18:
+   * update-with-start cost a worker's round trip per build). Otherwise with update-with-start, which
+   * answers once the workflow has stored the build: a burst of schedules then waits for the workers
+   * instead of piling up first tasks that every lease would queue behind. Started first, stored second:
    * a crash between the two loses nothing, the workflow's own first write (the same version and
    * content, which storage then ignores) stores it all the same. Insert-only: it never replaces what
    * the workflow wrote first. When storage fails here the build is durable all the same and its
    * workflow stores it once storage is back.
    */
   private async startLeaseBuild(build: Build, input: BuildWorkflowInput): Promise<Build> {
+    if (!(await this.workersKeepUp())) return this.startLeaseBuildAndWait(build, input);
     // A deadline, not an abort signal: it also cuts the client's retries while Temporal is down.
     const deadline = Date.now() + STORED_WAIT_MS;
     try {
@@ -394,6 +411,7 @@ export class BuildService {
         throw d;
       });
     }
+    this.ahead.push(build.id);
     try {
       const inserted = await this.o.storage.insertBuild(build);
       if (inserted && this.o.metrics) countTransition(this.o.metrics, undefined, build);
@@ -401,6 +419,95 @@ export class BuildService {
       this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (its workflow stores it)');
     }
     return build;
+  }
+
+  /**
+   * Starts a lease-mode build with update-with-start and answers once its workflow has stored it,
+   * so the build is leasable (peek) and readable (GET) when `schedule` returns (see `startLeaseBuild`).
+   * Without a worker that takes `STORED_WAIT_MS`: the server holds the answer back while no worker
+   * takes the update, so the service then asks whether the workflow exists (it is durable as soon as
+   * it does).
+   */
+  private async startLeaseBuildAndWait(build: Build, input: BuildWorkflowInput): Promise<Build> {
+    const start = new WithStartWorkflowOperation(buildWorkflow, { ...this.workflowStartOptions(build), args: [input] });
+    // A deadline, not an abort signal: it also cuts the client's retries while Temporal is down.
+    const deadline = Date.now() + STORED_WAIT_MS;
+    const stored = this.o.client.withDeadline(deadline, () =>
+      this.o.client.workflow.executeUpdateWithStart(storedUpdate, { startWorkflowOperation: start }),
+    );
+    stored.catch(() => undefined); // awaited below once the start is known
+    try {
+      await start.workflowHandle();
+    } catch (e) {
+      if (e instanceof WorkflowExecutionAlreadyStartedError) return build; // started by an earlier request; ended
+      // A time-out can come back before our deadline (a loaded server cuts its own wait short):
+      // the start may have happened all the same, so only a refusal before the deadline is final.
+      if (Date.now() < deadline && !isTimeout(e)) {
+        throw (
+          unavailableError(e, `starting build ${build.id}`, STORED_WAIT_MS, this.temporalAddress, this.o.taskQueue) ?? e
+        );
+      }
+      // No answer in time: the start may or may not have happened. The workflow knows.
+      await this.temporal(`starting build ${build.id}`, this.rpcMs, () =>
+        this.o.client.workflow.getHandle(buildWorkflowId(build.id)).describe(),
+      ).catch((d: unknown) => {
+        if (d instanceof WorkflowNotFoundError) {
+          throw new KilnError(
+            'UNAVAILABLE',
+            `build ${build.id} could not be started within ${STORED_WAIT_MS} ms (Temporal at ${this.temporalAddress} is slow?); retry with the same requestId`,
+          );
+        }
+        throw d;
+      });
+      this.o.logger.warn({ buildId: build.id }, 'scheduled; not stored yet (is a worker running?)');
+      return build;
+    }
+    try {
+      return await stored;
+    } catch (e) {
+      this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (is a worker running?)');
+      return build;
+    }
+  }
+
+  /**
+   * Do the workers keep up with this process's schedules: are fewer than `SCHEDULE_AHEAD_LIMIT`
+   * builds it answered for still waiting for their first workflow task, as far as it knows? Looked
+   * at again at most every `FIRST_TASK_CHECK_MS`, in the background unless the answer is no.
+   */
+  private async workersKeepUp(): Promise<boolean> {
+    if (this.ahead.length > 0 && Date.now() - this.aheadCheckedAt >= FIRST_TASK_CHECK_MS) {
+      this.aheadCheckedAt = Date.now();
+      this.checkingAhead ??= this.dropFirstTasksRun().finally(() => (this.checkingAhead = undefined));
+    }
+    if (this.ahead.length >= SCHEDULE_AHEAD_LIMIT) await this.checkingAhead;
+    return this.ahead.length < SCHEDULE_AHEAD_LIMIT;
+  }
+
+  /**
+   * Drops from `ahead` the builds whose first workflow task has run. Workers take first tasks about
+   * in the order the builds were started, so it looks for the newest such build by halving: at most
+   * log2(`SCHEDULE_AHEAD_LIMIT`) + 1 describes, answered by the server alone.
+   */
+  private async dropFirstTasksRun(): Promise<void> {
+    const firstTaskRan = async (id: string): Promise<boolean> => {
+      try {
+        const d = await this.temporal(`describing build ${id}`, this.rpcMs, () =>
+          this.o.client.workflow.getHandle(buildWorkflowId(id)).describe(),
+        );
+        // Started and first task scheduled are events 1 and 2; a completed first task makes it 4 or more.
+        return d.historyLength >= 4;
+      } catch (e) {
+        return e instanceof WorkflowNotFoundError;
+      }
+    };
+    let [lo, hi, ran] = [0, this.ahead.length - 1, -1];
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (await firstTaskRan(this.ahead[mid]!)) [ran, lo] = [mid, mid + 1];
+      else hi = mid - 1;
+    }
+    this.ahead.splice(0, ran + 1); // schedules meanwhile only appended
   }
 
   /** The build from storage, or from its workflow when storage has not seen it yet. */

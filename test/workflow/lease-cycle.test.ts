@@ -9,7 +9,8 @@ import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { KilnError } from '../../src/domain/errors.ts';
 import { KilnLastHeartbeatAt, KilnStatus } from '../../src/domain/searchAttributes.ts';
 import { losingScheduleWrites } from '../support/builds.ts';
-import { eventually, type Harness, rejectsWith, withDevHarness } from '../support/temporal.ts';
+import { eventually, type Harness, rejectsWith, testLogger, withDevHarness } from '../support/temporal.ts';
+import { createKilnWorker } from '../../workers/worker.ts';
 
 const linux = { project: 'chromium', bucket: 'try', builder: 'linux-rel' };
 
@@ -153,6 +154,41 @@ describe('lease cycle', () => {
       2,
       'lease and succeed: schedule sends the workflow no update',
     );
+  });
+
+  it('waits for the workers once first tasks pile up on the task queue, instead of growing the pile', async () => {
+    // A queue of its own, with no worker yet: every schedule leaves one first task on it. 32: the
+    // builds a process may answer for ahead of their first task (SCHEDULE_AHEAD_LIMIT).
+    const queue = `${h.taskQueue}-backlog`;
+    const service = h.newService({ taskQueue: queue });
+    const piled: string[] = [];
+    for (let i = 0; i < 32; i++) piled.push((await service.schedule({ builder: linux })).id);
+    for (const id of piled) assert.ok(await h.storage.getBuild(id), 'stored by schedule while the pile was small');
+    await new Promise((r) => setTimeout(r, 300)); // the service looks at its builds' first tasks at most every 200 ms
+    const t0 = Date.now();
+    const waited = await service.schedule({ builder: linux });
+    const ms = Date.now() - t0;
+    console.log(`schedule with ${piled.length} first tasks waiting and no worker: ${ms} ms`);
+    assert.equal(await h.storage.getBuild(waited.id), undefined, 'waited for a worker that never came: not stored yet');
+    assert.ok(ms >= 2500, `it waited for the workflow's first write (${ms} ms)`);
+    const worker = await createKilnWorker({
+      connection: env.nativeConnection,
+      namespace: env.namespace ?? 'default',
+      taskQueue: queue,
+      deps: { storage: h.storage, logger: testLogger },
+    });
+    await worker.runUntil(async () => {
+      await eventually(
+        async () => (await h.storage.getBuild(waited.id)) !== undefined,
+        30_000,
+        'stored once a worker runs',
+      );
+      const t1 = Date.now();
+      const fast = await service.schedule({ builder: linux });
+      console.log(`schedule once the worker caught up: ${Date.now() - t1} ms`);
+      assert.ok(await h.storage.getBuild(fast.id));
+      for (const id of [...piled, waited.id, fast.id]) await service.cancel(id, undefined, undefined);
+    });
   });
 
   it('lets exactly one of N concurrent leasers win; the rest get BUILD_IS_LEASED', async () => {
