@@ -473,10 +473,12 @@ export class BuildService {
   /**
    * Do the workers keep up with this process's schedules: are fewer than `SCHEDULE_AHEAD_LIMIT`
    * builds it answered for still waiting for their first workflow task, as far as it knows? Looked
-   * at again at most every `FIRST_TASK_CHECK_MS`, in the background unless the answer is no.
+   * at again at most every `FIRST_TASK_CHECK_MS` once a quarter of the limit is reached, in the
+   * background unless the answer is no.
    */
   private async workersKeepUp(): Promise<boolean> {
-    if (this.ahead.length > 0 && Date.now() - this.aheadCheckedAt >= FIRST_TASK_CHECK_MS) {
+    // Not looked at for a few: fewer describes per build while schedules come one at a time.
+    if (this.ahead.length >= SCHEDULE_AHEAD_LIMIT / 4 && Date.now() - this.aheadCheckedAt >= FIRST_TASK_CHECK_MS) {
       this.aheadCheckedAt = Date.now();
       this.checkingAhead ??= this.dropFirstTasksRun().finally(() => (this.checkingAhead = undefined));
     }

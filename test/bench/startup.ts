@@ -3,8 +3,9 @@
  * operator runs them, for each way of running Kiln's code (the TypeScript sources through tsx, and
  * the production build of `npm run build`), measured in the same run and alternated round by round:
  *   - api:    spawn → its first answered peek (config, storage, Temporal connection, listening);
- *   - worker: spawn → the first workflow task done: a build scheduled while no worker ran shows up
- *             in peek, which its workflow's first task stored;
+ *   - worker: spawn → the first workflow task done: a build scheduled while no worker ran is leased
+ *             (the lease waits for a worker to run the workflow's first task and the update; peek
+ *             would not do, `schedule` has stored the build itself);
  *   - RSS:    VmRSS of each process after `idleSecs` with nothing to do.
  * Both processes share one PostgreSQL database, as in a deployment. Part of `npm run bench`
  * (`measureStartup`); alone: `npm run bench:startup` (writes bench-results-startup.json).
@@ -143,11 +144,11 @@ export async function measureStartup(opts: {
         const api = start('api');
         await until('api start', api, async () => (await peek(), true));
         const apiStartMs = performance.now() - t0;
-        // No worker yet: schedule answers after its wait, the build's workflow waits for a worker.
+        // No worker yet: the build's workflow waits for one.
         const build = await kiln.schedule({ builder: { project: 's', bucket: 'ci', builder: 'b' } });
         const t1 = performance.now();
         const worker = start('worker');
-        await until('worker first task', worker, async () => (await peek()).builds.some((b) => b.id === build.id));
+        await until('worker first task', worker, async () => (await kiln.lease(build.id, { holder: 'startup' }), true));
         const workerFirstTaskMs = performance.now() - t1;
         await sleep(idleSecs * 1000);
         const figures = {
