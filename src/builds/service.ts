@@ -157,7 +157,7 @@ const STORED_WAIT_MS = 3000;
  * Builds a process may answer `schedule` for before their first workflow task has run; beyond that
  * `schedule` waits for each new build's first task (update-with-start), see `startLeaseBuild`.
  */
-const SCHEDULE_AHEAD_LIMIT = 32;
+const SCHEDULE_AHEAD_LIMIT = 64;
 /** How often `schedule` looks at most whether the first tasks of those builds have run. */
 const FIRST_TASK_CHECK_MS = 200;
 /** Default of `BuildServiceOptions.temporalRpcTimeoutMs`. */

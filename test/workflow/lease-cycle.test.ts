@@ -157,12 +157,12 @@ describe('lease cycle', () => {
   });
 
   it('waits for the workers once first tasks pile up on the task queue, instead of growing the pile', async () => {
-    // A queue of its own, with no worker yet: every schedule leaves one first task on it. 32: the
+    // A queue of its own, with no worker yet: every schedule leaves one first task on it. 64: the
     // builds a process may answer for ahead of their first task (SCHEDULE_AHEAD_LIMIT).
     const queue = `${h.taskQueue}-backlog`;
     const service = h.newService({ taskQueue: queue });
     const piled: string[] = [];
-    for (let i = 0; i < 32; i++) piled.push((await service.schedule({ builder: linux })).id);
+    for (let i = 0; i < 64; i++) piled.push((await service.schedule({ builder: linux })).id);
     for (const id of piled) assert.ok(await h.storage.getBuild(id), 'stored by schedule while the pile was small');
     await new Promise((r) => setTimeout(r, 300)); // the service looks at its builds' first tasks at most every 200 ms
     const t0 = Date.now();
