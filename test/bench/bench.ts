@@ -140,6 +140,9 @@ projects:
           - name: b
 ${PENDING_BUCKET_CONFIG}${FLEET_BUCKET_CONFIG}`;
 
+/** What a failed bench stops before it exits, newest first: it must not leave its servers running. */
+const onFailure: (() => Promise<unknown>)[] = [];
+
 async function main(): Promise<void> {
   // --- Temporal: the dev server, or a cluster on PostgreSQL (BENCH_TEMPORAL=cluster) ---
   const pg = STORAGE === 'postgres' || TEMPORAL === 'cluster' ? await startPostgres() : undefined;
@@ -155,6 +158,7 @@ async function main(): Promise<void> {
         teardown: async () => (await c.close(), await cluster.stop()),
       }))
     : await startDevEnv();
+  onFailure.push(async () => (await env.teardown(), await pg?.stop()));
   threads.claim('client connections');
   // --- end Temporal ---
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
@@ -609,4 +613,8 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-await main();
+await main().catch(async (e: unknown) => {
+  console.error(e);
+  for (const stop of onFailure.reverse()) await stop().catch(() => undefined);
+  process.exit(1);
+});
