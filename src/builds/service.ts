@@ -385,32 +385,12 @@ export class BuildService {
     if (!(await this.workersKeepUp())) return this.startLeaseBuildAndWait(build, input);
     // A deadline, not an abort signal: it also cuts the client's retries while Temporal is down.
     const deadline = Date.now() + STORED_WAIT_MS;
-    try {
-      await this.o.client.withDeadline(deadline, () =>
+    const started = await this.started(build, deadline, () =>
+      this.o.client.withDeadline(deadline, () =>
         this.o.client.workflow.start(buildWorkflow, { ...this.workflowStartOptions(build), args: [input] }),
-      );
-    } catch (e) {
-      if (e instanceof WorkflowExecutionAlreadyStartedError) return build; // started by an earlier request; ended
-      // A time-out can come back before our deadline (a loaded server cuts its own wait short):
-      // the start may have happened all the same, so only a refusal before the deadline is final.
-      if (Date.now() < deadline && !isTimeout(e)) {
-        throw (
-          unavailableError(e, `starting build ${build.id}`, STORED_WAIT_MS, this.temporalAddress, this.o.taskQueue) ?? e
-        );
-      }
-      // No answer in time: the start may or may not have happened. The workflow knows.
-      await this.temporal(`starting build ${build.id}`, this.rpcMs, () =>
-        this.o.client.workflow.getHandle(buildWorkflowId(build.id)).describe(),
-      ).catch((d: unknown) => {
-        if (d instanceof WorkflowNotFoundError) {
-          throw new KilnError(
-            'UNAVAILABLE',
-            `build ${build.id} could not be started within ${STORED_WAIT_MS} ms (Temporal at ${this.temporalAddress} is slow?); retry with the same requestId`,
-          );
-        }
-        throw d;
-      });
-    }
+      ),
+    );
+    if (started === 'ended') return build;
     this.ahead.push(build.id);
     try {
       const inserted = await this.o.storage.insertBuild(build);
@@ -436,29 +416,9 @@ export class BuildService {
       this.o.client.workflow.executeUpdateWithStart(storedUpdate, { startWorkflowOperation: start }),
     );
     stored.catch(() => undefined); // awaited below once the start is known
-    try {
-      await start.workflowHandle();
-    } catch (e) {
-      if (e instanceof WorkflowExecutionAlreadyStartedError) return build; // started by an earlier request; ended
-      // A time-out can come back before our deadline (a loaded server cuts its own wait short):
-      // the start may have happened all the same, so only a refusal before the deadline is final.
-      if (Date.now() < deadline && !isTimeout(e)) {
-        throw (
-          unavailableError(e, `starting build ${build.id}`, STORED_WAIT_MS, this.temporalAddress, this.o.taskQueue) ?? e
-        );
-      }
-      // No answer in time: the start may or may not have happened. The workflow knows.
-      await this.temporal(`starting build ${build.id}`, this.rpcMs, () =>
-        this.o.client.workflow.getHandle(buildWorkflowId(build.id)).describe(),
-      ).catch((d: unknown) => {
-        if (d instanceof WorkflowNotFoundError) {
-          throw new KilnError(
-            'UNAVAILABLE',
-            `build ${build.id} could not be started within ${STORED_WAIT_MS} ms (Temporal at ${this.temporalAddress} is slow?); retry with the same requestId`,
-          );
-        }
-        throw d;
-      });
+    const started = await this.started(build, deadline, () => start.workflowHandle());
+    if (started === 'ended') return build;
+    if (started === 'found') {
       this.o.logger.warn({ buildId: build.id }, 'scheduled; not stored yet (is a worker running?)');
       return build;
     }
@@ -468,6 +428,44 @@ export class BuildService {
       this.o.logger.warn({ buildId: build.id, err: e }, 'scheduled; not stored yet (is a worker running?)');
       return build;
     }
+  }
+
+  /**
+   * Awaits `starting` (a build workflow's start, with `deadline`): 'started'; 'ended' when an earlier
+   * request started it and it has ended; 'found' when no answer came in time but describe finds the
+   * workflow. Throws UNAVAILABLE when Temporal refused the start, or when the workflow is not there.
+   */
+  private async started(
+    build: Build,
+    deadline: number,
+    starting: () => Promise<unknown>,
+  ): Promise<'started' | 'ended' | 'found'> {
+    try {
+      await starting();
+      return 'started';
+    } catch (e) {
+      if (e instanceof WorkflowExecutionAlreadyStartedError) return 'ended'; // started by an earlier request
+      // A time-out can come back before our deadline (a loaded server cuts its own wait short):
+      // the start may have happened all the same, so only a refusal before the deadline is final.
+      if (Date.now() < deadline && !isTimeout(e)) {
+        throw (
+          unavailableError(e, `starting build ${build.id}`, STORED_WAIT_MS, this.temporalAddress, this.o.taskQueue) ?? e
+        );
+      }
+    }
+    // No answer in time: the start may or may not have happened. The workflow knows.
+    await this.temporal(`starting build ${build.id}`, this.rpcMs, () =>
+      this.o.client.workflow.getHandle(buildWorkflowId(build.id)).describe(),
+    ).catch((d: unknown) => {
+      if (d instanceof WorkflowNotFoundError) {
+        throw new KilnError(
+          'UNAVAILABLE',
+          `build ${build.id} could not be started within ${STORED_WAIT_MS} ms (Temporal at ${this.temporalAddress} is slow?); retry with the same requestId`,
+        );
+      }
+      throw d;
+    });
+    return 'found';
   }
 
   /**
