@@ -96,6 +96,14 @@ export interface BuildRepairOptions {
   overdueSecs?: number;
   /** Its workflow task must have failed this many times in a row. @default 3 */
   minAttempts?: number;
+  /**
+   * Why a run's history does not replay on today's workflow code, or undefined when it does (see
+   * `workers/replay.ts`). Asked of a run whose task failed `minAttempts` times without a cause in its
+   * history (after a task timed out, the server keeps no record of the failed attempts that follow)
+   * and whose query the server refuses ("Workflow Task in failed state"). Without it such a run is
+   * left alone.
+   */
+  replayFailure?: (events: proto.temporal.api.history.v1.IHistoryEvent[]) => Promise<string | undefined>;
   /** Builds looked at per sweep. @default 100 */
   limit?: number;
   /**
@@ -281,6 +289,10 @@ export class BuildRepairer {
     // A run with no task to fail yet (waiting on a timer its history holds) shows it on a query, which
     // a worker without it in its cache answers by replaying the history.
     why ??= await this.queryFailsOnReplay(run);
+    // A task that failed again and again with no failure in the history: replay says whether it is the history's.
+    if (why === undefined && attempt >= this.minAttempts && this.o.replayFailure) {
+      why = await this.o.replayFailure(await history());
+    }
     if (why === undefined) return undefined;
     const payloads = (await history())[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
     const input = payloads[0] && this.o.client.options.loadedDataConverter.payloadConverter.fromPayload(payloads[0]);

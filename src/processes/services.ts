@@ -23,6 +23,7 @@ import { GerritHosts, resolveGerritSettings } from '../gerrit/settings.ts';
 import { type Storage } from '../storage/storage.ts';
 import { swarmingDepsFromConfig } from '../swarming/deps.ts';
 import { connectWorker } from '../temporal/connection.ts';
+import { replayFailure } from '../../workers/replay.ts';
 import { superviseWorker } from '../../workers/supervisor.ts';
 import { createKilnWorker, installRuntimeLogger } from '../../workers/worker.ts';
 import { temporalUnreachable } from './runtime.ts';
@@ -129,6 +130,7 @@ export async function startApi(opts: {
           storage: opts.storage,
           taskQueue: opts.config.temporal.taskQueue,
           logger: opts.logger.child({ component: 'repair' }),
+          replayFailure,
         })
       : undefined;
   const service = new BuildService({

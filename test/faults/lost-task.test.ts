@@ -27,6 +27,7 @@ import { buildWorkflowId } from '../../src/domain/buildId.ts';
 import { openStorage } from '../../src/storage/open.ts';
 import { type Storage } from '../../src/storage/storage.ts';
 import { getBuildQuery } from '../../workflows/build.ts';
+import { replayFailure } from '../../workers/replay.ts';
 import { type SupervisedWorker } from '../../workers/supervisor.ts';
 import { type Child, restartDevServer, spawnDevServerOnFreePort } from '../support/processes.ts';
 import { itLeavesNoStrayErrors } from '../support/strayErrors.ts';
@@ -117,7 +118,7 @@ describe('fault suite: the Temporal server dies between a storage write and its 
     connection = await Connection.connect({ address: `127.0.0.1:${port}` });
     client = new Client({ connection });
     // As `kiln api` does, with a quicker sweep: a build stopped on a nondeterminism error goes on from storage.
-    repairer = new BuildRepairer({ client, storage, taskQueue, logger: testLogger, overdueSecs: 5 });
+    repairer = new BuildRepairer({ client, storage, taskQueue, logger: testLogger, overdueSecs: 5, replayFailure });
     repairs = repairer.start(2000);
     service = new BuildService({
       client,

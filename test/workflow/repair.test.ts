@@ -12,6 +12,7 @@ import { createActivities } from '../../activities/index.ts';
 import { type BuildRepairOptions, BuildRepairer } from '../../src/builds/repair.ts';
 import { buildWorkflowId, newBuildId } from '../../src/domain/buildId.ts';
 import { type Build } from '../../src/domain/build.ts';
+import { replayFailure } from '../../workers/replay.ts';
 import { workflowBundle } from '../../workers/worker.ts';
 import { scheduledBuild } from '../support/builds.ts';
 import { eventually, type Harness, rejectsWith, testLogger, withDevHarness } from '../support/temporal.ts';
@@ -144,6 +145,30 @@ describe('repair of a build whose workflow cannot go on', () => {
       await rejectsWith(h.service.succeed(b.id, { leaseKey: key }), 'LEASE_EXPIRED');
       const fresh = await h.service.lease(b.id, { holder: 'second' });
       assert.equal((await h.service.succeed(b.id, { leaseKey: fresh.leaseKey })).status, 'SUCCESS');
+    });
+  });
+
+  it('repairs a run whose failures the history does not record, once its history fails to replay', async () => {
+    // After a task timed out, the server records none of the failed attempts that follow and refuses
+    // queries ("Workflow Task in failed state"). Here no worker answers the query at all: only the
+    // replay (minAttempts 0: the attempts are not what is tested) can tell a broken run from a waiting one.
+    const repairer = repairerWith({ minAttempts: 0, replayFailure });
+    const drifted = await driftedStartedBuild();
+    const working = await h.service.schedule({ builder: builder('linux-rel') });
+    assert.equal(await repairer.repairIfBroken(buildWorkflowId(working.id)), undefined, 'a history that replays');
+    const repair = await repairer.repairIfBroken(buildWorkflowId(drifted.id));
+    assert.ok(repair, 'repaired');
+    assert.match(repair.why, /does not replay/);
+    const worker = await h.newWorker();
+    await worker.runUntil(async () => {
+      await eventually(
+        async () => (await h.storage.getBuild(drifted.id))?.status === 'SCHEDULED',
+        15_000,
+        'lease reset',
+      );
+      const fresh = await h.service.lease(drifted.id, { holder: 'second' });
+      assert.equal((await h.service.succeed(drifted.id, { leaseKey: fresh.leaseKey })).status, 'SUCCESS');
+      await h.service.cancel(working.id, undefined, undefined);
     });
   });
 
